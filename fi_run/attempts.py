@@ -1,0 +1,105 @@
+"""Attempts: run the command, classify a failure, back off and run it again, or stop.
+
+Only a failed attempt is examined, and only its own output; a failure without a contention signature
+is never retried, so its exit status passes through after one attempt. A retried attempt's output is
+dropped: what the build log shows is the final attempt's output plus one fi_run line per retry.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from . import backoff
+from .capture import Capture
+from .errors import EXIT_TIMEOUT
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .interrupts import Interrupts
+    from .messages import Reporter
+    from .outcome import Outcome
+    from .spec import StepSpec
+
+if sys.platform == "win32":  # pragma: no cover - Windows only
+    from .run_windows import run_once
+else:
+    from .run_posix import run_once
+
+
+class StepResult:
+    __slots__ = ("attempts", "status", "timed_out")
+
+    def __init__(self, status: int, attempts: int, timed_out: bool) -> None:
+        self.status = status
+        self.attempts = attempts
+        self.timed_out = timed_out
+
+
+def _shorten(line: str, limit: int = 160) -> str:
+    line = line.strip()
+    return line if len(line) <= limit else "..." + line[-(limit - 3) :]
+
+
+def run_attempts(
+    spec: StepSpec,
+    executable: str,
+    env: dict[str, str],
+    reporter: Reporter,
+    interrupts: Interrupts,
+    sleep: Callable[[float], None] = time.sleep,
+) -> StepResult:
+    capture = Capture(wanted=spec.quiet_on_success or spec.retries > 0)
+    deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
+    retries_done = 0
+    waited = 0.0
+    try:
+        while True:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            outcome: Outcome = run_once(
+                executable,
+                spec.command,
+                env,
+                spec.cwd,
+                capture.child_fd(1),
+                capture.child_fd(2),
+                remaining,
+                interrupts,
+            )
+            if outcome.status == 0 or outcome.timed_out or interrupts.signum is not None:
+                break
+            if retries_done >= spec.retries or not capture.active:
+                break
+            from .signatures import active_signatures, find_contention
+
+            signatures = active_signatures(windows=os.name == "nt", extra=spec.retry_on)
+            match = find_contention(capture.text(), signatures)
+            if match is None:
+                break
+            retries_done += 1
+            pause = backoff.delay(retries_done, backoff.unit_random())
+            if deadline is not None and time.monotonic() + pause >= deadline:
+                break  # the retry could not finish in time; let this failure stand
+            if waited + pause > backoff.MAX_TOTAL_WAIT:
+                break
+            reporter.warning(
+                f'lock contention ({match.family}: "{_shorten(match.line)}"), '
+                f"retry {retries_done}/{spec.retries} in {pause:.1f} s"
+            )
+            capture.reset()
+            interrupts.idle()
+            sleep(pause)
+            waited += pause
+        if not (outcome.status == 0 and spec.quiet_on_success):
+            capture.replay()
+    finally:
+        capture.close()
+    if outcome.timed_out:
+        reporter.error(
+            f"timed out after {spec.timeout:g} s: {spec.command[0]!r} and everything it started stopped"
+        )
+        return StepResult(EXIT_TIMEOUT, retries_done + 1, True)
+    return StepResult(outcome.status, retries_done + 1, False)

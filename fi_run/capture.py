@@ -1,0 +1,140 @@
+"""Holding a command's output: for --quiet-on-success, and so that a failed attempt can be examined.
+
+The child writes straight into an unlinked temporary file (no pipe, no reader thread, no size limit in
+memory). Under ninja stdout and stderr are one pipe; then both of the child's descriptors point at ONE
+temporary file through one open file description, so the shared offset keeps lines in the order the
+child wrote them. When stdout and stderr go to different places (`fi_run ... > out.txt`), each gets its
+own file and is replayed to its own descriptor, so nothing lands where it did not belong.
+
+A descriptor that is a terminal is not captured: the command's output stays live and keeps its colours
+(a person watching, or ninja's console pool). Only captured output can be examined for contention.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
+
+# How much of a failed attempt's output is examined for a contention signature: the end of it, where
+# tools print the error that stopped them.
+EXAMINE_BYTES: Final = 4 * 1024 * 1024
+_CHUNK: Final = 1024 * 1024
+
+
+def _open_temporary() -> int:
+    directory = os.environ.get("TMPDIR") or os.environ.get("TEMP") or os.environ.get("TMP")
+    if not directory or not os.path.isdir(directory):
+        directory = "/tmp" if os.name != "nt" else os.path.expandvars(r"%SystemRoot%\Temp")  # noqa: S108
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOINHERIT", 0)
+    tmpfile = getattr(os, "O_TMPFILE", 0)
+    if tmpfile:
+        try:  # Linux: a file with no name at all, nothing to clean up even after SIGKILL
+            return os.open(directory, os.O_RDWR | tmpfile, 0o600)
+        except OSError:
+            pass
+    for _ in range(100):
+        path = os.path.join(directory, f"fi_run-{os.getpid()}-{os.urandom(6).hex()}.out")
+        try:
+            # Windows removes an O_TEMPORARY file when its last handle closes; POSIX unlinks it at once.
+            fd = os.open(path, flags | getattr(os, "O_TEMPORARY", 0), 0o600)
+        except FileExistsError:
+            continue
+        if os.name != "nt":
+            os.unlink(path)
+        return fd
+    raise FileExistsError(f"no free temporary file name in {directory}")
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino, a.st_mode) == (b.st_dev, b.st_ino, b.st_mode)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class Capture:
+    """Where one step's stdout (1) and stderr (2) go while it runs, and replaying it afterwards."""
+
+    def __init__(self, wanted: bool) -> None:
+        # target descriptor (1 or 2) -> temporary file descriptor holding what the child wrote there
+        self.files: dict[int, int] = {}
+        if not wanted:
+            return
+        stats: dict[int, os.stat_result] = {}
+        for fd in (1, 2):
+            try:
+                if os.isatty(fd):
+                    continue
+                stats[fd] = os.fstat(fd)
+            except OSError:  # closed: the child inherits it closed, as it would without fi_run
+                continue
+        if 1 in stats and 2 in stats and _same_file(stats[1], stats[2]):
+            shared = _open_temporary()
+            self.files = {1: shared, 2: shared}
+        else:
+            self.files = {fd: _open_temporary() for fd in stats}
+
+    @property
+    def active(self) -> bool:
+        return bool(self.files)
+
+    def child_fd(self, target: int) -> int | None:
+        """The descriptor the child should get as ``target``, or None to inherit fi_run's own."""
+        return self.files.get(target)
+
+    def _distinct(self) -> list[tuple[int, int]]:
+        seen: set[int] = set()
+        pairs = []
+        for target, fd in sorted(self.files.items()):
+            if fd not in seen:
+                seen.add(fd)
+                pairs.append((target, fd))
+        return pairs
+
+    def text(self) -> str:
+        """The end of what the attempt wrote (all captured streams), for the contention signatures."""
+        parts = []
+        for _target, fd in self._distinct():
+            size = os.fstat(fd).st_size
+            start = max(0, size - EXAMINE_BYTES)
+            parts.append(os.pread(fd, size - start, start) if hasattr(os, "pread") else self._read(fd, start))
+        return b"\n".join(parts).decode("utf-8", errors="replace")
+
+    @staticmethod
+    def _read(fd: int, start: int) -> bytes:  # pragma: no cover - Windows has no pread
+        os.lseek(fd, start, os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(fd, _CHUNK):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def replay(self) -> None:
+        """Copy what was captured to where it would have gone."""
+        for target, fd in self._distinct():
+            os.lseek(fd, 0, os.SEEK_SET)
+            try:
+                while chunk := os.read(fd, _CHUNK):
+                    _write_all(target, chunk)
+            except OSError:
+                pass  # our own stdout/stderr is gone (ninja killed?): nothing left to show it to
+
+    def reset(self) -> None:
+        """Forget one attempt's output before the next attempt."""
+        for _target, fd in self._distinct():
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+
+    def close(self) -> None:
+        for _target, fd in self._distinct():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.files = {}

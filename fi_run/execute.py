@@ -1,0 +1,71 @@
+"""The pipeline for one build step: spec -> environment -> locks -> attempts -> outputs -> stamp -> status.
+
+``execute`` returns the exit status; it never calls sys.exit. fi_run's own failures are raised as
+FiRunError subclasses, which ``__main__`` turns into one stderr line and their exit status.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from . import stamp as stamps
+from .attempts import run_attempts
+from .environment import build_environment, find_executable
+from .errors import OutputError, UsageError
+from .interrupts import Interrupted, Interrupts, exit_status_for, signal_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .messages import Reporter
+    from .spec import StepSpec
+
+
+def _check_outputs(outputs: tuple[str, ...], started: float) -> None:
+    """--output: each file must exist and have been written by this run.
+
+    Filesystem timestamps come from a coarse clock (Linux: the last timer tick) and may be truncated to
+    whole seconds, so a file written just after the start can carry an mtime slightly before it; the check
+    therefore allows the second before the start. A stale output is normally much older than that.
+    """
+    reference = int(started) - 1
+    for path in outputs:
+        try:
+            mtime = os.stat(path).st_mtime
+        except OSError as exc:
+            raise OutputError(f"--output {path!r} was not written by the command ({exc.strerror})") from None
+        if mtime < reference:
+            raise OutputError(f"--output {path!r} was not written by this run (older than the run's start)")
+
+
+def execute(spec: StepSpec, reporter: Reporter) -> int:
+    windows = os.name == "nt"
+    if spec.stamp is not None:  # first of all: whatever happens next, no stale stamp says "done"
+        stamps.prepare(spec.stamp)
+    if spec.cwd is not None and not os.path.isdir(spec.cwd):
+        raise UsageError(f"--cwd is not a directory: {spec.cwd!r}")
+    env = build_environment(os.environ, spec.env_ops, windows=windows, start_dir=spec.start_dir)
+    executable = find_executable(spec.command[0], env, cwd=spec.cwd or spec.start_dir, windows=windows)
+    reporter.debug(f"running {list(spec.command)!r} ({executable})")
+    with Interrupts() as interrupts:
+        try:
+            started = time.time()
+            if spec.locks:
+                from .locks import held_locks
+
+                with held_locks(spec, reporter):
+                    result = run_attempts(spec, executable, env, reporter, interrupts)
+            else:
+                result = run_attempts(spec, executable, env, reporter, interrupts)
+        except Interrupted as exc:
+            reporter.error(f"interrupted by {signal_name(exc.signum)}; no stamp written")
+            return exit_status_for(exc.signum)
+        if interrupts.signum is not None:
+            reporter.error(f"interrupted by {signal_name(interrupts.signum)}; no stamp written")
+            return exit_status_for(interrupts.signum)
+        if result.status != 0:
+            return result.status
+        _check_outputs(spec.outputs, started)
+        if spec.stamp is not None:
+            stamps.write(spec.stamp)
+    return 0

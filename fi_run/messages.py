@@ -1,0 +1,104 @@
+"""fi_run's own messages: one line each on stderr, prefixed ``fi_run:``, optionally coloured.
+
+The child's output is never touched or coloured here; only fi_run's own lines go through this module.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final, TextIO
+
+PREFIX: Final = "fi_run:"
+
+# Verbosity levels: --quiet shows errors only, the default adds warnings and retry notes, --verbose adds
+# what fi_run does (environment changes, the command, timings).
+QUIET: Final = 0
+NORMAL: Final = 1
+VERBOSE: Final = 2
+
+_RED: Final = "\x1b[1;31m"
+_YELLOW: Final = "\x1b[1;33m"
+_DIM: Final = "\x1b[2m"
+_RESET: Final = "\x1b[0m"
+
+
+def colour_wanted(environ: dict[str, str] | os._Environ[str], stream_is_tty: bool) -> bool:
+    """Decide colour the way ninja and the informal standards do.
+
+    NO_COLOR (no-color.org) set to anything non-empty turns colour off and wins over everything.
+    CLICOLOR_FORCE (ninja honours it; bixense.com/clicolors) or FORCE_COLOR, set and not "0", turns it
+    on even when stderr is a pipe: under ninja it always is, and ninja users set CLICOLOR_FORCE=1 exactly so
+    that tools colour their output anyway. Otherwise: colour only on a terminal that is not TERM=dumb.
+    """
+    if environ.get("NO_COLOR", ""):
+        return False
+    for name in ("CLICOLOR_FORCE", "FORCE_COLOR"):
+        value = environ.get(name)
+        if value is not None and value != "0":
+            return True
+    return stream_is_tty and environ.get("TERM") != "dumb"
+
+
+class Reporter:
+    """Writes fi_run's own lines to stderr at the chosen verbosity."""
+
+    def __init__(self, verbosity: int = NORMAL, stream: TextIO | None = None) -> None:
+        self.verbosity = verbosity
+        self._stream = stream
+        self._colour: bool | None = None
+
+    @property
+    def stream(self) -> TextIO:
+        # Resolved late so that tests swapping sys.stderr (capsys) are honoured.
+        return self._stream if self._stream is not None else sys.stderr
+
+    def _use_colour(self) -> bool:
+        if self._colour is None:
+            try:
+                tty = self.stream.isatty()
+            except (AttributeError, ValueError):
+                tty = False
+            self._colour = colour_wanted(os.environ, tty)
+            if self._colour and os.name == "nt":  # pragma: no cover - Windows only
+                _enable_windows_ansi()
+        return self._colour
+
+    def _emit(self, colour: str, text: str) -> None:
+        # One line, always: a message with an embedded newline would read as two build-log lines.
+        text = text.replace("\r", "\\r").replace("\n", "\\n")
+        prefix = f"{colour}{PREFIX}{_RESET}" if self._use_colour() else PREFIX
+        line = f"{prefix} {text}\n"
+        try:
+            self.stream.write(line)
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass  # stderr closed or broken: nothing sensible left to tell anyone
+
+    def error(self, text: str) -> None:
+        self._emit(_RED, text)
+
+    def warning(self, text: str) -> None:
+        if self.verbosity >= NORMAL:
+            self._emit(_YELLOW, text)
+
+    def info(self, text: str) -> None:
+        if self.verbosity >= NORMAL:
+            self._emit(_DIM, text)
+
+    def debug(self, text: str) -> None:
+        if self.verbosity >= VERBOSE:
+            self._emit(_DIM, text)
+
+
+def _enable_windows_ansi() -> None:  # pragma: no cover - Windows only
+    """Make the Windows console understand ANSI colours (colorama is imported only here)."""
+    try:
+        import colorama
+
+        colorama.just_fix_windows_console()
+    except Exception:  # colour is a nicety; never fail a build step over it
+        pass

@@ -1,0 +1,134 @@
+"""Running one attempt on POSIX: posix_spawn, a process group, waitpid, and a timer for --timeout.
+
+posix_spawn + waitpid instead of subprocess: importing subprocess alone costs about as much as starting
+Python, and fi_run runs once per build step. No threads and no polling: the timeout is an interval timer
+(SIGALRM) whose handler signals the command's process group, and waitpid simply resumes after it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .errors import NotExecutableError
+from .outcome import Outcome, exit_status
+
+# Type checkers skip the rest of this module for Windows (mypy --platform win32); run_windows serves there.
+assert sys.platform != "win32"
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal as _signal
+    from types import FrameType
+    from typing import Final
+
+    from .interrupts import Interrupts
+else:
+    import _signal  # `signal` would import enum; see interrupts.py
+
+# After --timeout expires the group gets SIGTERM; whatever is still alive this much later gets SIGKILL.
+KILL_GRACE_SECONDS: Final = 2.0
+
+
+def _terminal_foreground() -> bool:
+    """Is fi_run in the terminal's foreground process group (a person, or ninja's console pool)?
+
+    Then the command stays in fi_run's process group: a command in a background group that reads the
+    terminal is stopped by SIGTTIN. The terminal itself delivers Ctrl-C to everyone in the group.
+    """
+    try:
+        return os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+class _Timer:
+    """--timeout as an interval timer: SIGTERM to the group when it fires, SIGKILL after a grace period."""
+
+    def __init__(self, pid: int, group: int | None) -> None:
+        self.pid = pid
+        self.group = group
+        self.fired = False
+        self._previous: object = None
+
+    def _kill(self, signum: int) -> None:
+        try:
+            if self.group is not None:
+                os.killpg(self.group, signum)
+            else:
+                os.kill(self.pid, signum)
+        except OSError:
+            pass
+
+    def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
+        if not self.fired:
+            self.fired = True
+            self._kill(_signal.SIGTERM)
+            _signal.setitimer(_signal.ITIMER_REAL, KILL_GRACE_SECONDS)
+        else:
+            self._kill(_signal.SIGKILL)
+
+    def start(self, seconds: float) -> None:
+        self._previous = _signal.signal(_signal.SIGALRM, self._on_alarm)
+        _signal.setitimer(_signal.ITIMER_REAL, seconds)
+
+    def stop(self) -> None:
+        _signal.setitimer(_signal.ITIMER_REAL, 0)
+        _signal.signal(_signal.SIGALRM, self._previous)  # type: ignore[arg-type]
+        if self.fired:
+            # Grandchildren that ignored SIGTERM, or outlived the command: nothing it started survives.
+            self._kill(_signal.SIGKILL)
+
+
+def run_once(
+    executable: str,
+    argv: tuple[str, ...],
+    env: dict[str, str],
+    cwd: str | None,
+    stdout: int | None,
+    stderr: int | None,
+    timeout: float | None,
+    interrupts: Interrupts,
+) -> Outcome:
+    """Start the command, wait for it, and return its exit status. Raises OSError if it cannot start."""
+    file_actions = []
+    if stdout is not None:
+        file_actions.append((os.POSIX_SPAWN_DUP2, stdout, 1))
+    if stderr is not None:
+        file_actions.append((os.POSIX_SPAWN_DUP2, stderr, 2))
+    own_group = not _terminal_foreground()
+    saved_cwd = None
+    interrupts.spawning()
+    try:
+        if cwd is not None:
+            # os.posix_spawn has no working-directory action. fi_run is single-threaded and uses only
+            # absolute paths itself, so it changes its own directory around the spawn and back.
+            saved_cwd = os.getcwd()
+            os.chdir(cwd)
+        # Python ignores SIGPIPE (and SIGXFSZ); the command must get the defaults, as subprocess does.
+        defaults = (_signal.SIGPIPE, _signal.SIGXFSZ)
+        if own_group:
+            pid = os.posix_spawn(
+                executable, argv, env, file_actions=file_actions, setpgroup=0, setsigdef=defaults
+            )
+        else:
+            pid = os.posix_spawn(executable, argv, env, file_actions=file_actions, setsigdef=defaults)
+    except OSError as exc:
+        # The file was found and looked executable, but the kernel refused it: no #! line (ENOEXEC), a
+        # missing #! interpreter, a noexec mount, arguments over ARG_MAX. A shell says 126 for these.
+        raise NotExecutableError(f"cannot execute {argv[0]!r}: {exc.strerror or exc}") from None
+    finally:
+        if saved_cwd is not None:
+            os.chdir(saved_cwd)
+    group = pid if own_group else None
+    timer = _Timer(pid, group) if timeout is not None else None
+    interrupts.child_started(pid, group)
+    try:
+        if timer is not None:
+            timer.start(timeout)  # type: ignore[arg-type]
+        _, wait_status = os.waitpid(pid, 0)
+    finally:
+        interrupts.child_finished()
+        if timer is not None:
+            timer.stop()
+    return Outcome(exit_status(wait_status), timed_out=timer is not None and timer.fired)

@@ -1,0 +1,43 @@
+"""The step spec: everything fi_run was asked to do, parsed once from argv and the environment.
+
+The rest of fi_run sees only this frozen value, never argv or an argparse Namespace.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+    from typing import Literal
+
+    from .environment import EnvOp
+
+    LockMode = Literal["exclusive", "shared", "semaphore"]
+else:
+    from ._record import dataclass
+
+
+@dataclass(frozen=True)
+class LockRequest:
+    resource: str  # as spelled by the user; canonicalised by the locks module
+    mode: LockMode
+    slots: int = 1  # --semaphore RESOURCE=N: at most N holders
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    command: tuple[str, ...]
+    start_dir: str  # absolute: where fi_run started; fi_run's own relative paths are taken from here
+    env_ops: tuple[EnvOp, ...] = ()
+    cwd: str | None = None  # absolute
+    stamp: str | None = None  # absolute
+    outputs: tuple[str, ...] = ()  # absolute
+    timeout: float | None = None
+    quiet_on_success: bool = False
+    verbosity: int = 1
+    locks: tuple[LockRequest, ...] = ()
+    lock_dir: str | None = None  # absolute
+    lock_timeout: float | None = None
+    retries: int = 10
+    retry_on: tuple[str, ...] = ()
+    log: str | None = None  # absolute
