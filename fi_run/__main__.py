@@ -11,6 +11,12 @@ from __future__ import annotations
 import os
 import sys
 
+if __name__ == "__main__" and not __package__:
+    # Run by path (`python .../fi_run/__main__.py`), as GN's `script` or a tree that vendors its Python tools
+    # does: make the package importable, then carry on exactly as `python -m fi_run`.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    __package__ = "fi_run"
+
 from . import __version__
 from .errors import EXIT_INTERRUPTED, EXIT_SOFTWARE, FiRunError, UsageError
 from .messages import NORMAL, QUIET, VERBOSE, Reporter
@@ -115,7 +121,6 @@ OPTIONS: Final[tuple[tuple[tuple[str, ...], str | None, str, bool, str], ...]] =
     ),
     (("--retry-on",), "REGEX", "", True, "also treat output lines matching REGEX as lock contention"),
     (("--list-signatures",), None, "", False, "list the built-in contention signatures and exit"),
-    (("--log",), "FILE", "FI_RUN_LOG", False, "append one JSON line describing this step to FILE"),
     (
         ("-v", "--verbose"),
         None,
@@ -135,8 +140,9 @@ examples:
   fi_run --shared-lock out/venv --timeout 600 -- python -m pytest tests
   fi_run @args.rsp -- python gen.py --out gen/x.h
 
-@FILE before '--' reads more fi_run options from FILE (POSIX shell quoting, as GN's
-response_file_contents writes it). Arguments after '--' are the command's and are passed on as they are.
+@FILE before '--' reads more fi_run options from FILE, quoted as GN writes response_file_contents
+(POSIX shell words; on Windows, Windows command-line rules). Arguments after '--' are the command's and
+are passed on exactly as they are, '@' included.
 
 exit status: the command's own; 2 usage error; 65 a declared --output missing; 74 stamp not written;
 75 lock timeout; 124 timeout; 126 not executable; 127 not found; 128+N killed by or interrupted by signal N
@@ -198,7 +204,7 @@ def _unknown_option(arg: str, table: Mapping[str, object]) -> UsageError:
     import difflib  # only on this error path
 
     flag = arg.partition("=")[0]
-    # Compared without the dashes, which every option shares and which would make '--bogus' look like '--log'.
+    # Without the dashes, which every option shares and which would make '--bogus' look like '--lock'.
     bare = {name.lstrip("-"): name for name in table}
     close = difflib.get_close_matches(flag.lstrip("-"), list(bare), n=1, cutoff=0.7)
     hint = f" (did you mean {bare[close[0]]}?)" if close else " (see fi_run --help)"
@@ -356,7 +362,6 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], cwd: str) -> StepSpec
         lock_timeout=_seconds(*lock_timeout) if lock_timeout else None,
         retries=_whole(*retries, 0) if retries else 10,
         retry_on=tuple(retry_on),
-        log=path_setting("--log"),
     )
 
 

@@ -52,7 +52,7 @@ def run_attempts(
     interrupts: Interrupts,
     sleep: Callable[[float], None] = time.sleep,
 ) -> StepResult:
-    capture = Capture(wanted=spec.quiet_on_success or spec.retries > 0)
+    capture = Capture(wanted=spec.quiet_on_success or spec.retries > 0, terminals=spec.quiet_on_success)
     deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
     retries_done = 0
     waited = 0.0

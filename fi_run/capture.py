@@ -6,8 +6,9 @@ temporary file through one open file description, so the shared offset keeps lin
 child wrote them. When stdout and stderr go to different places (`fi_run ... > out.txt`), each gets its
 own file and is replayed to its own descriptor, so nothing lands where it did not belong.
 
-A descriptor that is a terminal is not captured: the command's output stays live and keeps its colours
-(a person watching, or ninja's console pool). Only captured output can be examined for contention.
+A descriptor that is a terminal is not captured, unless --quiet-on-success asks for it (as chronic does):
+the command's output stays live and keeps its colours (a person watching, or ninja's console pool). Only
+captured output can be examined for contention.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def _write_all(fd: int, data: bytes) -> None:
 class Capture:
     """Where one step's stdout (1) and stderr (2) go while it runs, and replaying it afterwards."""
 
-    def __init__(self, wanted: bool) -> None:
+    def __init__(self, wanted: bool, *, terminals: bool = False) -> None:
         # target descriptor (1 or 2) -> temporary file descriptor holding what the child wrote there
         self.files: dict[int, int] = {}
         if not wanted:
@@ -70,7 +71,7 @@ class Capture:
         stats: dict[int, os.stat_result] = {}
         for fd in (1, 2):
             try:
-                if os.isatty(fd):
+                if os.isatty(fd) and not terminals:
                     continue
                 stats[fd] = os.fstat(fd)
             except OSError:  # closed: the child inherits it closed, as it would without fi_run

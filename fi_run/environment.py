@@ -67,7 +67,7 @@ def build_environment(
         elif op.kind == "unset":
             env.pop(_key(op.name, windows=windows), None)
         elif op.kind == "prepend":
-            _prepend(env, op.name, os.path.join(start_dir, op.value), windows=windows)
+            _prepend(env, op.name, os.path.normpath(os.path.join(start_dir, op.value)), windows=windows)
         else:  # venv: what `activate` does, minus the prompt
             venv = os.path.normpath(os.path.join(start_dir, op.name))
             env["VIRTUAL_ENV"] = venv

@@ -96,7 +96,10 @@ def run_once(
         file_actions.append((os.POSIX_SPAWN_DUP2, stdout, 1))
     if stderr is not None:
         file_actions.append((os.POSIX_SPAWN_DUP2, stderr, 2))
-    own_group = not _terminal_foreground()
+    # With --timeout the command always gets a group of its own, so that everything it started can be
+    # stopped; it then cannot read the terminal (documented). Otherwise a terminal's foreground job keeps
+    # the command in its own group (see _terminal_foreground).
+    own_group = timeout is not None or not _terminal_foreground()
     saved_cwd = None
     interrupts.spawning()
     try:

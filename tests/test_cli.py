@@ -1,0 +1,522 @@
+"""The command line: a table of bad invocations (each one line, one status, no stamp), and the good forms.
+
+Like pypa/build's test_main, every bad invocation is a row: its argv, the exit status, and a piece of
+the single `fi_run: ...` line that must name what was wrong. Rows marked "parse" fail while the command
+line is read, before fi_run touches the filesystem: a stale stamp from an earlier run is left exactly as
+it was. Rows marked "run" fail once execution has started, and execution starts by removing the stale
+stamp, so none is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pytest
+from fi_run_testing import Ran, Runner, only_fi_run_line, py
+
+from fi_run import __version__
+from fi_run.__main__ import EPILOG, OPTIONS, parse
+from fi_run.environment import EnvOp
+from fi_run.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT, EXIT_USAGE, UsageError
+from fi_run.messages import NORMAL, QUIET, VERBOSE
+
+if sys.platform == "win32":  # process groups, POSIX signals, /bin/sh under ninja, x bits and #! lines
+    pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+PASS = (sys.executable, "-c", "pass")
+STALE = "stale stamp from an earlier run"
+
+
+def _plain_file(tmp: Path) -> None:
+    (tmp / "regular-file").write_text("not a directory")
+
+
+def _stamp_dir(tmp: Path) -> None:
+    (tmp / "out" / "stamp").mkdir(parents=True)
+
+
+def _not_executable(tmp: Path) -> None:
+    tool = tmp / "tool.sh"
+    tool.write_text("#!/bin/sh\nexit 0\n")
+    tool.chmod(0o644)
+
+
+def _directory(tmp: Path) -> None:
+    (tmp / "adir").mkdir()
+
+
+def _no_shebang(tmp: Path) -> None:
+    tool = tmp / "noshebang"
+    tool.write_text("echo this is not a script the kernel can run\n")
+    tool.chmod(0o755)
+
+
+def _bad_rspfile(tmp: Path) -> None:
+    (tmp / "bad.rsp").write_text("--stamp 'unterminated\n")
+
+
+def _not_utf8_rspfile(tmp: Path) -> None:
+    (tmp / "latin1.rsp").write_bytes(b"--env A=\xe9\n")
+
+
+@dataclass(frozen=True)
+class Bad:
+    """One bad invocation. "{tmp}" in argv is the test's tmp_path, "{stamp}" the stamp in it."""
+
+    id: str
+    argv: tuple[str, ...]
+    names: tuple[str, ...]  # each must appear in the one stderr line
+    status: int = EXIT_USAGE
+    phase: str = "parse"  # "parse": nothing touched; "run": the stale stamp was already removed
+    env: dict[str, str] = field(default_factory=dict)
+    stale_stamp: bool = True  # create a stale stamp first (not possible when the stamp path is broken)
+    setup: Callable[[Path], None] | None = None
+
+
+S = "{stamp}"
+BAD: tuple[Bad, ...] = (
+    Bad("missing-separator", ("--stamp", S, *PASS), ("missing '--'",)),
+    Bad("missing-separator-bare-command", (sys.executable,), ("missing '--'",)),
+    Bad("empty-command-after-separator", ("--stamp", S, "--"), ("no command after '--'",)),
+    Bad("empty-string-command", ("--stamp", S, "--", ""), ("empty string",)),
+    Bad("env-without-equals", ("--env", "FOO", "--stamp", S, "--", *PASS), ("--env", "'FOO'")),
+    Bad("env-empty-name", ("--env", "=x", "--stamp", S, "--", *PASS), ("--env", "'=x'")),
+    Bad("env-inline-without-equals", ("--env=FOO", "--stamp", S, "--", *PASS), ("--env", "'FOO'")),
+    Bad("unknown-option", ("--bogus", "--stamp", S, "--", *PASS), ("unknown option", "'--bogus'")),
+    Bad("misspelled-option-suggests", ("--stmp", S, "--", *PASS), ("'--stmp'", "did you mean --stamp?")),
+    Bad(
+        "misspelled-timeout-suggests",
+        ("--timout", "5", "--stamp", S, "--", *PASS),
+        ("did you mean --timeout?",),
+    ),
+    Bad("timeout-negative", ("--timeout", "-1", "--stamp", S, "--", *PASS), ("--timeout", "'-1'")),
+    Bad("timeout-not-a-number", ("--timeout", "abc", "--stamp", S, "--", *PASS), ("--timeout", "'abc'")),
+    Bad("timeout-nan", ("--timeout", "nan", "--stamp", S, "--", *PASS), ("--timeout", "'nan'")),
+    Bad("timeout-inf", ("--timeout", "inf", "--stamp", S, "--", *PASS), ("--timeout", "'inf'")),
+    Bad("timeout-nothing-follows", ("--stamp", S, "--timeout"), ("--timeout", "nothing follows")),
+    Bad("lock-timeout-negative", ("--lock-timeout", "-5", "--stamp", S, "--", *PASS), ("'-5'",)),
+    Bad("retries-negative", ("--retries", "-1", "--stamp", S, "--", *PASS), ("--retries", "'-1'")),
+    Bad("retries-fraction", ("--retries", "1.5", "--stamp", S, "--", *PASS), ("--retries", "'1.5'")),
+    Bad("semaphore-without-count", ("--semaphore", "R", "--stamp", S, "--", *PASS), ("--semaphore", "'R'")),
+    Bad("semaphore-zero", ("--semaphore", "R=0", "--stamp", S, "--", *PASS), ("--semaphore", "'0'")),
+    Bad(
+        "semaphore-empty-resource", ("--semaphore", "=3", "--stamp", S, "--", *PASS), ("--semaphore", "'=3'")
+    ),
+    Bad("unset-empty", ("--unset", "", "--stamp", S, "--", *PASS), ("--unset", "''")),
+    Bad("unset-with-value", ("--unset", "A=B", "--stamp", S, "--", *PASS), ("--unset", "'A=B'")),
+    Bad("prepend-path-without-dir", ("--prepend-path", "PATH", "--stamp", S, "--", *PASS), ("'PATH'",)),
+    Bad("prepend-path-empty-dir", ("--prepend-path", "PATH=", "--stamp", S, "--", *PASS), ("'PATH='",)),
+    Bad("venv-empty", ("--venv", "", "--stamp", S, "--", *PASS), ("--venv", "''")),
+    Bad("lock-empty", ("--lock", "", "--stamp", S, "--", *PASS), ("--lock", "''")),
+    Bad("output-empty", ("--output", "", "--stamp", S, "--", *PASS), ("--output", "''")),
+    Bad("cwd-empty", ("--cwd", "", "--stamp", S, "--", *PASS), ("--cwd", "''")),
+    Bad("stamp-empty", ("--stamp", "", "--", *PASS), ("--stamp", "''")),
+    Bad("stamp-nothing-follows", ("--stamp", "--", *PASS), ("--stamp", "nothing follows")),
+    Bad("stamp-nothing-follows-at-end", ("--stamp",), ("--stamp", "nothing follows")),
+    Bad("stamp-twice", ("--stamp", S, "--stamp", "{tmp}/out/other", "--", *PASS), ("given twice", "other")),
+    Bad(
+        "switch-with-value", ("--quiet-on-success=1", "--stamp", S, "--", *PASS), ("'--quiet-on-success=1'",)
+    ),
+    Bad("verbose-switch-with-value", ("--verbose=yes", "--stamp", S, "--", *PASS), ("'--verbose=yes'",)),
+    Bad("verbose-and-quiet", ("--verbose", "--quiet", "--stamp", S, "--", *PASS), ("--verbose and --quiet",)),
+    Bad(
+        "verbose-env-and-quiet-flag",
+        ("--quiet", "--stamp", S, "--", *PASS),
+        ("FI_RUN_VERBOSE",),
+        env={"FI_RUN_VERBOSE": "1"},
+    ),
+    Bad(
+        "env-default-timeout-invalid",
+        ("--stamp", S, "--", *PASS),
+        ("FI_RUN_TIMEOUT", "'abc'"),
+        env={"FI_RUN_TIMEOUT": "abc"},
+    ),
+    Bad(
+        "env-default-switch-invalid",
+        ("--stamp", S, "--", *PASS),
+        ("FI_RUN_QUIET_ON_SUCCESS", "'maybe'"),
+        env={"FI_RUN_QUIET_ON_SUCCESS": "maybe"},
+    ),
+    Bad(
+        "env-default-retries-invalid",
+        ("--stamp", S, "--", *PASS),
+        ("FI_RUN_RETRIES", "'x'"),
+        env={"FI_RUN_RETRIES": "x"},
+    ),
+    Bad("positional-before-separator", ("--stamp", S, "extra", "--", *PASS), ("'extra'", "before '--'")),
+    Bad("lone-dash-before-separator", ("--stamp", S, "-", "--", *PASS), ("'-'",)),
+    Bad("retry-on-invalid-regex", ("--retry-on", "(", "--stamp", S, "--", *PASS), ("--retry-on", "'('")),
+    Bad("response-file-missing", ("@{tmp}/missing.rsp", "--stamp", S, "--", *PASS), ("missing.rsp",)),
+    Bad("response-file-is-a-directory", ("@{tmp}", "--stamp", S, "--", *PASS), ("response file", "{tmp}")),
+    Bad(
+        "response-file-not-utf8",
+        ("@{tmp}/latin1.rsp", "--stamp", S, "--", *PASS),
+        ("latin1.rsp",),
+        setup=_not_utf8_rspfile,
+    ),
+    Bad("combined-short-flags", ("-vq", "--stamp", S, "--", *PASS), ("'-vq'",)),
+    Bad(
+        "response-file-unterminated-quote",
+        ("@{tmp}/bad.rsp", "--", *PASS),
+        ("bad.rsp",),
+        stale_stamp=False,
+        setup=_bad_rspfile,
+    ),
+    Bad(
+        "stamp-directory-cannot-be-created",
+        ("--stamp", "{tmp}/regular-file/sub/stamp", "--", *PASS),
+        ("--stamp", "regular-file/sub/stamp"),
+        phase="run",
+        stale_stamp=False,
+        setup=_plain_file,
+    ),
+    Bad(
+        "stamp-is-a-directory",
+        ("--stamp", S, "--", *PASS),
+        ("--stamp", "is a directory"),
+        phase="run",
+        stale_stamp=False,
+        setup=_stamp_dir,
+    ),
+    Bad(
+        "cwd-missing",
+        ("--cwd", "{tmp}/nowhere", "--stamp", S, "--", *PASS),
+        ("--cwd", "nowhere"),
+        phase="run",
+    ),
+    Bad(
+        "command-not-found",
+        ("--stamp", S, "--", "fi-run-test-no-such-command"),
+        ("not found", "'fi-run-test-no-such-command'"),
+        status=EXIT_NOT_FOUND,
+        phase="run",
+    ),
+    Bad(
+        "command-path-not-found",
+        ("--stamp", S, "--", "{tmp}/no-such-tool"),
+        ("not found", "no-such-tool"),
+        status=EXIT_NOT_FOUND,
+        phase="run",
+    ),
+    Bad(
+        "command-not-executable",
+        ("--stamp", S, "--", "{tmp}/tool.sh"),
+        ("not executable", "tool.sh"),
+        status=EXIT_NOT_EXECUTABLE,
+        phase="run",
+        setup=_not_executable,
+    ),
+    Bad(
+        "command-is-a-directory",
+        ("--stamp", S, "--", "{tmp}/adir"),
+        ("directory", "adir"),
+        status=EXIT_NOT_EXECUTABLE,
+        phase="run",
+        setup=_directory,
+    ),
+    Bad(
+        "command-without-shebang",
+        ("--stamp", S, "--", "{tmp}/noshebang"),
+        ("cannot execute", "noshebang"),
+        status=EXIT_NOT_EXECUTABLE,
+        phase="run",
+        setup=_no_shebang,
+    ),
+)
+
+
+def test_the_table_has_at_least_thirty_bad_invocations() -> None:
+    assert len(BAD) >= 30
+    assert len({case.id for case in BAD}) == len(BAD)
+
+
+@pytest.mark.parametrize("case", BAD, ids=[case.id for case in BAD])
+def test_bad_invocation_prints_one_line_naming_the_value_and_writes_no_stamp(
+    case: Bad, fi_run: Runner, tmp_path: Path
+) -> None:
+    stamp = tmp_path / "out" / "stamp"
+    if case.setup is not None:
+        case.setup(tmp_path)
+    if case.stale_stamp:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(STALE)
+    argv = [arg.replace("{stamp}", str(stamp)).replace("{tmp}", str(tmp_path)) for arg in case.argv]
+
+    ran = fi_run(argv, env=case.env, cwd=tmp_path)
+
+    assert ran.status == case.status, ran
+    line = only_fi_run_line(ran.err)
+    for expected in case.names:
+        named = expected.replace("{tmp}", str(tmp_path))
+        assert named in line, f"{named!r} not in {line!r}"
+    assert ran.out == ""
+    if case.stale_stamp and case.phase == "parse":
+        # Parse errors happen before anything is touched: the stale stamp is left exactly as it was.
+        assert stamp.read_text() == STALE
+    else:
+        # Execution starts by removing the stale stamp; nothing wrote a new one.
+        assert not stamp.is_file()
+    if stamp.parent.is_dir():
+        assert [p.name for p in stamp.parent.iterdir() if p.name != "stamp"] == []
+
+
+# --- good invocations
+
+
+def test_parse_defaults() -> None:
+    spec = parse(["--", "tool", "arg"], {}, "/build/out")
+    assert not isinstance(spec, str)
+    assert spec.command == ("tool", "arg")
+    assert spec.start_dir == "/build/out"
+    assert spec.env_ops == ()
+    assert spec.stamp is None
+    assert spec.cwd is None
+    assert spec.outputs == ()
+    assert spec.timeout is None
+    assert spec.quiet_on_success is False
+    assert spec.verbosity == NORMAL
+    assert spec.locks == ()
+    assert spec.retries == 10
+    assert spec.retry_on == ()
+    assert spec.lock_dir is None
+    assert spec.lock_timeout is None
+
+
+def test_parse_makes_paths_absolute_against_the_start_directory() -> None:
+    spec = parse(
+        [
+            "--stamp",
+            "gen/x.stamp",
+            "--cwd",
+            "../src",
+            "--output",
+            "gen/x.h",
+            "--lock-dir",
+            "/abs/locks",
+            "--",
+            "t",
+        ],
+        {},
+        "/build/out",
+    )
+    assert not isinstance(spec, str)
+    assert spec.stamp == "/build/out/gen/x.stamp"
+    assert spec.cwd == "/build/src"
+    assert spec.outputs == ("/build/out/gen/x.h",)
+    assert spec.lock_dir == "/abs/locks"
+
+
+def test_parse_keeps_environment_operations_in_command_line_order() -> None:
+    spec = parse(
+        [
+            "--env",
+            "A=1",
+            "--unset",
+            "B",
+            "--prepend-path",
+            "PATH=tools/bin",
+            "--venv",
+            "venv",
+            "--env",
+            "A=2",
+            "--",
+            "t",
+        ],
+        {},
+        "/b",
+    )
+    assert not isinstance(spec, str)
+    assert spec.env_ops == (
+        EnvOp("set", "A", "1"),
+        EnvOp("unset", "B"),
+        EnvOp("prepend", "PATH", "tools/bin"),
+        EnvOp("venv", "venv"),
+        EnvOp("set", "A", "2"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("A=", EnvOp("set", "A", "")), ("A=b=c", EnvOp("set", "A", "b=c")), ("A==", EnvOp("set", "A", "="))],
+)
+def test_env_value_may_be_empty_or_contain_equals(value: str, expected: EnvOp) -> None:
+    spec = parse(["--env", value, "--", "t"], {}, "/b")
+    assert not isinstance(spec, str)
+    assert spec.env_ops == (expected,)
+
+
+def test_inline_option_values_are_the_same_as_separate_ones() -> None:
+    inline = parse(
+        ["--stamp=s", "--timeout=2.5", "--env=A=b", "--retries=3", "--semaphore=R=2", "--", "t"], {}, "/b"
+    )
+    separate = parse(
+        [
+            "--stamp",
+            "s",
+            "--timeout",
+            "2.5",
+            "--env",
+            "A=b",
+            "--retries",
+            "3",
+            "--semaphore",
+            "R=2",
+            "--",
+            "t",
+        ],
+        {},
+        "/b",
+    )
+    assert not isinstance(inline, str)
+    assert inline == separate
+    assert inline.stamp == "/b/s"
+    assert inline.timeout == 2.5
+    assert inline.env_ops == (EnvOp("set", "A", "b"),)
+    assert inline.retries == 3
+    assert [(lock.resource, lock.mode, lock.slots) for lock in inline.locks] == [("R", "semaphore", 2)]
+
+
+def test_everything_after_the_separator_is_the_command_even_options_and_a_second_separator() -> None:
+    spec = parse(["--", "tool", "--stamp", "x", "--", "@notexpanded.rsp", "--bogus"], {}, "/b")
+    assert not isinstance(spec, str)
+    assert spec.command == ("tool", "--stamp", "x", "--", "@notexpanded.rsp", "--bogus")
+    assert spec.stamp is None
+
+
+def test_short_flags() -> None:
+    assert parse(["-h"], {}, "/b") == "help"
+    verbose = parse(["-v", "--", "t"], {}, "/b")
+    quiet = parse(["-q", "--", "t"], {}, "/b")
+    assert not isinstance(verbose, str)
+    assert not isinstance(quiet, str)
+    assert verbose.verbosity == VERBOSE
+    assert quiet.verbosity == QUIET
+
+
+def test_environment_defaults_apply_when_no_flag_is_given() -> None:
+    spec = parse(
+        ["--", "t"],
+        {
+            "FI_RUN_TIMEOUT": "7",
+            "FI_RUN_QUIET_ON_SUCCESS": "yes",
+            "FI_RUN_RETRIES": "0",
+            "FI_RUN_LOCK_DIR": "l",
+        },
+        "/b",
+    )
+    assert not isinstance(spec, str)
+    assert spec.timeout == 7
+    assert spec.quiet_on_success is True
+    assert spec.retries == 0
+    assert spec.lock_dir == "/b/l"
+
+
+def test_flags_win_over_environment_defaults() -> None:
+    spec = parse(
+        ["--timeout", "0", "--retries", "2", "--", "t"],
+        {"FI_RUN_TIMEOUT": "0.5", "FI_RUN_RETRIES": "0"},
+        "/b",
+    )
+    assert not isinstance(spec, str)
+    assert spec.timeout is None  # 0: no limit, overriding the environment's 0.5
+    assert spec.retries == 2
+
+
+def test_an_empty_environment_default_is_ignored() -> None:
+    spec = parse(["--", "t"], {"FI_RUN_TIMEOUT": "", "FI_RUN_QUIET_ON_SUCCESS": ""}, "/b")
+    assert not isinstance(spec, str)
+    assert spec.timeout is None
+    assert spec.quiet_on_success is False
+
+
+def test_parse_errors_are_usage_errors() -> None:
+    with pytest.raises(UsageError, match="'FOO'") as info:
+        parse(["--env", "FOO", "--", "t"], {}, "/b")
+    assert info.value.exit_status == EXIT_USAGE
+
+
+def test_empty_env_value_and_value_with_equals_reach_the_child(fi_run: Runner, tmp_path: Path) -> None:
+    dump = tmp_path / "env.json"
+    child = py("import json, os, sys; json.dump(dict(os.environ), open(sys.argv[1], 'w'))", str(dump))
+    ran = fi_run(["--env", "EMPTY=", "--env", "EQ=b=c", "--", *child], env={"EMPTY": "was set"})
+    assert ran == Ran(0, "", "")
+    env = json.loads(dump.read_text())
+    assert env["EMPTY"] == ""
+    assert env["EQ"] == "b=c"
+
+
+def test_timeout_flag_zero_overrides_environment_default(fi_run: Runner, tmp_path: Path) -> None:
+    stamp = tmp_path / "stamp"
+    ran = fi_run(
+        ["--timeout", "0", "--stamp", str(stamp), "--", *py("import time; time.sleep(1.5)")],
+        env={"FI_RUN_TIMEOUT": "0.5"},
+    )
+    assert ran == Ran(0, "", "")
+    assert stamp.is_file()
+
+
+def test_timeout_environment_default_applies_without_a_flag(fi_run_module: Runner, tmp_path: Path) -> None:
+    stamp = tmp_path / "stamp"
+    ran = fi_run_module(
+        ["--stamp", str(stamp), "--", *py("import time; time.sleep(60)")], env={"FI_RUN_TIMEOUT": "0.5"}
+    )
+    assert ran.status == EXIT_TIMEOUT
+    assert "timed out" in only_fi_run_line(ran.err)
+    assert not stamp.exists()
+
+
+def test_help_lists_every_option_and_the_examples(fi_run: Runner) -> None:
+    ran = fi_run(["--help"])
+    assert ran.status == 0
+    assert ran.err == ""
+    for flags, metavar, env_default, _repeatable, _text in OPTIONS:
+        for flag in flags:
+            assert flag in ran.out, flag
+        if metavar is not None:
+            assert metavar in ran.out
+        if env_default:
+            assert env_default in ran.out
+    assert "examples:" in ran.out
+    for line in EPILOG.splitlines():
+        if line.startswith("  fi_run "):
+            assert line.strip() in ran.out
+
+
+def test_help_wins_over_junk_before_it(fi_run: Runner) -> None:
+    ran = fi_run(["--bogus", "junk", "--timeout", "abc", "--help"])
+    assert ran.status == 0
+    assert ran.err == ""
+    assert "usage: fi_run [OPTIONS] -- COMMAND [ARG...]" in ran.out
+
+
+def test_help_after_the_separator_belongs_to_the_command(fi_run: Runner, tmp_path: Path) -> None:
+    out = tmp_path / "argv.json"
+    ran = fi_run(
+        ["--", *py("import json, sys; json.dump(sys.argv[1:], open(sys.argv[1], 'w'))", str(out), "--help")]
+    )
+    assert ran == Ran(0, "", "")
+    assert json.loads(out.read_text()) == [str(out), "--help"]
+
+
+def test_version_prints_the_version(fi_run: Runner) -> None:
+    ran = fi_run(["--version"])
+    assert ran == Ran(0, f"fi_run {__version__}\n", "")
+
+
+def test_both_console_scripts_are_installed_and_run_fi_run() -> None:
+    bindir = os.path.dirname(sys.executable)
+    for name in ("fi-run", "fi_run"):
+        script = os.path.join(bindir, name)
+        assert os.stat(script).st_mode & stat.S_IXUSR, script
+        proc = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60, check=False)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"fi_run {__version__}\n", "")

@@ -1,0 +1,251 @@
+"""Interrupts with real signals: as ninja sends them, to fi_run's whole process group, or to fi_run alone.
+
+fi_run is started in a session (and process group) of its own, as ninja starts every command. The child
+writes a "ready" file once its handlers are installed; only then is the signal sent, so nothing here
+depends on how fast the machine is.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+from fi_run_testing import (
+    HANG_TIMEOUT,
+    Terminal,
+    base_environ,
+    fi_run_argv,
+    fi_run_ninja_command,
+    ninja_binary,
+    process_gone,
+    py,
+    python_ninja_command,
+    wait_until,
+    write_ninja,
+)
+
+if sys.platform == "win32":  # process groups, POSIX signals, /bin/sh under ninja, x bits and #! lines
+    pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# Records each signal it gets, is still busy for a moment (fi_run must wait for it), then exits 0.
+HANDLER_CHILD = """
+import os, signal, sys, time
+got, ready, finished = sys.argv[1:4]
+def handler(signum, frame):
+    with open(got, 'a') as f:
+        f.write(f'got {signal.Signals(signum).name}\\n')
+    time.sleep(0.3)
+    open(finished, 'w').close()
+    sys.exit(0)
+for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(signum, handler)
+with open(ready, 'w') as f:
+    f.write(str(os.getpid()))
+while True:
+    time.sleep(60)
+"""
+
+# Handles nothing: default dispositions (not even Python's KeyboardInterrupt), so it dies of what it gets.
+SLEEPER_CHILD = """
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+with open(sys.argv[1], 'w') as f:
+    f.write(str(os.getpid()))
+time.sleep(120)
+"""
+
+SUBPROCESS_WAYS = ["module", "script"]
+
+
+class Started:
+    def __init__(self, proc: subprocess.Popen[bytes], tmp_path: Path) -> None:
+        self.proc = proc
+        self.got = tmp_path / "got"
+        self.ready = tmp_path / "ready"
+        self.finished = tmp_path / "finished"
+        self.stamp = tmp_path / "out" / "step.stamp"
+
+    def wait_ready(self) -> int:
+        """Wait until the child has its handlers in place; return its pid."""
+        if not wait_until(lambda: self.ready.exists() and self.ready.read_text() != "", HANG_TIMEOUT):
+            self.proc.kill()
+            out, err = self.proc.communicate()
+            pytest.fail(f"the child never got ready: {out!r} {err!r}")
+        return int(self.ready.read_text())
+
+    def finish(self) -> tuple[int, str, str]:
+        try:
+            out, err = self.proc.communicate(timeout=HANG_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            raise
+        return self.proc.returncode, out.decode(), err.decode()
+
+
+def start(way: str, tmp_path: Path, child: list[str]) -> Started:
+    stamp = tmp_path / "out" / "step.stamp"
+    stamp.parent.mkdir()
+    stamp.write_text("stale")
+    proc = subprocess.Popen(
+        [*fi_run_argv(way), "--stamp", str(stamp), "--", *child],
+        env=base_environ(),
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, as ninja gives every command
+    )
+    return Started(proc, tmp_path)
+
+
+def start_handler_child(way: str, tmp_path: Path) -> Started:
+    names = [str(tmp_path / n) for n in ("got", "ready", "finished")]
+    return start(way, tmp_path, py(HANDLER_CHILD, *names))
+
+
+def assert_interrupted(status: int, err: str, started: Started, name: str, signum: int) -> None:
+    assert status == 128 + signum
+    last = err.splitlines()[-1]
+    assert last.startswith("fi_run: ")
+    assert f"interrupted by {name}" in last
+    assert "Traceback" not in err
+    assert sorted(p.name for p in started.stamp.parent.iterdir()) == []  # no stamp, no temporary file
+
+
+@pytest.mark.parametrize("way", SUBPROCESS_WAYS)
+@pytest.mark.parametrize(
+    ("signum", "name"), [(signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM"), (signal.SIGHUP, "SIGHUP")]
+)
+def test_signal_to_the_process_group_reaches_the_child_once_and_no_stamp_is_written(
+    way: str, tmp_path: Path, signum: int, name: str
+) -> None:
+    started = start_handler_child(way, tmp_path)
+    started.wait_ready()
+
+    os.killpg(started.proc.pid, signum)  # as ninja does on Ctrl-C
+
+    status, out, err = started.finish()
+    assert started.got.read_text() == f"got {name}\n"  # the child saw it, exactly once
+    assert started.finished.exists()  # fi_run waited for the child to finish handling it
+    assert out == ""
+    assert err.count("\n") == 1
+    assert_interrupted(status, err, started, name, signum)
+
+
+@pytest.mark.parametrize("way", SUBPROCESS_WAYS)
+def test_sigint_to_fi_run_alone_is_forwarded_to_the_child(way: str, tmp_path: Path) -> None:
+    started = start_handler_child(way, tmp_path)
+    started.wait_ready()
+
+    os.kill(started.proc.pid, signal.SIGINT)  # fi_run's pid only, not its group
+
+    status, out, err = started.finish()
+    assert started.got.read_text() == "got SIGINT\n"
+    assert started.finished.exists()
+    assert out == ""
+    assert_interrupted(status, err, started, "SIGINT", signal.SIGINT)
+
+
+def test_sigterm_to_fi_run_alone_is_forwarded_to_the_child(tmp_path: Path) -> None:
+    started = start_handler_child("module", tmp_path)
+    started.wait_ready()
+
+    os.kill(started.proc.pid, signal.SIGTERM)
+
+    status, _out, err = started.finish()
+    assert started.got.read_text() == "got SIGTERM\n"
+    assert_interrupted(status, err, started, "SIGTERM", signal.SIGTERM)
+
+
+@pytest.mark.parametrize("way", SUBPROCESS_WAYS)
+def test_sigint_ends_a_child_that_handles_nothing_and_fi_run_exits_130(way: str, tmp_path: Path) -> None:
+    started = start(way, tmp_path, py(SLEEPER_CHILD, str(tmp_path / "ready")))
+    child = started.wait_ready()
+
+    os.killpg(started.proc.pid, signal.SIGINT)
+
+    status, out, err = started.finish()
+    assert out == ""
+    assert err.count("\n") == 1
+    assert_interrupted(status, err, started, "SIGINT", signal.SIGINT)
+    assert wait_until(lambda: process_gone(child)), f"child {child} still alive"
+
+
+def test_sigterm_ends_a_child_that_handles_nothing(tmp_path: Path) -> None:
+    started = start("module", tmp_path, py(SLEEPER_CHILD, str(tmp_path / "ready")))
+    child = started.wait_ready()
+
+    os.killpg(started.proc.pid, signal.SIGTERM)
+
+    status, out, err = started.finish()
+    assert out == ""
+    assert err.count("\n") == 1
+    assert_interrupted(status, err, started, "SIGTERM", signal.SIGTERM)
+    assert wait_until(lambda: process_gone(child)), f"child {child} still alive"
+
+
+def test_ninja_interrupted_by_user_interrupts_the_step_without_a_stamp(tmp_path: Path) -> None:
+    (tmp_path / "child.py").write_text(HANDLER_CHILD)
+    write_ninja(
+        tmp_path,
+        f"""\
+rule step
+  command = {fi_run_ninja_command()} --stamp $out -- {python_ninja_command()} child.py got ready finished
+  description = STEP $out
+
+build gen/step.stamp: step child.py
+""",
+    )
+    ninja = subprocess.Popen(
+        [ninja_binary()],
+        cwd=tmp_path,
+        env=base_environ({"TERM": "dumb"}),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # the terminal's foreground group: ninja alone, its commands have their own
+    )
+    ready = tmp_path / "ready"
+    if not wait_until(lambda: ready.exists() and ready.read_text() != "", HANG_TIMEOUT):
+        ninja.kill()
+        pytest.fail(f"the step never got ready: {ninja.communicate()[0]!r}")
+
+    os.killpg(ninja.pid, signal.SIGINT)  # Ctrl-C in the terminal
+
+    out, _ = ninja.communicate(timeout=HANG_TIMEOUT)
+    text = out.decode()
+    assert ninja.returncode != 0
+    assert "interrupted by user" in text
+    assert (tmp_path / "got").read_text() == "got SIGINT\n"
+    assert (tmp_path / "finished").exists()
+    assert not (tmp_path / "gen" / "step.stamp").exists()
+    assert sorted(p.name for p in (tmp_path / "gen").iterdir()) == []
+
+
+def test_ctrl_c_in_a_terminal_reaches_the_child_once(tmp_path: Path) -> None:
+    # fi_run as the terminal's foreground job (a person, or ninja's console pool): the terminal itself
+    # sends SIGINT to fi_run and the command together; fi_run must not deliver it a second time.
+    stamp = tmp_path / "out" / "step.stamp"
+    names = [str(tmp_path / n) for n in ("got", "ready", "finished")]
+    terminal = Terminal(
+        [*fi_run_argv("module"), "--stamp", str(stamp), "--", *py(HANDLER_CHILD, *names)], tmp_path
+    )
+    try:
+        ready = tmp_path / "ready"
+        assert wait_until(lambda: ready.exists() and ready.read_text() != "", HANG_TIMEOUT)
+        terminal.ctrl_c()
+        status, output = terminal.wait()
+    finally:
+        terminal.close()
+    assert status == 130
+    assert (tmp_path / "got").read_text() == "got SIGINT\n"
+    assert (tmp_path / "finished").exists()
+    assert output.splitlines()[-1] == "fi_run: interrupted by SIGINT; no stamp written"
+    assert not stamp.exists()
