@@ -122,6 +122,13 @@ OPTIONS: Final[tuple[tuple[tuple[str, ...], str | None, str, bool, str], ...]] =
     (("--retry-on",), "REGEX", "", True, "also treat output lines matching REGEX as lock contention"),
     (("--list-signatures",), None, "", False, "list the built-in contention signatures and exit"),
     (
+        ("--log",),
+        "FILE",
+        "FI_RUN_LOG",
+        False,
+        "append one JSON line describing this step (attempts, lock waits, status) to FILE",
+    ),
+    (
         ("-v", "--verbose"),
         None,
         "FI_RUN_VERBOSE",
@@ -362,6 +369,7 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], cwd: str) -> StepSpec
         lock_timeout=_seconds(*lock_timeout) if lock_timeout else None,
         retries=_whole(*retries, 0) if retries else 10,
         retry_on=tuple(retry_on),
+        log=path_setting("--log"),
     )
 
 

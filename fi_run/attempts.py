@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .messages import Reporter
     from .outcome import Outcome
     from .spec import StepSpec
+    from .steplog import StepRecord
 
 if sys.platform == "win32":  # pragma: no cover - Windows only
     from .run_windows import run_once
@@ -50,6 +51,7 @@ def run_attempts(
     env: dict[str, str],
     reporter: Reporter,
     interrupts: Interrupts,
+    record: StepRecord,
     sleep: Callable[[float], None] = time.sleep,
 ) -> StepResult:
     capture = Capture(wanted=spec.quiet_on_success or spec.retries > 0, terminals=spec.quiet_on_success)
@@ -59,6 +61,7 @@ def run_attempts(
     try:
         while True:
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            attempt_start = record.offset()
             outcome: Outcome = run_once(
                 executable,
                 spec.command,
@@ -70,21 +73,26 @@ def run_attempts(
                 interrupts,
             )
             if outcome.status == 0 or outcome.timed_out or interrupts.signum is not None:
+                record.add_attempt(attempt_start, outcome.status, None, None)
                 break
             if retries_done >= spec.retries or not capture.active:
+                record.add_attempt(attempt_start, outcome.status, None, None)
                 break
             from .signatures import active_signatures, find_contention
 
             signatures = active_signatures(windows=os.name == "nt", extra=spec.retry_on)
             match = find_contention(capture.text(), signatures)
+            record.add_attempt(
+                attempt_start, outcome.status, *((match.family, match.line) if match else (None, None))
+            )
             if match is None:
                 break
-            retries_done += 1
-            pause = backoff.delay(retries_done, backoff.unit_random())
+            pause = backoff.delay(retries_done + 1, backoff.unit_random())
             if deadline is not None and time.monotonic() + pause >= deadline:
                 break  # the retry could not finish in time; let this failure stand
             if waited + pause > backoff.MAX_TOTAL_WAIT:
                 break
+            retries_done += 1
             reporter.warning(
                 f'lock contention ({match.family}: "{_shorten(match.line)}"), '
                 f"retry {retries_done}/{spec.retries} in {pause:.1f} s"

@@ -12,8 +12,9 @@ import time
 from . import stamp as stamps
 from .attempts import run_attempts
 from .environment import build_environment, find_executable
-from .errors import OutputError, UsageError
+from .errors import FiRunError, OutputError, UsageError
 from .interrupts import Interrupted, Interrupts, exit_status_for, signal_name
+from .steplog import StepRecord, append
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -39,6 +40,20 @@ def _check_outputs(outputs: tuple[str, ...], started: float) -> None:
 
 
 def execute(spec: StepSpec, reporter: Reporter) -> int:
+    """Run the step; with --log, append what happened, whatever the outcome (fi_run's own errors too)."""
+    record = StepRecord()
+    if spec.log is None:
+        return _execute(spec, reporter, record)
+    try:
+        status = _execute(spec, reporter, record)
+    except FiRunError as exc:
+        append(spec.log, record.to_json(spec, exc.exit_status, exc.message), reporter)
+        raise
+    append(spec.log, record.to_json(spec, status, None), reporter)
+    return status
+
+
+def _execute(spec: StepSpec, reporter: Reporter, record: StepRecord) -> int:
     windows = os.name == "nt"
     if spec.stamp is not None:  # first of all: whatever happens next, no stale stamp says "done"
         stamps.prepare(spec.stamp)
@@ -53,10 +68,10 @@ def execute(spec: StepSpec, reporter: Reporter) -> int:
             if spec.locks:
                 from .locks import held_locks
 
-                with held_locks(spec, reporter):
-                    result = run_attempts(spec, executable, env, reporter, interrupts)
+                with held_locks(spec, reporter, record):
+                    result = run_attempts(spec, executable, env, reporter, interrupts, record)
             else:
-                result = run_attempts(spec, executable, env, reporter, interrupts)
+                result = run_attempts(spec, executable, env, reporter, interrupts, record)
         except Interrupted as exc:
             reporter.error(f"interrupted by {signal_name(exc.signum)}; no stamp written")
             return exit_status_for(exc.signum)

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .doorbell import Waiter
     from .messages import Reporter
     from .spec import LockRequest, StepSpec
+    from .steplog import JSON, StepRecord
 
 # A step that has waited this long says once what it waits for, when a person can see it.
 WAIT_NOTICE_SECONDS: Final = 2.0
@@ -127,8 +128,8 @@ def _probe(lock_dir: str) -> None:
             )
         finally:
             first.release()
-    except (OSError, NotImplementedError) as exc:
-        raise UsageError(f"file locks do not work in lock directory {lock_dir!r}: {exc}") from None
+    except (OSError, NotImplementedError) as exc:  # filelock's Timeout is an OSError too
+        raise UsageError(f"cannot use file locks in lock directory {lock_dir!r}: {exc}") from None
     try:
         os.unlink(probe)
     except OSError:
@@ -337,14 +338,19 @@ def _stderr_is_tty() -> bool:
 
 
 @contextmanager
-def held_locks(spec: StepSpec, reporter: Reporter) -> Iterator[None]:
+def held_locks(spec: StepSpec, reporter: Reporter, record: StepRecord) -> Iterator[None]:
     """Hold every lock the step asked for, in the global order; release them all on every exit path."""
     lock_dir = prepare_lock_dir(spec)
     plans = plan_locks(spec.locks, lock_dir, spec.start_dir, windows=os.name == "nt")
     acquirer = _Acquirer(spec, reporter)
+    acquired: list[tuple[dict[str, JSON], float]] = []  # (log entry, when it was held)
     try:
         for plan in plans:
+            wait_start = record.offset()
             acquirer.acquire(plan)
+            acquired.append(
+                (record.add_lock(plan.canonical, plan.mode, plan.slots, wait_start), record.offset())
+            )
         waited = time.monotonic() - acquirer.started
         reporter.debug(
             f"locks held after {waited:.3f} s: " + ", ".join(f"{p.mode} {p.canonical}" for p in plans)
@@ -352,3 +358,6 @@ def held_locks(spec: StepSpec, reporter: Reporter) -> Iterator[None]:
         yield
     finally:
         acquirer.release_all()
+        released = record.offset()
+        for entry, held_since in acquired:
+            entry["held"] = round(released - held_since, 6)

@@ -40,3 +40,4 @@ class StepSpec:
     lock_timeout: float | None = None
     retries: int = 10
     retry_on: tuple[str, ...] = ()
+    log: str | None = None  # absolute

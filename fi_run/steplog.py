@@ -1,0 +1,123 @@
+"""--log / FI_RUN_LOG: one JSON line per fi_run invocation, appended by many processes at once.
+
+Each line is built in memory and written with ONE write(2) to a descriptor opened with O_APPEND. On a local
+filesystem the kernel moves the end-of-file and writes the data under the inode's lock, so concurrent lines
+never interleave and none is lost, however long, with no lock of fi_run's own to slow the build (Linux:
+ext4/xfs/btrfs/tmpfs take i_rwsem for the whole write; Windows: FILE_APPEND_DATA writes are atomic too).
+Over NFS O_APPEND is emulated by the client and this guarantee does not hold: keep the log local.
+
+Environment *values* are never written, only the names fi_run changed: they hold tokens.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
+
+    from .messages import Reporter
+    from .spec import StepSpec
+
+    JSON = None | bool | int | float | str | list["JSON"] | dict[str, "JSON"]
+
+SCHEMA_VERSION: Final = 1
+
+
+class StepRecord:
+    """What one invocation did, in the order it happened. Offsets are seconds from ``started_mono``."""
+
+    def __init__(self) -> None:
+        self.started_wall = time.time()
+        self.started_mono = time.monotonic()
+        self.attempts: list[dict[str, JSON]] = []
+        self.locks: list[dict[str, JSON]] = []
+
+    def offset(self) -> float:
+        return time.monotonic() - self.started_mono
+
+    def add_attempt(self, start: float, status: int, family: str | None, line: str | None) -> None:
+        end = self.offset()
+        self.attempts.append(
+            {
+                "start": round(start, 6),
+                "duration": round(end - start, 6),
+                "status": status,
+                "family": family,
+                "line": line,
+            }
+        )
+
+    def add_lock(self, resource: str, mode: str, slots: int, wait_start: float) -> dict[str, JSON]:
+        entry: dict[str, JSON] = {
+            "resource": resource,
+            "mode": mode,
+            "slots": slots,
+            "wait_start": round(wait_start, 6),
+            "wait": round(self.offset() - wait_start, 6),
+            "held": None,
+        }
+        self.locks.append(entry)
+        return entry
+
+    def to_json(self, spec: StepSpec, status: int, error: str | None) -> dict[str, JSON]:
+        duration = self.offset()
+        names = sorted({op.name if op.kind != "venv" else "VIRTUAL_ENV" for op in spec.env_ops})
+        return {
+            "v": SCHEMA_VERSION,
+            "pid": os.getpid(),
+            "start": round(self.started_wall, 6),
+            "end": round(self.started_wall + duration, 6),
+            "duration": round(duration, 6),
+            "argv": list(spec.command),
+            "cwd": spec.start_dir,
+            "command_cwd": spec.cwd,
+            "status": status,
+            "error": error,
+            "attempts": list(self.attempts),
+            "locks": list(self.locks),
+            "stamp": spec.stamp,
+            "env_names": list(names),
+        }
+
+
+def encode(value: JSON) -> str:
+    """Compact JSON for the values a record holds, without importing json (which imports re)."""
+    from _json import encode_basestring_ascii as quote
+
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return str(quote(value))
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else "null"
+    if isinstance(value, list):
+        return "[" + ",".join(encode(item) for item in value) + "]"
+    return "{" + ",".join(f"{quote(key)}:{encode(item)}" for key, item in value.items()) + "}"
+
+
+def append(path: str, record: dict[str, JSON], reporter: Reporter) -> None:
+    """Append ``record`` as one line. A log that cannot be written warns once and never fails the step."""
+    data = (encode(record) + "\n").encode("ascii")
+    try:
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
+        try:
+            written = os.write(fd, data)
+        finally:
+            os.close(fd)
+        if written != len(data):  # a full disk part-way: say so rather than leave a silent half line
+            raise OSError(f"short write ({written} of {len(data)} bytes)")
+    except OSError as exc:
+        reporter.warning(f"cannot write --log {path!r}: {exc.strerror or exc}; the step goes on")
