@@ -23,7 +23,7 @@ from .messages import NORMAL, QUIET, VERBOSE, Reporter
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Final
 
     from .environment import EnvOp
@@ -411,11 +411,22 @@ def signatures_text() -> str:
     return "\n".join(lines) + "\n"
 
 
+_TOOLS: Final = {"report": "fi_run.report", "trace": "fi_run.trace"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run fi_run with ``argv`` (default: sys.argv[1:]) and return its exit status."""
     reporter = Reporter()
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args and args[0] in _TOOLS:
+        # `fi_run report LOG` / `fi_run trace LOG -o FILE`: tools that read --log files. A command named
+        # "report" is unaffected: commands always come after '--'.
+        import importlib
+
+        tool: Callable[[Sequence[str]], int] = importlib.import_module(_TOOLS[args[0]]).main
+        return tool(args[1:])
     try:
-        parsed = parse(sys.argv[1:] if argv is None else argv, os.environ, os.getcwd())
+        parsed = parse(args, os.environ, os.getcwd())
         if isinstance(parsed, str):
             text = {
                 "help": help_text,

@@ -3,9 +3,19 @@
 filelock waits by polling (try the lock, sleep ``poll_interval``, 50 ms by default). With 40 steps waiting
 on one venv that is either slow hand-off or a lot of CPU spent polling. filelock stays the lock; this module
 only tells waiters *when* to try again: each waiter binds a UDP socket on the loopback interface and leaves
-its port in the resource's ``waiters`` directory; whoever releases the resource sends each port one empty
-datagram. Waiters block in select() and still poll now and then (``SAFETY_POLL``) for wake-ups that cannot
-come: a holder killed with SIGKILL releases its flock in the kernel but rings no bell.
+an entry in the resource's ``waiters`` directory; whoever releases the resource sends a datagram to the
+waiter that should try next. Waiters block in select() and still poll now and then (``SAFETY_POLL``) for a
+wake-up that cannot come: a holder killed with SIGKILL releases its flock in the kernel but rings no bell.
+
+One waiter is woken per release, the oldest of the right kind, not all of them: with 40 waiters on two
+cores, waking all of them to have 39 fail costs more CPU than the hand-off itself (a thundering herd), and
+the oldest-first order makes the queue fair. Entry names start with the time the waiter began waiting
+(CLOCK_MONOTONIC, shared by all processes), so sorting them gives that order. A waiter's kind says what it
+waits for, so the releaser wakes one that can use what was released:
+
+- ``gate``: the resource's gate (an exclusive holder's whole lock, or the moment a slot is claimed);
+- ``drain``: an exclusive waiter that has the gate and waits for shared or counted holders to leave;
+- ``slot``: a counted (--semaphore) waiter that found all N slots taken.
 
 Where no loopback socket can be had (a sandbox without networking) waiters fall back to polling every
 ``FALLBACK_POLL`` seconds; nothing else changes.
@@ -15,6 +25,7 @@ from __future__ import annotations
 
 import os
 import select
+import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,25 +39,50 @@ FALLBACK_POLL: Final = 0.005
 _LOOPBACK: Final = "127.0.0.1"
 
 
+def _alive(pid: int) -> bool:
+    if os.name == "nt":  # pragma: no cover - os.kill(pid, 0) would terminate the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 class Waiter:
     """One process's registration as a waiter on one resource directory."""
 
-    def __init__(self, waiters_dir: str) -> None:
+    def __init__(self, waiters_dir: str, kind: str) -> None:
+        self._dir = waiters_dir
         self._sock: _socket.socket | None = None
         self._entry: str | None = None
+        self._prefix = ""
         try:
             sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
             sock.bind((_LOOPBACK, 0))
             sock.setblocking(False)
             port = sock.getsockname()[1]
             os.makedirs(waiters_dir, exist_ok=True)
-            _prune(waiters_dir)
-            entry = os.path.join(waiters_dir, f"{os.getpid()}-{port}")
+            self._prefix = f"{time.monotonic_ns():020d}-{os.getpid()}-{port}"
+            entry = os.path.join(waiters_dir, f"{self._prefix}.{kind}")
             with open(entry, "w"):
                 pass
         except OSError:
             return  # no loopback or no directory: poll instead
         self._sock = sock
+        self._entry = entry
+
+    def set_kind(self, kind: str) -> None:
+        """Wait for something else now (an exclusive waiter that got the gate now waits to drain)."""
+        if self._entry is None or self._entry.endswith("." + kind):
+            return
+        entry = os.path.join(self._dir, f"{self._prefix}.{kind}")
+        try:
+            os.replace(self._entry, entry)
+        except OSError:
+            return
         self._entry = entry
 
     def wait(self, seconds: float) -> None:
@@ -80,10 +116,10 @@ class Waiter:
         self.close()
 
 
-def ring(waiters_dir: str) -> None:
-    """Wake every process waiting on the resource: one datagram to each registered port."""
+def ring(waiters_dir: str, kind: str, *, everyone: bool = False) -> None:
+    """Wake the oldest live waiter of ``kind`` (all of them with ``everyone``) with one datagram each."""
     try:
-        entries = os.listdir(waiters_dir)
+        entries = sorted(name for name in os.listdir(waiters_dir) if name.endswith("." + kind))
     except OSError:
         return
     if not entries:
@@ -92,34 +128,27 @@ def ring(waiters_dir: str) -> None:
         sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
     except OSError:
         return
-    own = f"{os.getpid()}-"
+    own = os.getpid()
     try:
         for entry in entries:
-            if entry.startswith(own):
+            try:
+                _ns, pid_text, port_text = entry.partition(".")[0].split("-")
+                pid, port = int(pid_text), int(port_text)
+            except ValueError:
+                continue
+            if pid == own:
+                continue
+            if not _alive(pid):  # killed while waiting: its entry is stale; the next one is woken instead
+                try:
+                    os.unlink(os.path.join(waiters_dir, entry))
+                except OSError:
+                    pass
                 continue
             try:
-                sock.sendto(b"", (_LOOPBACK, int(entry.rpartition("-")[2])))
-            except (OSError, ValueError):
-                continue  # a waiter that died: its entry is stale and harmless (see _prune)
+                sock.sendto(b"", (_LOOPBACK, port))
+            except OSError:
+                continue
+            if not everyone:
+                return
     finally:
         sock.close()
-
-
-def _prune(waiters_dir: str) -> None:
-    """Remove the entries of waiters that no longer exist (killed before they could clean up)."""
-    if os.name == "nt":  # pragma: no cover - os.kill(pid, 0) would terminate the process on Windows
-        return
-    try:
-        entries = os.listdir(waiters_dir)
-    except OSError:
-        return
-    for entry in entries:
-        try:
-            os.kill(int(entry.partition("-")[0]), 0)
-        except ProcessLookupError:
-            try:
-                os.unlink(os.path.join(waiters_dir, entry))
-            except OSError:
-                pass
-        except (OSError, ValueError):
-            continue

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 # A step that has waited this long says once what it waits for, when a person can see it.
 WAIT_NOTICE_SECONDS: Final = 2.0
 MAX_SHARED_SLOTS: Final = 4096
+_GATE: Final = "gate.lock"
+_WAITERS: Final = "waiters"
 _PROBE_MARKER: Final = ".locks-work"
 
 
@@ -215,7 +217,9 @@ class _Acquirer:
     def __init__(self, spec: StepSpec, reporter: Reporter) -> None:
         self.spec = spec
         self.reporter = reporter
-        self.held: list[tuple[BaseFileLock, str]] = []  # (lock, resource directory), in acquisition order
+        # (lock, resource directory, is the gate), in acquisition order
+        self.held: list[tuple[BaseFileLock, str, bool]] = []
+        self._locks: dict[str, BaseFileLock] = {}
         self.deadline = None if spec.lock_timeout is None else time.monotonic() + spec.lock_timeout
         self.started = time.monotonic()
         self.noticed = False
@@ -232,34 +236,35 @@ class _Acquirer:
     def _try(self, path: str, directory: str, *, holder: bool = True) -> bool:
         from filelock import FileLock, Timeout
 
-        lock = FileLock(path)
+        lock = self._locks.get(path)
+        if lock is None:  # one object per file: constructing a FileLock costs about a third of a try
+            lock = self._locks[path] = FileLock(path)
         try:
             lock.acquire(blocking=False)
         except Timeout:
             return False
-        self.held.append((lock, directory))
+        self.held.append((lock, directory, path.endswith(_GATE)))
         if holder:
             self._write_holder(path)
         return True
 
-    def _release_last(self) -> None:
-        lock, _directory = self.held.pop()
-        lock.release()
-
-    def _wait(self, attempt: Callable[[], bool], plan: _Plan, blocked_on: Callable[[], str]) -> None:
-        """Call ``attempt`` until it succeeds, sleeping on the resource's doorbell in between."""
-        if attempt():
+    def _wait(self, attempt: Callable[[], str | None], plan: _Plan, blocked_on: Callable[[], str]) -> None:
+        """Call ``attempt`` until it succeeds (returns None), sleeping on the resource's doorbell between
+        tries as the kind of waiter it names (see doorbell.py)."""
+        kind = attempt()
+        if kind is None:
             return
         from .doorbell import Waiter
 
-        with Waiter(os.path.join(plan.directory, "waiters")) as waiter:
+        with Waiter(os.path.join(plan.directory, _WAITERS), kind) as waiter:
             # Registered before the next try: a release between the failed try and the registration
             # would otherwise ring nobody.
-            while not attempt():
+            while (kind := attempt()) is not None:
+                waiter.set_kind(kind)
                 self._pause(waiter, plan, blocked_on)
 
-    def _take(self, path: str, plan: _Plan) -> None:
-        self._wait(lambda: self._try(path, plan.directory), plan, lambda: path)
+    def _take(self, path: str, plan: _Plan, kind: str) -> None:
+        self._wait(lambda: None if self._try(path, plan.directory) else kind, plan, lambda: path)
 
     def _pause(self, waiter: Waiter, plan: _Plan, blocked_on: Callable[[], str]) -> None:
         now = time.monotonic()
@@ -283,51 +288,59 @@ class _Acquirer:
             raise UsageError(
                 f"cannot create lock directory {plan.directory!r}: {exc.strerror or exc}"
             ) from None
-        gate = os.path.join(plan.directory, "gate.lock")
+        gate = os.path.join(plan.directory, _GATE)
         if plan.mode == "exclusive":
-            self._take(gate, plan)
+            self._take(gate, plan, "gate")
             for name in sorted(os.listdir(plan.directory)):
-                if name.endswith(".lock") and name != "gate.lock":
-                    self._take(os.path.join(plan.directory, name), plan)
+                if name.endswith(".lock") and name != _GATE:
+                    self._take(os.path.join(plan.directory, name), plan, "drain")
             return
         prefix = "shared" if plan.mode == "shared" else "sem"
         count = MAX_SHARED_SLOTS if plan.mode == "shared" else plan.slots
         blocked = [gate]
 
-        def claim_slot() -> bool:
+        def claim_slot() -> str | None:
             if not self._try(gate, plan.directory, holder=False):
                 blocked[0] = gate
-                return False
+                return "gate"
             try:
                 for index in range(count):
                     slot = os.path.join(plan.directory, f"{prefix}-{index}.lock")
                     if self._try(slot, plan.directory):
-                        return True
+                        return None
                     blocked[0] = slot
-                return False
+                return "slot"
             finally:
-                # Release the gate (it sits below the slot, if one was claimed, in self.held).
-                gate_index = next(i for i, (lock, _d) in enumerate(self.held) if lock.lock_file == gate)
-                lock, _directory = self.held.pop(gate_index)
+                # Let go of the gate at once (it sits below the slot just claimed, if any, in self.held)
+                # and let the next claimer in.
+                gate_index = next(
+                    i for i, (_l, _d, is_gate) in enumerate(self.held) if is_gate and _d == plan.directory
+                )
+                lock = self.held.pop(gate_index)[0]
                 lock.release()
                 from .doorbell import ring
 
-                ring(os.path.join(plan.directory, "waiters"))
+                ring(os.path.join(plan.directory, _WAITERS), "gate")
 
         self._wait(claim_slot, plan, lambda: blocked[0])
 
     def release_all(self) -> None:
-        directories = []
+        released: dict[str, set[bool]] = {}  # resource directory -> {released its gate?, ...}
         while self.held:
-            directory = self.held[-1][1]
-            self._release_last()
-            if directory not in directories:
-                directories.append(directory)
-        if directories:
-            from .doorbell import ring
+            lock, directory, is_gate = self.held.pop()
+            lock.release()
+            released.setdefault(directory, set()).add(is_gate)
+        if not released:
+            return
+        from .doorbell import ring
 
-            for directory in directories:
-                ring(os.path.join(directory, "waiters"))
+        for directory, kinds in released.items():
+            waiters = os.path.join(directory, _WAITERS)
+            if False in kinds:  # a slot: the exclusive waiter draining the slots, and one counted waiter
+                ring(waiters, "drain", everyone=True)
+                ring(waiters, "slot")
+            if True in kinds:  # the gate: the next in line
+                ring(waiters, "gate")
 
 
 def _stderr_is_tty() -> bool:

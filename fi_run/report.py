@@ -1,0 +1,491 @@
+"""``fi_run report LOG...``: what held a build up, from fi_run's --log / FI_RUN_LOG lines.
+
+Also ``python -m fi_run.report LOG...``. Imported only by that subcommand, never by a build step.
+
+The terminal summary answers, in this order: how many steps, which failed, how often fi_run retried on
+contention (by signature family) and at what cost, and which shared resource made steps wait (per resource:
+steps, total and p50/p95/max wait, total held, the steps that waited longest). ``--json`` prints the same
+figures for machines (see JSON_KEYS below; keys are stable within a ``report_version``).
+
+Definitions:
+- wait: from asking for a lock to holding it (as fi_run measured it); held: from holding it to release.
+- a retry: an attempt whose failure matched a contention signature and that fi_run ran again; its cost is
+  the time from that attempt's start to the next attempt's start (the failed run plus the back-off).
+- gave up: an attempt that matched a signature but was not retried (retry cap, total back-off cap, timeout).
+- p50/p95: linear interpolation between closest ranks (numpy's default method).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if __name__ == "__main__" and not __package__:  # run by path: make `fi_run` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    __package__ = "fi_run"
+
+from .logfile import (
+    LogReadError,
+    ToolUsageError,
+    fail,
+    percentile,
+    read_logs,
+    safe_stdout,
+    short_command,
+    step_label,
+    tool_parser,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Final
+
+    from .logfile import Log, Step
+
+REPORT_VERSION: Final = 1
+DEFAULT_TOP: Final = 5
+
+# The --json document's keys, documented (README, "fi_run report --json"): a test keeps this in step.
+JSON_KEYS: Final = {
+    "report_version": "1; incremented when a key changes meaning or goes away (new keys may be added)",
+    "files": "the logs read, as given",
+    "skipped_lines": "lines that were not step records (broken, truncated, foreign): skipped, counted",
+    "skipped_at": "the first 10 of them, as file:line",
+    "span": "null without steps, else {start, end (epoch seconds: first start, last end), seconds}",
+    "steps": "{total, succeeded, failed, step_seconds (sum of durations), lock_wait_seconds, "
+    "lock_wait_steps}",
+    "failures": "[{status, steps, examples: [{command, argv, stamp, error}]}], most frequent first",
+    "retries": "{retries, steps, seconds, gave_up, families: [{family, retries, steps, seconds, gave_up, "
+    "line}]}, most retries first",
+    "resources": "[{resource, steps, wait: {total, p50, p95, max}, held_total, modes: {exclusive|shared|"
+    "semaphore: {steps, wait, held_total}}, top: [{wait, held, command, argv, stamp, error, pid, start}]}], "
+    "longest total wait first",
+}
+
+_BOLD: Final = "\x1b[1m"
+_RED: Final = "\x1b[1;31m"
+_YELLOW: Final = "\x1b[33m"
+_CYAN: Final = "\x1b[36m"
+_DIM: Final = "\x1b[2m"
+_RESET: Final = "\x1b[0m"
+
+
+def _r(value: float) -> float:
+    return round(value, 6)
+
+
+@dataclass
+class Family:
+    """Contention failures of one signature family."""
+
+    family: str
+    retries: int = 0  # attempts fi_run ran again
+    seconds: float = 0.0  # their cost: from each retried attempt's start to the next attempt's start
+    gave_up: int = 0  # matched, but not retried (a cap or the timeout)
+    line: str | None = None  # the first matched line, as an example
+    steps: set[int] = field(default_factory=set)  # indexes of the steps retried for this family
+
+
+@dataclass
+class Wait:
+    step: Step
+    wait: float
+    held: float
+    mode: str
+
+
+@dataclass
+class Resource:
+    resource: str
+    waits: list[Wait] = field(default_factory=list)
+
+    def modes(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for entry in self.waits:
+            counts[entry.mode] = counts.get(entry.mode, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def by_mode(self) -> list[Resource]:
+        """The same figures for each mode (exclusive, shared, semaphore) the resource was taken in."""
+        return [
+            Resource(mode, [entry for entry in self.waits if entry.mode == mode]) for mode in self.modes()
+        ]
+
+    def wait_total(self) -> float:
+        return sum(entry.wait for entry in self.waits)
+
+    def wait_stats(self) -> dict[str, float]:
+        values = [entry.wait for entry in self.waits]
+        return {
+            "total": _r(sum(values)),
+            "p50": _r(percentile(values, 50)),
+            "p95": _r(percentile(values, 95)),
+            "max": _r(max(values)),
+        }
+
+    def held_total(self) -> float:
+        return _r(sum(entry.held for entry in self.waits))
+
+    def longest(self, top: int) -> list[Wait]:
+        return sorted(self.waits, key=lambda entry: (-entry.wait, entry.step.start))[:top]
+
+
+@dataclass
+class Summary:
+    log: Log
+    failures: list[tuple[int, list[Step]]]  # by status, most frequent first
+    families: list[Family]  # most retries first
+    resources: list[Resource]  # longest total wait first
+
+    @property
+    def steps(self) -> list[Step]:
+        return self.log.steps
+
+    def failed(self) -> int:
+        return sum(len(group) for _status, group in self.failures)
+
+    def retried_steps(self) -> int:
+        return len(set().union(*(family.steps for family in self.families)))
+
+    def lock_wait_steps(self) -> int:
+        return sum(1 for step in self.steps if step.locks)
+
+
+def summarize(log: Log) -> Summary:
+    by_status: dict[int, list[Step]] = {}
+    families: dict[str, Family] = {}
+    resources: dict[str, Resource] = {}
+    for index, step in enumerate(log.steps):
+        if step.status != 0:
+            by_status.setdefault(step.status, []).append(step)
+        for number, attempt in enumerate(step.attempts):
+            if attempt.family is None:
+                continue
+            family = families.setdefault(attempt.family, Family(attempt.family))
+            if family.line is None:
+                family.line = attempt.line
+            if number + 1 < len(step.attempts):
+                family.retries += 1
+                family.seconds += max(step.attempts[number + 1].start - attempt.start, 0.0)
+                family.steps.add(index)
+            else:
+                family.gave_up += 1
+        for lock in step.locks:
+            resource = resources.setdefault(lock.resource, Resource(lock.resource))
+            resource.waits.append(Wait(step, lock.wait, lock.held or 0.0, lock.mode))
+    return Summary(
+        log=log,
+        failures=sorted(by_status.items(), key=lambda item: (-len(item[1]), item[0])),
+        families=sorted(families.values(), key=lambda f: (-f.retries, -f.gave_up, f.family)),
+        resources=sorted(resources.values(), key=lambda r: (-r.wait_total(), r.resource)),
+    )
+
+
+def _step_json(step: Step) -> dict[str, Any]:
+    return {
+        "command": short_command(step, 200),
+        "argv": list(step.argv),
+        "stamp": step_label(step) or None,
+        "error": step.error,
+    }
+
+
+def to_json(summary: Summary, top: int = DEFAULT_TOP) -> dict[str, Any]:
+    """The --json document (keys: JSON_KEYS)."""
+    steps = summary.steps
+    return {
+        "report_version": REPORT_VERSION,
+        "files": list(summary.log.files),
+        "skipped_lines": summary.log.skipped,
+        "skipped_at": list(summary.log.skipped_at),
+        "span": (
+            {
+                "start": min(s.start for s in steps),
+                "end": max(s.end for s in steps),
+                "seconds": _r(max(s.end for s in steps) - min(s.start for s in steps)),
+            }
+            if steps
+            else None
+        ),
+        "steps": {
+            "total": len(steps),
+            "succeeded": len(steps) - summary.failed(),
+            "failed": summary.failed(),
+            "step_seconds": _r(sum(s.duration for s in steps)),
+            "lock_wait_seconds": _r(sum(s.lock_wait for s in steps)),
+            "lock_wait_steps": summary.lock_wait_steps(),
+        },
+        "failures": [
+            {"status": status, "steps": len(group), "examples": [_step_json(s) for s in group[:3]]}
+            for status, group in summary.failures
+        ],
+        "retries": {
+            "retries": sum(f.retries for f in summary.families),
+            "steps": summary.retried_steps(),
+            "seconds": _r(sum(f.seconds for f in summary.families)),
+            "gave_up": sum(f.gave_up for f in summary.families),
+            "families": [
+                {
+                    "family": f.family,
+                    "retries": f.retries,
+                    "steps": len(f.steps),
+                    "seconds": _r(f.seconds),
+                    "gave_up": f.gave_up,
+                    "line": f.line,
+                }
+                for f in summary.families
+            ],
+        },
+        "resources": [
+            {
+                "resource": r.resource,
+                "steps": len(r.waits),
+                "modes": {
+                    m.resource: {"steps": len(m.waits), "wait": m.wait_stats(), "held_total": m.held_total()}
+                    for m in r.by_mode()
+                },
+                "wait": r.wait_stats(),
+                "held_total": r.held_total(),
+                "top": [
+                    {
+                        "wait": _r(w.wait),
+                        "held": _r(w.held),
+                        **_step_json(w.step),
+                        "pid": w.step.pid,
+                        "start": w.step.start,
+                    }
+                    for w in r.longest(top)
+                ],
+            }
+            for r in summary.resources
+        ],
+    }
+
+
+# --- the terminal summary
+
+
+class _Style:
+    def __init__(self, colour: bool) -> None:
+        self.colour = colour
+
+    def __call__(self, code: str, text: str) -> str:
+        return f"{code}{text}{_RESET}" if self.colour and text else text
+
+
+def _table(rows: list[list[str]], right: set[int], indent: str = "  ") -> list[str]:
+    """Aligned columns (widths from the plain text; callers colour whole cells afterwards)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) if i < len(row) - 1 else cell
+            for i, cell in enumerate(row)
+        ]
+        lines.append(indent + "  ".join(cells).rstrip())
+    return lines
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:.3f}"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _clock(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+def _who(step: Step) -> str:
+    label = step_label(step)
+    return f"{label}: {short_command(step, 200)}" if label else short_command(step, 200)
+
+
+def _recolour(line: str, cell: str, code: str, style: _Style) -> str:
+    """Colour the first occurrence of ``cell`` in an aligned line."""
+    at = line.find(cell)
+    return line if at < 0 else line[:at] + style(code, cell) + line[at + len(cell) :]
+
+
+def render(summary: Summary, colour: bool, width: int = 120, top: int = DEFAULT_TOP) -> str:
+    """The terminal summary: plain aligned text, with colour when ``colour``."""
+    style = _Style(colour)
+    log = summary.log
+    steps = summary.steps
+    files = log.files
+    source = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    out: list[str] = []
+    title = style(_BOLD, "fi_run report")
+    if not steps:
+        out.append(f"{title}  {source}: no steps logged")
+    else:
+        start = min(s.start for s in steps)
+        end = max(s.end for s in steps)
+        failed = summary.failed()
+        head = f"{_plural(len(steps), 'step')}, " + (
+            style(_RED, f"{failed} failed") if failed else "all succeeded"
+        )
+        out.append(
+            f"{title}  {source}: {head}, span {_s(end - start)} s ({_clock(start)} to {_clock(end)[11:]})"
+        )
+    if log.skipped:
+        out.append(style(_YELLOW, log.skipped_note()))
+    if not steps:
+        return "\n".join(out) + "\n"
+
+    retries = sum(f.retries for f in summary.families)
+    gave_up = sum(f.gave_up for f in summary.families)
+    overview = [
+        ["step time", f"{_s(sum(s.duration for s in steps))} s", "all steps' durations added up"],
+        [
+            "lock wait",
+            f"{_s(sum(s.lock_wait for s in steps))} s",
+            f"in {_plural(summary.lock_wait_steps(), 'step')} that took locks",
+        ],
+        [
+            "retries",
+            str(retries),
+            f"in {_plural(summary.retried_steps(), 'step')}, "
+            f"{_s(sum(f.seconds for f in summary.families))} s lost"
+            + (f", {gave_up} gave up" if gave_up else ""),
+        ],
+    ]
+    out += _table(overview, right=set())
+
+    if summary.failures:
+        out += ["", style(_BOLD, "failures")]
+        rows = [["status", "steps", "example"]]
+        for status, group in summary.failures:
+            example = group[0]
+            error = f"  ({example.error})" if example.error else ""
+            rows.append([str(status), str(len(group)), _who(example) + error])
+        lines = _table(rows, right={0, 1})
+        out.append(style(_DIM, lines[0]))
+        for line, row in zip(lines[1:], rows[1:], strict=True):
+            out.append(_recolour(_cut(line, width), row[0], _RED, style))
+
+    if summary.families:
+        out += ["", style(_BOLD, "retries by family") + style(_DIM, "  (lost: failed attempts and back-off)")]
+        rows = [["family", "retries", "steps", "lost s", "gave up"]]
+        for f in summary.families:
+            rows.append([f.family, str(f.retries), str(len(f.steps)), _s(f.seconds), str(f.gave_up)])
+        lines = _table(rows, right={1, 2, 3, 4})
+        out.append(style(_DIM, lines[0]))
+        for line, f in zip(lines[1:], summary.families, strict=True):
+            out.append(_recolour(line, f.family, _YELLOW, style))
+            if f.line:
+                out.append(style(_DIM, _cut(f"    e.g. {f.line}", width)))
+
+    if summary.resources:
+        out += ["", style(_BOLD, "lock waits") + style(_DIM, "  (seconds; wait: from asking to holding)")]
+        rows = [["steps", "wait total", "p50", "p95", "max", "held total", "resource"]]
+        kinds = []
+        for r in summary.resources:
+            parts = [(r, r.resource, "resource")]
+            modes = r.by_mode()
+            if len(modes) > 1:
+                parts += [(m, f"  {m.resource}", "mode") for m in modes]
+            else:
+                parts[0] = (r, f"{r.resource} ({modes[0].resource})", "resource")
+            for part, label, kind in parts:
+                stats = part.wait_stats()
+                rows.append(
+                    [
+                        str(len(part.waits)),
+                        _s(stats["total"]),
+                        _s(stats["p50"]),
+                        _s(stats["p95"]),
+                        _s(stats["max"]),
+                        _s(part.held_total()),
+                        label,
+                    ]
+                )
+                kinds.append((kind, r.resource))
+        lines = _table(rows, right={0, 1, 2, 3, 4, 5})
+        out.append(style(_DIM, lines[0]))
+        for line, (kind, name) in zip(lines[1:], kinds, strict=True):
+            out.append(_recolour(line, name, _CYAN, style) if kind == "resource" else line)
+        for r in summary.resources:
+            longest = r.longest(top)
+            if not longest:
+                continue
+            out.append(style(_DIM, f"  longest waits for {r.resource}"))
+            rows = [[_s(w.wait), _who(w.step)] for w in longest]
+            out += [_cut(line, width) for line in _table(rows, right={0}, indent="    ")]
+    return "\n".join(out) + "\n"
+
+
+def _cut(line: str, width: int) -> str:
+    """Cut a plain line (colour is added afterwards) to the terminal's width."""
+    return line if len(line) <= width else line[: max(width - 3, 1)] + "..."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = tool_parser(
+        "fi_run report",
+        "Summarize fi_run --log / FI_RUN_LOG files: steps, failures, retries by contention family, and per "
+        "shared resource the lock waits (total, p50, p95, max), time held and the steps that waited longest.",
+        epilog="Log a build with FI_RUN_LOG=$PWD/fi_run.log ninja, then: fi_run report fi_run.log\n"
+        "Exit status: 0, or 2 if a log cannot be read. Unreadable lines are skipped and counted.\n"
+        "--json keys:\n" + "\n".join(f"  {key}: {meaning}" for key, meaning in JSON_KEYS.items()),
+    )
+    parser.add_argument("logs", nargs="+", metavar="LOG", help="a log file ('-': standard input)")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON document")
+    parser.add_argument(
+        "--top",
+        type=int,
+        default=DEFAULT_TOP,
+        metavar="N",
+        help=f"list the N longest waits per resource (default {DEFAULT_TOP})",
+    )
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+        if args.top < 0:
+            raise ToolUsageError(f"fi_run report: --top expects a number >= 0, got {args.top}")
+    except ToolUsageError as exc:
+        return fail(str(exc))
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    try:
+        log = read_logs(args.logs)
+    except LogReadError as exc:
+        return fail(str(exc))
+    summary = summarize(log)
+    safe_stdout()
+    try:
+        if args.json:
+            import json
+
+            sys.stdout.write(json.dumps(to_json(summary, args.top), indent=2, ensure_ascii=False) + "\n")
+        else:
+            from .messages import colour_wanted
+
+            try:
+                tty = sys.stdout.isatty()
+            except (AttributeError, ValueError):
+                tty = False
+            colour = colour_wanted(os.environ, tty)
+            if colour and os.name == "nt":  # pragma: no cover - Windows only
+                from .messages import _enable_windows_ansi
+
+                _enable_windows_ansi()
+            import shutil
+
+            width = shutil.get_terminal_size((120, 24)).columns if tty else 120
+            sys.stdout.write(render(summary, colour, width, args.top))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `fi_run report LOG | head`: the reader had enough
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""``fi_run trace LOG... -o trace.json``: a Chrome trace-event file of a build, from fi_run's --log lines.
+
+Also ``python -m fi_run.trace``. Imported only by that subcommand, never by a build step.
+
+The output is the trace-event format's JSON Object Format (``{"traceEvents": [...], "displayTimeUnit":
+"ms"}``) that Perfetto (https://ui.perfetto.dev, "Open trace file") and chrome://tracing load. One process,
+the build; one track (tid) per concurrent slot: each step goes to the lowest-numbered slot free at its start,
+as ninjatracing lays out .ninja_log, so a -j16 build has at most 16 tracks. On its track, each step is:
+
+- a complete event ("ph": "X") for the whole step, named after its stamp (ninja's output) or its command,
+  category "step" (args: argv, status, error, pid, stamp, the log line it came from);
+- inside it, one after another: "waiting for <resource>" per lock (category "lock"), then "running <argv0>"
+  per attempt (category "attempt");
+- an instant event ("ph": "i", "s": "t") named "retry: <family>" where an attempt failed on contention and was
+  run again (category "retry", the matched line in args), "contention, not retried: <family>" where fi_run
+  gave up.
+
+Times are integer microseconds from the first step's start (its epoch time is in otherData.start_epoch).
+Slices are laid out so that none overlaps another on its track except by nesting inside its step.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+if __name__ == "__main__" and not __package__:  # run by path: make `fi_run` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    __package__ = "fi_run"
+
+from .logfile import LogReadError, ToolUsageError, fail, read_logs, short_command, step_label, tool_parser
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Final
+
+    from .logfile import Log, Step
+
+TRACE_VERSION: Final = 1
+PID: Final = 1  # the build; tids are slots, numbered from 1
+
+
+def _us(seconds: float) -> int:
+    return round(seconds * 1_000_000)
+
+
+def assign_slots(spans: Sequence[tuple[int, int]]) -> list[int]:
+    """For each (start, end), the lowest slot (1, 2, ...) that no earlier span still occupies at its start.
+
+    Spans are taken in order of start (then end); a slot is free again at the moment its span ends, so a span
+    that starts exactly when another ends may take its slot. Returns the slots in the order given.
+    """
+    order = sorted(range(len(spans)), key=lambda i: (spans[i][0], spans[i][1], i))
+    busy_until: list[int] = []  # per slot, when its last span ends
+    slots = [0] * len(spans)
+    for index in order:
+        start, end = spans[index]
+        for slot, until in enumerate(busy_until):
+            if until <= start:
+                busy_until[slot] = end
+                slots[index] = slot + 1
+                break
+        else:
+            busy_until.append(end)
+            slots[index] = len(busy_until)
+    return slots
+
+
+def _step_name(step: Step) -> str:
+    return step_label(step) or short_command(step, 60)
+
+
+def _argv0(step: Step) -> str:
+    return os.path.basename(step.argv[0].replace("\\", "/")) if step.argv else "?"
+
+
+def build_trace(log: Log) -> dict[str, Any]:
+    """The trace as a JSON-ready dict."""
+    steps = log.steps
+    origin = min((step.start for step in steps), default=0.0)
+    spans = []
+    for step in steps:
+        start = _us(step.start - origin)
+        spans.append((start, start + max(_us(step.duration), 0)))
+    slots = assign_slots(spans)
+    source = ", ".join(log.files)
+    events: list[dict[str, Any]] = [
+        {
+            "name": "process_name",
+            "ph": "M",
+            "pid": PID,
+            "tid": 0,
+            "args": {"name": f"fi_run build ({source})"},
+        },
+        {"name": "process_sort_index", "ph": "M", "pid": PID, "tid": 0, "args": {"sort_index": 0}},
+    ]
+    for slot in range(1, max(slots, default=0) + 1):
+        events.append(
+            {"name": "thread_name", "ph": "M", "pid": PID, "tid": slot, "args": {"name": f"slot {slot}"}}
+        )
+        events.append(
+            {"name": "thread_sort_index", "ph": "M", "pid": PID, "tid": slot, "args": {"sort_index": slot}}
+        )
+    for step, (start, end), slot in zip(steps, spans, slots, strict=True):
+        events += _step_events(step, start, end, slot)
+    return {
+        "traceEvents": events,
+        "displayTimeUnit": "ms",
+        "otherData": {
+            "fi_run_trace": TRACE_VERSION,
+            "files": list(log.files),
+            "start_epoch": origin,
+            "steps": len(steps),
+            "slots": max(slots, default=0),
+            "skipped_lines": log.skipped,
+        },
+    }
+
+
+def _step_events(step: Step, start: int, end: int, slot: int) -> list[dict[str, Any]]:
+    step_args: dict[str, Any] = {
+        "argv": list(step.argv),
+        "status": step.status,
+        "attempts": len(step.attempts),
+        "pid": step.pid,
+        "stamp": step.stamp,
+        "cwd": step.cwd,
+        "log_line": step.source,
+    }
+    if step.error is not None:
+        step_args["error"] = step.error
+    if step.command_cwd is not None:
+        step_args["command_cwd"] = step.command_cwd
+    whole: dict[str, Any] = {
+        "name": _step_name(step),
+        "cat": "step" if step.status == 0 else "step,failed",
+        "ph": "X",
+        "ts": start,
+        "dur": end - start,
+        "pid": PID,
+        "tid": slot,
+        "args": step_args,
+    }
+    if step.status != 0:
+        whole["cname"] = "terrible"  # chrome://tracing's reserved red
+    events = [whole]
+    cursor = start
+
+    def place(offset: float, duration: float) -> tuple[int, int]:
+        """A child slice inside the step, after the previous one: rounding never makes two overlap."""
+        nonlocal cursor
+        ts = min(max(start + _us(offset), cursor), end)
+        stop = min(max(start + _us(offset + duration), ts), end)
+        cursor = stop
+        return ts, stop
+
+    for lock in sorted(step.locks, key=lambda lock: lock.wait_start):
+        ts, stop = place(lock.wait_start, lock.wait)
+        events.append(
+            {
+                "name": f"waiting for {lock.resource}",
+                "cat": "lock",
+                "ph": "X",
+                "ts": ts,
+                "dur": stop - ts,
+                "pid": PID,
+                "tid": slot,
+                "args": {
+                    "resource": lock.resource,
+                    "mode": lock.mode,
+                    "slots": lock.slots,
+                    "wait_s": lock.wait,
+                    "held_s": lock.held,
+                },
+            }
+        )
+    attempts = sorted(step.attempts, key=lambda attempt: attempt.start)
+    for number, attempt in enumerate(attempts, 1):
+        ts, stop = place(attempt.start, attempt.duration)
+        running: dict[str, Any] = {
+            "name": f"running {_argv0(step)}",
+            "cat": "attempt",
+            "ph": "X",
+            "ts": ts,
+            "dur": stop - ts,
+            "pid": PID,
+            "tid": slot,
+            "args": {"attempt": number, "of": len(attempts), "status": attempt.status},
+        }
+        if attempt.status != 0:
+            running["cname"] = "bad"
+        events.append(running)
+        if attempt.family is not None:
+            retried = number < len(attempts)
+            events.append(
+                {
+                    "name": f"{'retry' if retried else 'contention, not retried'}: {attempt.family}",
+                    "cat": "retry",
+                    "ph": "i",
+                    "s": "t",
+                    "ts": stop,
+                    "pid": PID,
+                    "tid": slot,
+                    "args": {
+                        "family": attempt.family,
+                        "line": attempt.line,
+                        "attempt": number,
+                        "status": attempt.status,
+                        "retried": retried,
+                    },
+                }
+            )
+    return events
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = tool_parser(
+        "fi_run trace",
+        "Write a Chrome trace-event JSON file of the steps in fi_run --log / FI_RUN_LOG files: one track per "
+        "concurrent slot, lock waits and attempts as slices, retries as instant events.",
+        epilog="Open the file in https://ui.perfetto.dev (Open trace file) or chrome://tracing (Load).\n"
+        "Exit status: 0, or 2 if a log cannot be read or the output cannot be written.",
+    )
+    parser.add_argument("logs", nargs="+", metavar="LOG", help="a log file ('-': standard input)")
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", default="-", help="where to write the trace (default: stdout)"
+    )
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    except ToolUsageError as exc:
+        return fail(str(exc))
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    try:
+        log = read_logs(args.logs)
+    except LogReadError as exc:
+        return fail(str(exc))
+    import json
+
+    trace = build_trace(log)
+    text = json.dumps(trace, ensure_ascii=True, separators=(",", ":")) + "\n"
+    if log.skipped:
+        sys.stderr.write(f"fi_run: {log.skipped_note()}\n")
+    if args.output == "-":
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            return 1
+        return 0
+    try:
+        with open(args.output, "w", encoding="ascii") as stream:
+            stream.write(text)
+    except OSError as exc:
+        return fail(f"cannot write the trace to {args.output!r}: {exc.strerror or exc}")
+    other = trace["otherData"]
+    steps = "no steps logged" if not other["steps"] else f"{other['steps']} steps on {other['slots']} tracks"
+    sys.stderr.write(
+        f"fi_run: wrote {args.output} ({steps}); open it in https://ui.perfetto.dev or chrome://tracing\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
