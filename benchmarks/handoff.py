@@ -22,8 +22,10 @@ import sys
 import tempfile
 import time
 
+from common import prepare
 
-def run_round(tool: str, procs: int, hold: float, tmp: str) -> tuple[float, list[float]]:
+
+def run_round(tool: str, procs: int, hold: float, tmp: str, env: dict[str, str]) -> tuple[float, list[float]]:
     log = os.path.join(tmp, f"{tool}.log")
     if os.path.exists(log):
         os.unlink(log)
@@ -31,26 +33,35 @@ def run_round(tool: str, procs: int, hold: float, tmp: str) -> tuple[float, list
     bash = shutil.which("bash") or "/bin/bash"
     if tool == "fi_run":
         fi_run = os.path.join(os.path.dirname(sys.executable), "fi-run")
-        argv = [fi_run, "--lock-dir", os.path.join(tmp, "locks"), "--lock", os.path.join(tmp, "resource"), "--",
-                bash, "-c", body]
+        argv = [
+            fi_run,
+            "--lock-dir",
+            os.path.join(tmp, "locks"),
+            "--lock",
+            os.path.join(tmp, "resource"),
+            "--",
+            bash,
+            "-c",
+            body,
+        ]
     else:
         argv = ["flock", os.path.join(tmp, "flock.lock"), bash, "-c", body]
-    children = [subprocess.Popen(argv) for _ in range(procs)]
+    children = [subprocess.Popen(argv, env=env) for _ in range(procs)]
     for child in children:
         if child.wait() != 0:
             raise SystemExit(f"{tool}: a holder failed (exit {child.returncode})")
-    events = []
+    events: list[tuple[float, str]] = []
     with open(log, encoding="utf-8") as f:
         for line in f:
-            kind, stamp = line.split()
-            events.append((float(stamp), kind))
+            kind, text = line.split()
+            events.append((float(text), kind))
     events.sort()
     if len(events) != 2 * procs:
         raise SystemExit(f"{tool}: expected {2 * procs} events, got {len(events)}")
     held = 0.0
-    gaps = []
-    inside = None
-    last_release = None
+    gaps: list[float] = []
+    inside: float | None = None
+    last_release: float | None = None
     for stamp, kind in events:
         if kind == "A":
             if inside is not None:
@@ -68,7 +79,9 @@ def run_round(tool: str, procs: int, hold: float, tmp: str) -> tuple[float, list
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--procs", type=int, default=40)
     parser.add_argument("--hold", type=float, default=0.02)
     parser.add_argument("--rounds", type=int, default=3)
@@ -77,20 +90,25 @@ def main() -> int:
         print("handoff.py: flock(1) not found (util-linux)", file=sys.stderr)
         return 1
     results: dict[str, tuple[list[float], list[float]]] = {"fi_run": ([], []), "flock": ([], [])}
+    env = prepare()
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.rounds):
             for tool in results:  # alternate, so load changes hit both
-                efficiency, gaps = run_round(tool, args.procs, args.hold, tmp)
+                efficiency, gaps = run_round(tool, args.procs, args.hold, tmp, env)
                 results[tool][0].append(efficiency)
                 results[tool][1].extend(gaps)
-    print(f"{args.procs} processes, each holding one resource {args.hold * 1000:.0f} ms, {args.rounds} rounds, "
-          f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}; no overlap seen")
+    print(
+        f"{args.procs} processes, each holding one resource {args.hold * 1000:.0f} ms, {args.rounds} rounds, "
+        f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}; no overlap seen"
+    )
     print(f"{'tool':8} {'efficiency (median)':>20} {'gap median ms':>14} {'gap p90 ms':>11}")
     for tool, (efficiencies, gaps) in results.items():
         gaps.sort()
         p90 = gaps[int(0.9 * (len(gaps) - 1))]
-        print(f"{tool:8} {statistics.median(efficiencies):20.3f} {statistics.median(gaps) * 1000:14.2f} "
-              f"{p90 * 1000:11.2f}")
+        print(
+            f"{tool:8} {statistics.median(efficiencies):20.3f} {statistics.median(gaps) * 1000:14.2f} "
+            f"{p90 * 1000:11.2f}"
+        )
     return 0
 
 

@@ -18,23 +18,27 @@ import sys
 import tempfile
 import time
 
+from common import prepare
 
-def measure(commands: dict[str, list[str]], rounds: int) -> dict[str, list[float]]:
+
+def measure(commands: dict[str, list[str]], rounds: int, env: dict[str, str]) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in commands}
     names = list(commands)
     for _ in range(rounds):
         random.shuffle(names)
         for name in names:
             start = time.perf_counter()
-            result = subprocess.run(commands[name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            result = subprocess.run(
+                commands[name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=False
+            )
             times[name].append(time.perf_counter() - start)
             if result.returncode != 0:
                 raise SystemExit(f"{name}: exit {result.returncode}: {commands[name]}")
     return times
 
 
-def importtime(argv: list[str], top: int = 12) -> list[tuple[int, str]]:
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+def importtime(argv: list[str], env: dict[str, str], top: int = 12) -> list[tuple[int, str]]:
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     rows = []
     for line in proc.stderr.splitlines():
         fields = line.removeprefix("import time:").split("|")
@@ -45,7 +49,9 @@ def importtime(argv: list[str], top: int = 12) -> list[tuple[int, str]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
     py = sys.executable
@@ -60,24 +66,53 @@ def main() -> int:
             "python -c pass": [py, "-c", "pass"],
             'python -c "import filelock"': [py, "-c", "import filelock"],
             "fi-run --stamp S --env K=V -- true": [fi_run, "--stamp", stamp, "--env", "K=V", "--", true],
-            "python -m fi_run --stamp S --env K=V -- true": [py, "-m", "fi_run", "--stamp", stamp, "--env", "K=V", "--", true],
-            "fi-run --stamp S --lock R -- true": [fi_run, "--stamp", stamp, "--lock-dir", lockdir, "--lock", tmp, "--", true],
+            "python -m fi_run --stamp S --env K=V -- true": [
+                py,
+                "-m",
+                "fi_run",
+                "--stamp",
+                stamp,
+                "--env",
+                "K=V",
+                "--",
+                true,
+            ],
+            "fi-run --stamp S --lock R -- true": [
+                fi_run,
+                "--stamp",
+                stamp,
+                "--lock-dir",
+                lockdir,
+                "--lock",
+                tmp,
+                "--",
+                true,
+            ],
         }
-        times = measure(commands, args.rounds)
+        env = prepare()
+        times = measure(commands, args.rounds, env)
         base = statistics.median(times["python -c pass"])
         base_filelock = statistics.median(times['python -c "import filelock"'])
-        print(f"{sys.version.split()[0]} on {os.uname().sysname} {os.uname().machine}, {os.cpu_count()} CPUs, "
-              f"{args.rounds} interleaved rounds, {time.strftime('%Y-%m-%d')}")
+        print(
+            f"{sys.version.split()[0]} on {os.uname().sysname} {os.uname().machine}, {os.cpu_count()} CPUs, "
+            f"{args.rounds} interleaved rounds, {time.strftime('%Y-%m-%d')}"
+        )
         print(f"{'command':50} {'median ms':>10} {'vs python -c pass':>18} {'vs import filelock':>19}")
         for name, values in times.items():
             median = statistics.median(values)
             print(f"{name:50} {median * 1000:10.1f} {median / base:17.2f}x {median / base_filelock:18.2f}x")
         for label, argv in (
-            ("no lock", [py, "-X", "importtime", "-m", "fi_run", "--stamp", stamp, "--env", "K=V", "--", true]),
-            ("--lock", [py, "-X", "importtime", "-m", "fi_run", "--lock-dir", lockdir, "--lock", tmp, "--", true]),
+            (
+                "no lock",
+                [py, "-X", "importtime", "-m", "fi_run", "--stamp", stamp, "--env", "K=V", "--", true],
+            ),
+            (
+                "--lock",
+                [py, "-X", "importtime", "-m", "fi_run", "--lock-dir", lockdir, "--lock", tmp, "--", true],
+            ),
         ):
             print(f"\npython -X importtime, {label}: largest self times")
-            for self_us, name in importtime(argv):
+            for self_us, name in importtime(argv, env):
                 print(f"  {self_us:7d} us  {name}")
     return 0
 

@@ -274,7 +274,7 @@ def tool_parser(prog: str, description: str, epilog: str = "") -> argparse.Argum
 
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> NoReturn:
-            raise ToolUsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+            raise ToolUsageError(f"{self.prog.removeprefix('fi_run ')}: {message} (see {self.prog} --help)")
 
     return Parser(
         prog=prog,

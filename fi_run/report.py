@@ -23,8 +23,10 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-if __name__ == "__main__" and not __package__:  # run by path: make `fi_run` importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == "__main__" and not __package__:
+    # Run by path: import fi_run from its parent directory, and let this directory (where trace.py would
+    # shadow the standard library's trace) off the path.
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     __package__ = "fi_run"
 
 from .logfile import (
@@ -446,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
         if args.top < 0:
-            raise ToolUsageError(f"fi_run report: --top expects a number >= 0, got {args.top}")
+            parser.error(f"--top expects a number >= 0, got {args.top}")
     except ToolUsageError as exc:
         return fail(str(exc))
     except SystemExit as exc:  # --help

@@ -11,7 +11,6 @@ Environment *values* are never written, only the names fi_run changed: they hold
 
 from __future__ import annotations
 
-import math
 import os
 import time
 
@@ -86,6 +85,7 @@ class StepRecord:
 
 def encode(value: JSON) -> str:
     """Compact JSON for the values a record holds, without importing json (which imports re)."""
+    import math
     from _json import encode_basestring_ascii as quote
 
     if value is None:

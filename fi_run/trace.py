@@ -25,8 +25,10 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-if __name__ == "__main__" and not __package__:  # run by path: make `fi_run` importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == "__main__" and not __package__:
+    # Run by path: import fi_run from its parent directory, and let this directory (where trace.py would
+    # shadow the standard library's trace) off the path.
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     __package__ = "fi_run"
 
 from .logfile import LogReadError, ToolUsageError, fail, read_logs, short_command, step_label, tool_parser

@@ -1,0 +1,150 @@
+"""Benchmark 3: a seed-like build, the depth-1 pool against fi_run's locks.
+
+A generated build.ninja of 300 steps: 3 venvs, each with 10 install steps (exclusive, 0.5 s) and 20 import
+steps (shared, 0.3 s; import i waits for install i % 10), plus 210 independent steps (0.6 s). The venv steps
+run sim.sh, which fails like uv#2767 if it ever sees a conflicting holder, so a wrong lock is a failure, not
+just a number. Three ways, at -j16:
+  (a) the seed's workaround: every venv step in one pool of depth 1, unwrapped;
+  (b) fi_run with --lock / --shared-lock per venv, no pool (every step, the independent ones too, wrapped);
+  (c) unwrapped, no pool: steps collide (ninja -k 0, failures counted).
+Reported: wall time, CPU time of all the build's processes, failures, (a)/(b), and (b) over the DAG lower
+bound: the largest of total work / 16, the critical path, and per venv its serialized exclusive work plus one
+shared interval (its imports cannot overlap its installs).
+
+Usage: python benchmarks/seed_build.py [--jobs 16] [--scale 1.0]   (scale multiplies every duration)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from common import prepare
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VENVS = 3
+INSTALLS = 10
+IMPORTS = 20
+INDEPENDENT = 210
+
+
+def generate(way: str, build: str, scale: float) -> None:
+    install_s, import_s, independent_s = 0.5 * scale, 0.3 * scale, 0.6 * scale
+    fi_run = shlex.quote(os.path.join(os.path.dirname(sys.executable), "fi-run"))
+    sim = shlex.quote(os.path.join(HERE, "sim.sh"))
+    locks = shlex.quote(os.path.join(build, "locks"))
+    lines = ["pool venv\n  depth = 1\n"]
+    wrap = f"{fi_run} --lock-dir {locks} --stamp $out"
+    if way == "b":
+        lines.append(f"rule install\n  command = {wrap} --lock $venv -- {sim} exclusive $venv {install_s}\n")
+        lines.append(
+            f"rule import\n  command = {wrap} --shared-lock $venv -- {sim} shared $venv {import_s}\n"
+        )
+        lines.append(f"rule work\n  command = {wrap} -- sleep {independent_s}\n")
+    else:
+        pool = "\n  pool = venv" if way == "a" else ""
+        lines.append(f"rule install\n  command = {sim} exclusive $venv {install_s} && touch $out{pool}\n")
+        lines.append(f"rule import\n  command = {sim} shared $venv {import_s} && touch $out{pool}\n")
+        lines.append(f"rule work\n  command = sleep {independent_s} && touch $out\n")
+    outs = []
+    for v in range(VENVS):
+        venv = os.path.join(build, f"venv{v}")
+        for i in range(INSTALLS):
+            out = f"out/v{v}-install{i}.stamp"
+            lines.append(f"build {out}: install\n  venv = {venv}\n")
+            outs.append(out)
+        for i in range(IMPORTS):
+            out = f"out/v{v}-import{i}.stamp"
+            lines.append(f"build {out}: import || out/v{v}-install{i % INSTALLS}.stamp\n  venv = {venv}\n")
+            outs.append(out)
+    for i in range(INDEPENDENT):
+        out = f"out/work{i}.stamp"
+        lines.append(f"build {out}: work\n")
+        outs.append(out)
+    lines.append("build all: phony " + " ".join(outs) + "\ndefault all\n")
+    os.makedirs(os.path.join(build, "out"), exist_ok=True)
+    with open(os.path.join(build, "build.ninja"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+
+
+def lower_bound(jobs: int, scale: float) -> float:
+    install_s, import_s, independent_s = 0.5 * scale, 0.3 * scale, 0.6 * scale
+    total = VENVS * (INSTALLS * install_s + IMPORTS * import_s) + INDEPENDENT * independent_s
+    critical = install_s + import_s
+    per_venv = INSTALLS * install_s + import_s
+    return max(total / jobs, critical, per_venv, independent_s)
+
+
+def run(way: str, ninja: str, jobs: int, scale: float, env: dict[str, str]) -> tuple[float, float, int, int]:
+    with tempfile.TemporaryDirectory() as build:
+        generate(way, build, scale)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.monotonic()
+        proc = subprocess.run(
+            [ninja, "-C", build, "-j", str(jobs), "-k", "0"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        wall = time.monotonic() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        failed = proc.stdout.count("FAILED: ")
+        stamps = len([n for n in os.listdir(os.path.join(build, "out")) if n.endswith(".stamp")])
+        conflicts = 0
+        for v in range(VENVS):
+            path = os.path.join(build, f"venv{v}", "conflicts")
+            if os.path.exists(path):
+                with open(path, encoding="utf-8") as f:
+                    conflicts += len(f.readlines())
+        if way != "c" and (proc.returncode != 0 or failed or conflicts or stamps != 300):
+            raise SystemExit(
+                f"way {way}: the build went wrong: exit {proc.returncode}, {failed} failed, "
+                f"{conflicts} conflicts, {stamps} stamps\n{proc.stdout[-2000:]}"
+            )
+        return wall, cpu, failed, stamps
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--jobs", type=int, default=16)
+    parser.add_argument("--scale", type=float, default=1.0)
+    args = parser.parse_args()
+    ninja = shutil.which(
+        "ninja", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    )
+    if ninja is None:
+        print("seed_build.py: ninja not found (python -m pip install ninja)", file=sys.stderr)
+        return 1
+    env = prepare()
+    results = {way: run(way, ninja, args.jobs, args.scale, env) for way in ("a", "b", "c")}
+    bound = lower_bound(args.jobs, args.scale)
+    print(
+        f"300 steps at -j{args.jobs}, scale {args.scale}, {os.cpu_count()} CPUs, "
+        f"{time.strftime('%Y-%m-%d')}; DAG lower bound {bound:.2f} s"
+    )
+    names = {
+        "a": "(a) depth-1 pool, unwrapped",
+        "b": "(b) fi_run locks, no pool",
+        "c": "(c) unwrapped, no pool",
+    }
+    print(f"{'way':32} {'wall s':>7} {'CPU s':>7} {'failed':>7} {'stamps':>7}")
+    for way, (wall, cpu, failed, stamps) in results.items():
+        print(f"{names[way]:32} {wall:7.2f} {cpu:7.2f} {failed:7d} {stamps:7d}")
+    a, b = results["a"][0], results["b"][0]
+    print(f"(a)/(b) = {a / b:.2f}   (b)/lower bound = {b / bound:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
