@@ -14,7 +14,7 @@ import sys
 if __name__ == "__main__" and not __package__:
     # Run by path (`python .../fi_run/__main__.py`), as GN's `script` or a tree that vendors its Python tools
     # does: make the package importable, then carry on exactly as `python -m fi_run`.
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))  # through symlinks too
     __package__ = "fi_run"
 
 from . import __version__

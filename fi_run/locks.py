@@ -353,6 +353,10 @@ def _stderr_is_tty() -> bool:
 @contextmanager
 def held_locks(spec: StepSpec, reporter: Reporter, record: StepRecord) -> Iterator[None]:
     """Hold every lock the step asked for, in the global order; release them all on every exit path."""
+    import filelock  # noqa: F401 - imported before any wait starts, so that logged waits are only waits
+
+    from . import doorbell  # noqa: F401
+
     lock_dir = prepare_lock_dir(spec)
     plans = plan_locks(spec.locks, lock_dir, spec.start_dir, windows=os.name == "nt")
     acquirer = _Acquirer(spec, reporter)
@@ -360,7 +364,11 @@ def held_locks(spec: StepSpec, reporter: Reporter, record: StepRecord) -> Iterat
     try:
         for plan in plans:
             wait_start = record.offset()
-            acquirer.acquire(plan)
+            try:
+                acquirer.acquire(plan)
+            except BaseException:  # a lock timeout or an interrupt: the wait still goes into the log
+                record.add_lock(plan.canonical, plan.mode, plan.slots, wait_start)
+                raise
             acquired.append(
                 (record.add_lock(plan.canonical, plan.mode, plan.slots, wait_start), record.offset())
             )

@@ -245,12 +245,12 @@ def to_json(summary: Summary, top: int = DEFAULT_TOP) -> dict[str, Any]:
             {
                 "resource": r.resource,
                 "steps": len(r.waits),
+                "wait": r.wait_stats(),
+                "held_total": r.held_total(),
                 "modes": {
                     m.resource: {"steps": len(m.waits), "wait": m.wait_stats(), "held_total": m.held_total()}
                     for m in r.by_mode()
                 },
-                "wait": r.wait_stats(),
-                "held_total": r.held_total(),
                 "top": [
                     {
                         "wait": _r(w.wait),
@@ -463,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             import json
 
-            sys.stdout.write(json.dumps(to_json(summary, args.top), indent=2, ensure_ascii=False) + "\n")
+            sys.stdout.write(json.dumps(to_json(summary, args.top), indent=2) + "\n")
         else:
             from .messages import colour_wanted
 

@@ -88,21 +88,24 @@ def encode(value: JSON) -> str:
     import math
     from _json import encode_basestring_ascii as quote
 
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, str):
-        return str(quote(value))
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else "null"
-    if isinstance(value, list):
-        return "[" + ",".join(encode(item) for item in value) + "]"
-    return "{" + ",".join(f"{quote(key)}:{encode(item)}" for key, item in value.items()) + "}"
+    def one(value: JSON) -> str:
+        if value is None:
+            return "null"
+        if value is True:
+            return "true"
+        if value is False:
+            return "false"
+        if isinstance(value, str):
+            return str(quote(value))
+        if isinstance(value, int):
+            return str(value)
+        if isinstance(value, float):
+            return repr(value) if math.isfinite(value) else "null"
+        if isinstance(value, list):
+            return "[" + ",".join(one(item) for item in value) + "]"
+        return "{" + ",".join(f"{quote(key)}:{one(item)}" for key, item in value.items()) + "}"
+
+    return one(value)
 
 
 def append(path: str, record: dict[str, JSON], reporter: Reporter) -> None:
@@ -110,8 +113,11 @@ def append(path: str, record: dict[str, JSON], reporter: Reporter) -> None:
     data = (encode(record) + "\n").encode("ascii")
     try:
         parent = os.path.dirname(path)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
+        if parent and not os.path.isdir(parent):
+            try:
+                os.makedirs(parent)
+            except FileExistsError:  # a file where a directory should be, somewhere on the way
+                raise NotADirectoryError(f"{parent!r} is not a directory") from None
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
         try:
             written = os.write(fd, data)
@@ -120,4 +126,4 @@ def append(path: str, record: dict[str, JSON], reporter: Reporter) -> None:
         if written != len(data):  # a full disk part-way: say so rather than leave a silent half line
             raise OSError(f"short write ({written} of {len(data)} bytes)")
     except OSError as exc:
-        reporter.warning(f"cannot write --log {path!r}: {exc.strerror or exc}; the step goes on")
+        reporter.warning(f"cannot write the log {path!r} (--log, FI_RUN_LOG): {exc}; the step goes on")

@@ -16,7 +16,8 @@ as ninjatracing lays out .ninja_log, so a -j16 build has at most 16 tracks. On i
   gave up.
 
 Times are integer microseconds from the first step's start (its epoch time is in otherData.start_epoch).
-Slices are laid out so that none overlaps another on its track except by nesting inside its step.
+Slices are laid out so that none overlaps another on its track except by nesting inside its step, and events
+are written in time order (at one instant the enclosing slice first), as the older viewers need.
 """
 
 from __future__ import annotations
@@ -53,19 +54,19 @@ def assign_slots(spans: Sequence[tuple[int, int]]) -> list[int]:
     Spans are taken in order of start (then end); a slot is free again at the moment its span ends, so a span
     that starts exactly when another ends may take its slot. Returns the slots in the order given.
     """
+    import heapq
+
     order = sorted(range(len(spans)), key=lambda i: (spans[i][0], spans[i][1], i))
-    busy_until: list[int] = []  # per slot, when its last span ends
+    busy: list[tuple[int, int]] = []  # (end, slot) of the slots in use
+    free: list[int] = []  # slots free again, lowest first
     slots = [0] * len(spans)
     for index in order:
         start, end = spans[index]
-        for slot, until in enumerate(busy_until):
-            if until <= start:
-                busy_until[slot] = end
-                slots[index] = slot + 1
-                break
-        else:
-            busy_until.append(end)
-            slots[index] = len(busy_until)
+        while busy and busy[0][0] <= start:
+            heapq.heappush(free, heapq.heappop(busy)[1])
+        slot = heapq.heappop(free) if free else len(busy) + 1
+        heapq.heappush(busy, (end, slot))
+        slots[index] = slot
     return slots
 
 
@@ -104,10 +105,14 @@ def build_trace(log: Log) -> dict[str, Any]:
         events.append(
             {"name": "thread_sort_index", "ph": "M", "pid": PID, "tid": slot, "args": {"sort_index": slot}}
         )
+    timed: list[dict[str, Any]] = []
     for step, (start, end), slot in zip(steps, spans, slots, strict=True):
-        events += _step_events(step, start, end, slot)
+        timed += _step_events(step, start, end, slot)
+    # In time order, and at one instant the longer slice first (the enclosing step before its first child):
+    # chrome://tracing nests same-start complete events in file order, and some Perfetto versions did too.
+    timed.sort(key=lambda event: (event["ts"], -event.get("dur", -1)))
     return {
-        "traceEvents": events,
+        "traceEvents": events + timed,
         "displayTimeUnit": "ms",
         "otherData": {
             "fi_run_trace": TRACE_VERSION,

@@ -29,6 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+import pytest
+
+if sys.platform == "win32":  # process groups, POSIX signals, /proc, flock(1), sh
+    pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 

@@ -41,6 +41,9 @@ from fi_run.signatures import BUILTIN
 from fi_run.spec import StepSpec
 from fi_run.steplog import StepRecord
 
+if sys.platform == "win32":  # process groups, POSIX signals, /proc, flock(1), sh
+    pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path

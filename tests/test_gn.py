@@ -15,8 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import fi_run
 from fi_run_testing import HANG_TIMEOUT, base_environ, ninja_binary
+
+import fi_run
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "gn"
 FI_RUN_SCRIPT = Path(fi_run.__file__).resolve().parent / "__main__.py"
@@ -65,15 +66,21 @@ def gn_string(path: Path) -> str:
     return '"' + path.as_posix().replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
 
 
-def generate(tmp_path: Path, extra_build_gn: str = "") -> Path:
+def generate(tmp_path: Path, extra_build_gn: str = "", *, vendored: bool = False) -> Path:
     """Copy the example to tmp_path/src (with ``extra_build_gn`` appended to BUILD.gn), `gn gen` it into
-    src/out and return src."""
+    src/out and return src. ``vendored``: copy fi_run into the tree where the template looks by default
+    (//third_party/fi_run/fi_run/) instead of naming this checkout's with the fi_run_script arg."""
     src = tmp_path / "src"
     shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("out", "__pycache__"))
     if extra_build_gn:
         with (src / "BUILD.gn").open("a", encoding="utf-8") as f:
             f.write("\n" + extra_build_gn)
-    args = f"fi_run_script={gn_string(FI_RUN_SCRIPT)} fi_run_lock_dir={gn_string(tmp_path / 'locks')}"
+    args = f"fi_run_lock_dir={gn_string(tmp_path / 'locks')}"
+    if vendored:
+        vendored_dir = src / "third_party" / "fi_run" / "fi_run"
+        shutil.copytree(FI_RUN_SCRIPT.parent, vendored_dir, ignore=shutil.ignore_patterns("__pycache__"))
+    else:
+        args += f" fi_run_script={gn_string(FI_RUN_SCRIPT)}"
     gen = run(tool("gn"), "gen", "out", f"--args={args}", cwd=src)
     assert gen.returncode == 0, gen.stdout
     return src
@@ -135,6 +142,16 @@ def test_example_builds_then_has_no_work_and_passes_gn_check(tmp_path: Path) -> 
 
     check = run(tool("gn"), "check", "out", cwd=src)
     assert check.returncode == 0, check.stdout
+
+
+def test_the_default_script_is_a_copy_of_fi_run_vendored_in_the_tree(tmp_path: Path) -> None:
+    src = generate(tmp_path, vendored=True)
+    rules = (src / "out" / "toolchain.ninja").read_text(encoding="utf-8")
+    assert "python3 ../third_party/fi_run/fi_run/__main__.py --stamp=" in rules
+    built = ninja(src)
+    assert built.returncode == 0, built.stdout
+    assert sorted(runs(src)) == ALL_STEPS
+    assert NO_WORK in ninja(src).stdout
 
 
 def test_touching_one_input_reruns_only_the_actions_that_depend_on_it(tmp_path: Path) -> None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
 from lock_testing import Procs, fi_run_argv, finish, start_holder, wait_until, write_scripts
+
+if sys.platform == "win32":  # process groups, POSIX signals, /proc, flock(1), sh
+    pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

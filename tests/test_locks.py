@@ -15,6 +15,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -47,8 +48,11 @@ from fi_run.errors import EXIT_TEMPFAIL, UsageError
 from fi_run.locks import _probe, canonical_resource, plan_locks, resource_dir_name
 from fi_run.spec import LockRequest
 
+if sys.platform == "win32":  # process groups, POSIX signals, /proc, flock(1), sh
+    pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
+
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
 
@@ -875,10 +879,10 @@ def test_sigint_to_the_process_group_of_a_holder_exits_130_and_frees_the_lock(
 # --- the wait notice
 
 
-def _read_pty_until(master: int, text: bytearray, done: object, timeout: float) -> None:
+def _read_pty_until(master: int, text: bytearray, done: Callable[[], bool], timeout: float) -> None:
     """Append what the terminal shows to ``text`` until ``done()`` or the terminal closes or timeout."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not done():  # type: ignore[operator]
+    while time.monotonic() < deadline and not done():
         ready, _, _ = select.select([master], [], [], 0.05)
         if not ready:
             continue

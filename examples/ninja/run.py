@@ -34,7 +34,9 @@ def main() -> int:
         return first.returncode
     with open(os.path.join(HERE, "out", "venv", "installed.txt"), encoding="utf-8") as f:
         installed = f.read().split()
-    second = subprocess.run([ninja, "-C", HERE, "-j", "16"], env=env, check=True, capture_output=True, text=True)
+    second = subprocess.run(
+        [ninja, "-C", HERE, "-j", "16"], env=env, check=True, capture_output=True, text=True
+    )
     print(
         f"\n{len(installed)} installs into one venv ran at -j16 with no depth-1 pool and none collided "
         f"({elapsed:.1f} s).\nSecond run: {second.stdout.strip().splitlines()[-1]}"

@@ -1,0 +1,376 @@
+"""``fi_run report`` (issue 5): the summary of a real contended build's log, checked against a hand
+computation from its JSON lines; --json; empty and broken logs; errors; colour."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from fi_run_testing import console_script, only_fi_run_line, run_fi_run
+from lock_testing import clean_environ
+from test_log import FAILING, TOTAL_STEPS, Build, contended_build
+
+from fi_run import report
+
+if sys.platform == "win32":  # the contended build is POSIX
+    pytest.skip("POSIX build steps", allow_module_level=True)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+FAMILY = "windows-lock-violation"
+
+
+@pytest.fixture(scope="session")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
+    return contended_build(tmp_path_factory)
+
+
+def report_cli(
+    args: Sequence[str | os.PathLike[str]],
+    cwd: Path,
+    env: Mapping[str, str | None] | None = None,
+    via: Sequence[str] = (sys.executable, "-m", "fi_run", "report"),
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*via, *(os.fspath(a) for a in args)],
+        cwd=cwd,
+        env=clean_environ(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def report_json(log: Path | str, cwd: Path) -> dict[str, Any]:
+    done = report_cli(["--json", log], cwd)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+# --- the hand computation, straight from the JSON lines
+
+
+def hand_percentiles(values: list[float]) -> tuple[float, float]:
+    """p50 and p95 as the README defines them (linear between closest ranks), via the standard library."""
+    if len(values) == 1:
+        return values[0], values[0]
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return cuts[49], cuts[94]
+
+
+def hand_resources(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    waits: dict[str, list[tuple[float, float, str, dict[str, Any]]]] = {}
+    for record in records:
+        for lock in record["locks"]:
+            waits.setdefault(lock["resource"], []).append((lock["wait"], lock["held"], lock["mode"], record))
+    figures = {}
+    for resource, entries in waits.items():
+        values = [wait for wait, *_ in entries]
+        p50, p95 = hand_percentiles(values)
+        modes: dict[str, int] = {}
+        for _w, _h, mode, _r in entries:
+            modes[mode] = modes.get(mode, 0) + 1
+        figures[resource] = {
+            "steps": len(entries),
+            "total": sum(values),
+            "p50": p50,
+            "p95": p95,
+            "max": max(values),
+            "held": sum(held for _w, held, *_ in entries),
+            "modes": modes,
+            "longest": [r["pid"] for _w, _h, _m, r in sorted(entries, key=lambda e: -e[0])[:5]],
+        }
+    return figures
+
+
+def hand_retries(records: list[dict[str, Any]]) -> tuple[int, int, float]:
+    """(retries, steps retried, seconds from each retried attempt's start to the next's)."""
+    count, steps, seconds = 0, 0, 0.0
+    for record in records:
+        attempts = record["attempts"]
+        retried = [i for i, a in enumerate(attempts[:-1]) if a["family"] is not None]
+        count += len(retried)
+        steps += bool(retried)
+        seconds += sum(attempts[i + 1]["start"] - attempts[i]["start"] for i in retried)
+    return count, steps, seconds
+
+
+# --- the real contended build
+
+
+def test_json_report_matches_a_hand_computation_from_the_log_lines(build: Build) -> None:
+    records = build.records()
+    got = report_json(build.log, build.directory)
+
+    assert got["report_version"] == 1
+    assert got["files"] == [os.fspath(build.log)]
+    assert (got["skipped_lines"], got["skipped_at"]) == (0, [])
+    steps = got["steps"]
+    assert steps["total"] == TOTAL_STEPS == len(records)
+    assert (steps["failed"], steps["succeeded"]) == (len(FAILING), TOTAL_STEPS - len(FAILING))
+    assert steps["step_seconds"] == pytest.approx(sum(r["duration"] for r in records), abs=1e-5)
+    assert steps["lock_wait_seconds"] == pytest.approx(
+        sum(lock["wait"] for r in records for lock in r["locks"]), abs=1e-5
+    )
+    assert got["span"]["start"] == min(r["start"] for r in records)
+    assert got["span"]["end"] == max(r["end"] for r in records)
+
+    assert {f["status"]: f["steps"] for f in got["failures"]} == {1: 1, 127: 1}
+    (missing,) = (f for f in got["failures"] if f["status"] == 127)
+    assert missing["examples"][0]["stamp"] == "fail/missing"
+    assert "no-such-tool-for-fi-run" in missing["examples"][0]["error"]
+
+    count, retried_steps, seconds = hand_retries(records)
+    assert count >= 1
+    retries = got["retries"]
+    assert (retries["retries"], retries["steps"], retries["gave_up"]) == (count, retried_steps, 0)
+    assert retries["seconds"] == pytest.approx(seconds, abs=1e-5)
+    (family,) = retries["families"]
+    assert (family["family"], family["retries"], family["steps"]) == (FAMILY, count, retried_steps)
+    assert "os error 33" in family["line"]
+
+    hand = hand_resources(records)
+    assert [r["resource"] for r in got["resources"]] == sorted(hand, key=lambda name: -hand[name]["total"])
+    assert set(hand) == {os.path.realpath(build.venv_b), os.path.realpath(build.licence)}
+    for resource in got["resources"]:
+        want = hand[resource["resource"]]
+        assert resource["steps"] == want["steps"]
+        for key in ("total", "p50", "p95", "max"):
+            assert resource["wait"][key] == pytest.approx(want[key], abs=2e-6), key
+        assert resource["held_total"] == pytest.approx(want["held"], abs=2e-6)
+        assert {mode: m["steps"] for mode, m in resource["modes"].items()} == want["modes"]
+        assert [t["pid"] for t in resource["top"]] == want["longest"]
+        assert [t["wait"] for t in resource["top"]] == sorted(
+            (t["wait"] for t in resource["top"]), reverse=True
+        )
+    venv_b = hand[os.path.realpath(build.venv_b)]
+    assert venv_b["modes"] == {"exclusive": 12, "shared": 12}
+    assert venv_b["max"] > 0.02, "nobody waited for venv-b"
+
+
+def test_text_report_shows_steps_failures_retries_and_waits_with_the_hand_computed_figures(
+    build: Build,
+) -> None:
+    records = build.records()
+    done = report_cli([build.log], build.directory)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    text = done.stdout
+    print("\n" + text)
+    assert "\x1b" not in text, "no colour when stdout is not a terminal"
+    lines = text.splitlines()
+    assert lines[0].startswith(f"fi_run report  {build.log}: {TOTAL_STEPS} steps, 2 failed, span ")
+
+    count, retried_steps, seconds = hand_retries(records)
+    assert re.search(rf"^  retries +{count} +in {retried_steps} steps?, {seconds:.3f} s lost$", text, re.M)
+    assert re.search(rf"^  {FAMILY} +{count} +{retried_steps} +{seconds:.3f} +0$", text, re.M), text
+    assert re.search(r"^ +127 +1  fail/missing: no-such-tool-for-fi-run  \(command not found", text, re.M)
+    assert re.search(r"^ +1 +1  fail/false: false$", text, re.M)
+
+    for resource, want in hand_resources(records).items():
+        figures = " +".join(f"{want[k]:.3f}" for k in ("total", "p50", "p95", "max", "held"))
+        assert re.search(rf"^ +{want['steps']} +{figures}  {re.escape(resource)}", text, re.M), resource
+        assert f"  longest waits for {resource}\n" in text
+    # The longest wait of all, with its step's stamp and shortened command.
+    longest = max((lock["wait"], r) for r in records for lock in r["locks"])
+    stamp = os.path.relpath(longest[1]["stamp"], build.directory)
+    assert re.search(rf"^    {longest[0]:.3f}  {stamp}: \S", text, re.M)
+
+
+def test_the_report_of_a_log_split_in_two_files_is_the_report_of_the_whole(
+    build: Build, tmp_path: Path
+) -> None:
+    lines = build.text().splitlines(keepends=True)
+    first, second = tmp_path / "a.log", tmp_path / "b.log"
+    first.write_text("".join(lines[::2]))
+    second.write_text("".join(lines[1::2]))
+    whole = report_json(build.log, tmp_path)
+    done = report_cli(["--json", first, second], tmp_path)
+    assert done.returncode == 0, done.stderr
+    split = json.loads(done.stdout)
+    assert split["files"] == [os.fspath(first), os.fspath(second)]
+    del split["files"], whole["files"]
+    assert split == whole
+
+
+def test_the_json_keys_are_the_documented_ones(build: Build) -> None:
+    got = report_json(build.log, build.directory)
+    assert list(got) == list(report.JSON_KEYS)
+    help_text = report_cli(["--help"], build.directory).stdout
+    for key in report.JSON_KEYS:
+        assert f"  {key}: " in help_text
+
+
+# --- empty and broken logs
+
+
+def test_an_empty_log_says_no_steps_logged(tmp_path: Path) -> None:
+    (tmp_path / "empty.log").write_text("")
+    done = report_cli(["empty.log"], tmp_path)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == "fi_run report  empty.log: no steps logged\n"
+    got = report_json("empty.log", tmp_path)
+    assert got["steps"]["total"] == 0
+    assert (got["span"], got["failures"], got["resources"]) == (None, [], [])
+    assert got["retries"]["families"] == []
+
+
+def test_broken_lines_are_skipped_and_counted_and_the_rest_is_reported(build: Build, tmp_path: Path) -> None:
+    good = build.text().splitlines()[:3]
+    record = json.loads(good[0])
+    broken = [
+        good[0],
+        good[1][: len(good[1]) // 2],  # a writer killed mid-line
+        "garbage from another tool",
+        "[1, 2, 3]",
+        json.dumps({"v": 1, "msg": "a foreign JSON line"}),
+        json.dumps({**record, "status": "0"}),  # a field of the wrong type
+        json.dumps({**record, "attempts": [{"start": 0}]}),  # a malformed attempt
+        "",  # blank lines are not records, nor broken ones
+        good[2],
+    ]
+    path = tmp_path / "broken.log"
+    path.write_bytes(("\n".join(broken) + "\n").encode() + b"\xff\xfe not utf-8\n" + good[1][:40].encode())
+    done = report_cli([path], tmp_path)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines()[0].startswith(f"fi_run report  {path}: 2 steps, ")
+    where = ", ".join(f"broken.log:{n}" for n in (2, 3, 4, 5, 6, 7, 10, 11))
+    assert done.stdout.splitlines()[1] == f"skipped 8 unreadable lines ({where})"
+    got = report_json(path, tmp_path)
+    assert (got["steps"]["total"], got["skipped_lines"]) == (2, 8)
+    assert got["skipped_at"] == where.split(", ")
+
+
+def test_a_log_of_only_broken_lines_says_so(tmp_path: Path) -> None:
+    (tmp_path / "bad.log").write_text("not json\n")
+    done = report_cli(["bad.log"], tmp_path)
+    assert done.returncode == 0
+    assert done.stdout == "fi_run report  bad.log: no steps logged\nskipped 1 unreadable line (bad.log:1)\n"
+
+
+# --- errors: one line, exit 2, no traceback
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.log"], "fi_run: cannot read log 'missing.log': No such file or directory"),
+        (["empty.log", "missing.log"], "fi_run: cannot read log 'missing.log': No such file or directory"),
+        (["."], "fi_run: cannot read log '.': Is a directory"),
+        (["empty.log/x.log"], "fi_run: cannot read log 'empty.log/x.log': Not a directory"),
+        ([], "fi_run: report: the following arguments are required: LOG (see fi_run report --help)"),
+        (["--top", "x", "empty.log"], "fi_run: report: argument --top: invalid int value: 'x'"),
+        (["--top=-1", "empty.log"], "fi_run: report: --top expects a number >= 0, got -1"),
+        (["--bogus", "empty.log"], "fi_run: report: unrecognized arguments: --bogus"),
+    ],
+    ids=[
+        "missing",
+        "one-of-two-missing",
+        "directory",
+        "under-a-file",
+        "no-log",
+        "bad-top",
+        "negative-top",
+        "bad-option",
+    ],
+)
+def test_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "empty.log").write_text("")
+    done = report_cli(args, tmp_path)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert only_fi_run_line(done.stderr).startswith(message)
+
+
+def test_help_exits_0_and_names_the_options(tmp_path: Path) -> None:
+    done = report_cli(["--help"], tmp_path)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith("usage: fi_run report ")
+    for option in ("--json", "--top", "LOG"):
+        assert option in done.stdout
+
+
+# --- every way in
+
+
+def test_every_way_of_running_the_report_gives_the_same_output(build: Build) -> None:
+    expected = report_cli([build.log], build.directory).stdout
+    assert expected
+    for via in (
+        [os.fspath(console_script()), "report"],
+        [sys.executable, "-m", "fi_run.report"],
+        [sys.executable, str(Path(report.__file__))],  # by path, as a vendored tree might
+    ):
+        done = report_cli([build.log], build.directory, via=via)
+        assert (done.returncode, done.stderr, done.stdout) == (0, "", expected), via
+    inprocess = run_fi_run("inprocess", ["report", os.fspath(build.log)], cwd=build.directory)
+    assert inprocess == (0, expected, "")
+
+
+def test_standard_input_is_read_for_a_dash(build: Build) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "fi_run", "report", "--json", "-"],
+        input=build.log.read_bytes(),
+        capture_output=True,
+        env=clean_environ(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["steps"]["total"] == TOTAL_STEPS
+
+
+# --- colour
+
+
+def test_colour_follows_the_environment_like_fi_runs_own_messages(build: Build) -> None:
+    forced = report_cli([build.log], build.directory, env={"CLICOLOR_FORCE": "1"}).stdout
+    assert "\x1b[1mfi_run report\x1b[0m" in forced
+    assert "\x1b[1;31m2 failed\x1b[0m" in forced
+    assert re.sub(r"\x1b\[[0-9;]*m", "", forced) == report_cli([build.log], build.directory).stdout
+    for env in ({"CLICOLOR_FORCE": "1", "NO_COLOR": "1"}, {"FORCE_COLOR": "0"}):
+        assert "\x1b" not in report_cli([build.log], build.directory, env=env).stdout
+    assert "\x1b" not in report_cli(["--json", build.log], build.directory, env={"FORCE_COLOR": "1"}).stdout
+
+
+def test_a_terminal_gets_colour(build: Build) -> None:
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fi_run", "report", build.log],
+            cwd=build.directory,
+            env=clean_environ({"TERM": "xterm", "COLUMNS": "100"}),
+            stdin=subprocess.DEVNULL,
+            stdout=slave,
+            stderr=subprocess.PIPE,
+        )
+    finally:
+        os.close(slave)
+    data = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the terminal's other end is closed
+            break
+        if not chunk:
+            break
+        data += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    text = data.decode()
+    assert "\x1b[1mfi_run report\x1b[0m" in text
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text).replace("\r\n", "\n")
+    # Lines that can be arbitrarily long (commands, matched lines) are cut to the terminal's width.
+    cut = [line for line in plain.splitlines() if re.match(r"    (\d+\.\d{3}  |e\.g\. )", line)]
+    assert cut
+    assert all(len(line) <= 100 for line in cut)
