@@ -20,6 +20,20 @@ import time
 
 from common import prepare
 
+import fi_run
+
+UV_LAUNCHER = """#!{python}
+# -*- coding: utf-8 -*-
+import sys
+from fi_run.__main__ import entrypoint
+if __name__ == "__main__":
+    if sys.argv[0].endswith("-script.pyw"):
+        sys.argv[0] = sys.argv[0][:-11]
+    elif sys.argv[0].endswith(".exe"):
+        sys.argv[0] = sys.argv[0][:-4]
+    sys.exit(entrypoint())
+"""
+
 
 def measure(commands: dict[str, list[str]], rounds: int, env: dict[str, str]) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in commands}
@@ -56,38 +70,29 @@ def main() -> int:
     args = parser.parse_args()
     py = sys.executable
     bindir = os.path.dirname(py)
-    fi_run = os.path.join(bindir, "fi-run")
+    pip_launcher = os.path.join(bindir, "fi-run")
     true = "/bin/true" if os.path.exists("/bin/true") else "true"
     with tempfile.TemporaryDirectory() as tmp:
+        # The console script as uv writes it (pip's launcher also imports re, ~10 ms here; uv's does not).
+        uv_launcher = os.path.join(tmp, "fi-run-uv")
+        with open(uv_launcher, "w", encoding="utf-8") as f:
+            f.write(UV_LAUNCHER.format(python=py))
+        os.chmod(uv_launcher, 0o755)
+        main_py = os.path.join(os.path.dirname(os.path.abspath(fi_run.__file__)), "__main__.py")
         stamp = os.path.join(tmp, "s.stamp")
         lockdir = os.path.join(tmp, "locks")
+        step = ["--stamp", stamp, "--env", "K=V", "--", true]
+        locked = ["--stamp", stamp, "--lock-dir", lockdir, "--lock", tmp, "--", true]
         commands = {
             "true (bare command)": [true],
             "python -c pass": [py, "-c", "pass"],
             'python -c "import filelock"': [py, "-c", "import filelock"],
-            "fi-run --stamp S --env K=V -- true": [fi_run, "--stamp", stamp, "--env", "K=V", "--", true],
-            "python -m fi_run --stamp S --env K=V -- true": [
-                py,
-                "-m",
-                "fi_run",
-                "--stamp",
-                stamp,
-                "--env",
-                "K=V",
-                "--",
-                true,
-            ],
-            "fi-run --stamp S --lock R -- true": [
-                fi_run,
-                "--stamp",
-                stamp,
-                "--lock-dir",
-                lockdir,
-                "--lock",
-                tmp,
-                "--",
-                true,
-            ],
+            "fi-run --stamp S --env K=V -- true (pip's launcher)": [pip_launcher, *step],
+            "fi-run ... (uv's launcher)": [uv_launcher, *step],
+            "python fi_run/__main__.py ... (by path, as GN)": [py, main_py, *step],
+            "python -m fi_run --stamp S --env K=V -- true": [py, "-m", "fi_run", *step],
+            "fi-run --stamp S --lock R -- true (pip's launcher)": [pip_launcher, *locked],
+            "fi-run --stamp S --lock R -- true (uv's launcher)": [uv_launcher, *locked],
         }
         env = prepare()
         times = measure(commands, args.rounds, env)
@@ -97,10 +102,10 @@ def main() -> int:
             f"{sys.version.split()[0]} on {os.uname().sysname} {os.uname().machine}, {os.cpu_count()} CPUs, "
             f"{args.rounds} interleaved rounds, {time.strftime('%Y-%m-%d')}"
         )
-        print(f"{'command':50} {'median ms':>10} {'vs python -c pass':>18} {'vs import filelock':>19}")
+        print(f"{'command':52} {'median ms':>10} {'vs python -c pass':>18} {'vs import filelock':>19}")
         for name, values in times.items():
             median = statistics.median(values)
-            print(f"{name:50} {median * 1000:10.1f} {median / base:17.2f}x {median / base_filelock:18.2f}x")
+            print(f"{name:52} {median * 1000:10.1f} {median / base:17.2f}x {median / base_filelock:18.2f}x")
         for label, argv in (
             (
                 "no lock",

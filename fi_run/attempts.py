@@ -12,13 +12,13 @@ import sys
 import time
 
 from . import backoff
-from .capture import Capture
 from .errors import EXIT_TIMEOUT
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .capture import Capture
     from .interrupts import Interrupts
     from .messages import Reporter
     from .outcome import Outcome
@@ -52,62 +52,59 @@ def run_attempts(
     reporter: Reporter,
     interrupts: Interrupts,
     record: StepRecord,
+    capture: Capture,
     sleep: Callable[[float], None] = time.sleep,
 ) -> StepResult:
-    capture = Capture(wanted=spec.quiet_on_success or spec.retries > 0, terminals=spec.quiet_on_success)
+    """Run the command until it succeeds, fails for good, times out or is interrupted.
+
+    The final attempt's output stays in ``capture``: the caller shows it once the locks are released, so that
+    the next holder does not wait for this step's output to be copied.
+    """
     deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
     retries_done = 0
     waited = 0.0
-    try:
-        while True:
-            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
-            attempt_start = record.offset()
-            outcome: Outcome = run_once(
-                executable,
-                spec.command,
-                env,
-                spec.cwd,
-                capture.child_fd(1),
-                capture.child_fd(2),
-                remaining,
-                interrupts,
-            )
-            if outcome.status == 0 or outcome.timed_out or interrupts.signum is not None:
-                record.add_attempt(attempt_start, outcome.status, None, None)
-                break
-            if retries_done >= spec.retries or not capture.active:
-                record.add_attempt(attempt_start, outcome.status, None, None)
-                break
-            from .signatures import active_signatures, find_contention
-
-            signatures = active_signatures(windows=os.name == "nt", extra=spec.retry_on)
-            match = find_contention(capture.text(), signatures)
-            record.add_attempt(
-                attempt_start, outcome.status, *((match.family, match.line) if match else (None, None))
-            )
-            if match is None:
-                break
-            pause = backoff.delay(retries_done + 1, backoff.unit_random())
-            if deadline is not None and time.monotonic() + pause >= deadline:
-                break  # the retry could not finish in time; let this failure stand
-            if waited + pause > backoff.MAX_TOTAL_WAIT:
-                break
-            retries_done += 1
-            reporter.warning(
-                f'lock contention ({match.family}: "{_shorten(match.line)}"), '
-                f"retry {retries_done}/{spec.retries} in {pause:.1f} s"
-            )
-            capture.reset()
-            interrupts.idle()
-            sleep(pause)
-            waited += pause
-        if not (outcome.status == 0 and spec.quiet_on_success):
-            capture.replay()
-    finally:
-        capture.close()
-    if outcome.timed_out:
-        reporter.error(
-            f"timed out after {spec.timeout:g} s: {spec.command[0]!r} and everything it started stopped"
+    while True:
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+        attempt_start = record.offset()
+        outcome: Outcome = run_once(
+            executable,
+            spec.command,
+            env,
+            spec.cwd,
+            capture.child_fd(1),
+            capture.child_fd(2),
+            remaining,
+            interrupts,
         )
+        if outcome.status == 0 or outcome.timed_out or interrupts.signum is not None:
+            record.add_attempt(attempt_start, outcome.status, None, None)
+            break
+        if retries_done >= spec.retries or not capture.active:
+            record.add_attempt(attempt_start, outcome.status, None, None)
+            break
+        from .signatures import active_signatures, find_contention
+
+        signatures = active_signatures(windows=os.name == "nt", extra=spec.retry_on)
+        match = find_contention(capture.text(), signatures)
+        record.add_attempt(
+            attempt_start, outcome.status, *((match.family, match.line) if match else (None, None))
+        )
+        if match is None:
+            break
+        pause = backoff.delay(retries_done + 1, backoff.unit_random())
+        if deadline is not None and time.monotonic() + pause >= deadline:
+            break  # the retry could not finish in time; let this failure stand
+        if waited + pause > backoff.MAX_TOTAL_WAIT:
+            break
+        retries_done += 1
+        reporter.warning(
+            f'lock contention ({match.family}: "{_shorten(match.line)}"), '
+            f"retry {retries_done}/{spec.retries} in {pause:.1f} s"
+        )
+        capture.reset()
+        interrupts.idle()
+        sleep(pause)
+        waited += pause
+    if outcome.timed_out:
         return StepResult(EXIT_TIMEOUT, retries_done + 1, True)
     return StepResult(outcome.status, retries_done + 1, False)

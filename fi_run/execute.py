@@ -1,7 +1,7 @@
 """The pipeline for one build step: spec -> environment -> locks -> attempts -> outputs -> stamp -> status.
 
 ``execute`` returns the exit status; it never calls sys.exit. fi_run's own failures are raised as
-FiRunError subclasses, which ``__main__`` turns into one stderr line and their exit status.
+FiRunError subclasses, which ``cli.main`` turns into one stderr line and their exit status.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import time
 
 from . import stamp as stamps
 from .attempts import run_attempts
+from .capture import Capture
 from .environment import build_environment, find_executable
 from .errors import FiRunError, OutputError, UsageError
 from .interrupts import Interrupted, Interrupts, exit_status_for, signal_name
@@ -18,6 +19,7 @@ from .steplog import StepRecord, append
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from .attempts import StepResult
     from .messages import Reporter
     from .spec import StepSpec
 
@@ -62,6 +64,8 @@ def _execute(spec: StepSpec, reporter: Reporter, record: StepRecord) -> int:
     env = build_environment(os.environ, spec.env_ops, windows=windows, start_dir=spec.start_dir)
     executable = find_executable(spec.command[0], env, cwd=spec.cwd or spec.start_dir, windows=windows)
     reporter.debug(f"running {list(spec.command)!r} ({executable})")
+    capture = Capture(wanted=spec.quiet_on_success or spec.retries > 0, terminals=spec.quiet_on_success)
+    result: StepResult | None = None
     with Interrupts() as interrupts:
         try:
             started = time.time()
@@ -69,18 +73,29 @@ def _execute(spec: StepSpec, reporter: Reporter, record: StepRecord) -> int:
                 from .locks import held_locks
 
                 with held_locks(spec, reporter, record):
-                    result = run_attempts(spec, executable, env, reporter, interrupts, record)
+                    result = run_attempts(spec, executable, env, reporter, interrupts, record, capture)
             else:
-                result = run_attempts(spec, executable, env, reporter, interrupts, record)
-        except Interrupted as exc:
-            reporter.error(f"interrupted by {signal_name(exc.signum)}; no stamp written")
-            return exit_status_for(exc.signum)
+                result = run_attempts(spec, executable, env, reporter, interrupts, record, capture)
+        except Interrupted:
+            pass  # interrupts.signum says by what
+        finally:
+            # The command's output is shown once the locks are free: the next holder need not wait for it.
+            succeeded = result is not None and result.status == 0 and interrupts.signum is None
+            if not (succeeded and spec.quiet_on_success):
+                capture.replay()
+            capture.close()
         if interrupts.signum is not None:
             reporter.error(f"interrupted by {signal_name(interrupts.signum)}; no stamp written")
             return exit_status_for(interrupts.signum)
-        if result.status != 0:
-            return result.status
-        _check_outputs(spec.outputs, started)
-        if spec.stamp is not None:
-            stamps.write(spec.stamp)
+    assert result is not None
+    if result.timed_out:
+        reporter.error(
+            f"timed out after {spec.timeout:g} s: {spec.command[0]!r} and everything it started stopped"
+        )
+        return result.status
+    if result.status != 0:
+        return result.status
+    _check_outputs(spec.outputs, started)
+    if spec.stamp is not None:
+        stamps.write(spec.stamp)
     return 0

@@ -118,7 +118,7 @@ def _redirected_fds(out_fd: int, err_fd: int) -> Iterator[None]:
 
 
 def _run_inprocess(args: Sequence[str], env: Mapping[str, str], cwd: str, merge_stderr: bool) -> Ran:
-    from fi_run.__main__ import main
+    from fi_run.cli import main
 
     saved_cwd = os.getcwd()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:

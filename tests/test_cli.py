@@ -21,7 +21,7 @@ import pytest
 from fi_run_testing import Ran, Runner, only_fi_run_line, py
 
 from fi_run import __version__
-from fi_run.__main__ import EPILOG, OPTIONS, parse
+from fi_run.cli import EPILOG, OPTIONS, parse
 from fi_run.environment import EnvOp
 from fi_run.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT, EXIT_USAGE, UsageError
 from fi_run.messages import NORMAL, QUIET, VERBOSE

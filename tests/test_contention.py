@@ -35,6 +35,7 @@ from lock_testing import (
 
 from fi_run import backoff
 from fi_run.attempts import run_attempts
+from fi_run.capture import Capture
 from fi_run.interrupts import Interrupts
 from fi_run.messages import Reporter
 from fi_run.signatures import BUILTIN
@@ -329,9 +330,21 @@ def _run_attempts_recording_sleeps(
     assert sh is not None
     record = StepRecord()
     with redirected_output() as shown, Interrupts() as interrupts:
-        result = run_attempts(
-            spec, sh, dict(os.environ), Reporter(stream=lines), interrupts, record, sleep=sleeps.append
-        )
+        capture = Capture(wanted=True)
+        try:
+            result = run_attempts(
+                spec,
+                sh,
+                dict(os.environ),
+                Reporter(stream=lines),
+                interrupts,
+                record,
+                capture,
+                sleep=sleeps.append,
+            )
+            capture.replay()  # what execute() shows: the final attempt's output only
+        finally:
+            capture.close()
         output = shown()
     # The --log record lists every attempt that ran, each with the family that caused a retry.
     assert len(record.attempts) == result.attempts

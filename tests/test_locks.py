@@ -781,7 +781,7 @@ def _free_within_a_second(tmp_path: Path, lock_dir: Path, resource: Path) -> Non
 
 def _main_in_process(args: list[str], monkeypatch: pytest.MonkeyPatch, cwd: Path) -> tuple[int, str]:
     """fi_run's main() in this process, stdin from /dev/null and stdout/stderr to a file (as under ninja)."""
-    from fi_run.__main__ import main
+    from fi_run.cli import main
 
     for name in list(os.environ):
         if name.startswith("FI_RUN_"):

@@ -417,7 +417,7 @@ def test_a_logged_step_imports_none_of_the_log_reading_tools(tmp_path: Path) -> 
     """report/trace/logfile (and json) are for `fi_run report`, never paid for by a build step."""
     code = (
         "import sys\n"
-        "from fi_run.__main__ import main\n"
+        "from fi_run.cli import main\n"
         "status = main(['--log', 'log', '--stamp', 's', '--', 'true'])\n"
         "print(status, sorted(m for m in sys.modules if m in "
         "('json', 'argparse', 'fi_run.report', 'fi_run.trace', 'fi_run.logfile')))\n"
