@@ -5,7 +5,9 @@ steps (shared, 0.3 s; import i waits for install i % 10), plus 210 independent s
 run sim.sh, which fails like uv#2767 if it ever sees a conflicting holder, so a wrong lock is a failure, not
 just a number. Three ways, at -j16:
   (a) the seed's workaround: every venv step in one pool of depth 1, unwrapped;
-  (b) fi_run with --lock / --shared-lock per venv, no pool (every step, the independent ones too, wrapped);
+  (b) fi_run with --lock / --shared-lock per venv, no pool; the independent steps unwrapped, as in (a);
+  (b+) the same with every step wrapped in fi_run, the independent ones too (fi_run as every action's
+       wrapper, as in uv#2767's build: it shows what fi_run's start-up costs on 2 cores);
   (c) unwrapped, no pool: steps collide (ninja -k 0, failures counted).
 Reported: wall time, CPU time of all the build's processes, failures, (a)/(b), and (b) over the DAG lower
 bound: the largest of total work / 16, the critical path, and per venv its serialized exclusive work plus one
@@ -42,12 +44,15 @@ def generate(way: str, build: str, scale: float) -> None:
     locks = shlex.quote(os.path.join(build, "locks"))
     lines = ["pool venv\n  depth = 1\n"]
     wrap = f"{fi_run} --lock-dir {locks} --stamp $out"
-    if way == "b":
+    if way.startswith("b"):
         lines.append(f"rule install\n  command = {wrap} --lock $venv -- {sim} exclusive $venv {install_s}\n")
         lines.append(
             f"rule import\n  command = {wrap} --shared-lock $venv -- {sim} shared $venv {import_s}\n"
         )
-        lines.append(f"rule work\n  command = {wrap} -- sleep {independent_s}\n")
+        if way == "b+":
+            lines.append(f"rule work\n  command = {wrap} -- sleep {independent_s}\n")
+        else:
+            lines.append(f"rule work\n  command = sleep {independent_s} && touch $out\n")
     else:
         pool = "\n  pool = venv" if way == "a" else ""
         lines.append(f"rule install\n  command = {sim} exclusive $venv {install_s} && touch $out{pool}\n")
@@ -127,7 +132,7 @@ def main() -> int:
         print("seed_build.py: ninja not found (python -m pip install ninja)", file=sys.stderr)
         return 1
     env = prepare()
-    results = {way: run(way, ninja, args.jobs, args.scale, env) for way in ("a", "b", "c")}
+    results = {way: run(way, ninja, args.jobs, args.scale, env) for way in ("a", "b", "b+", "c")}
     bound = lower_bound(args.jobs, args.scale)
     print(
         f"300 steps at -j{args.jobs}, scale {args.scale}, {os.cpu_count()} CPUs, "
@@ -136,13 +141,17 @@ def main() -> int:
     names = {
         "a": "(a) depth-1 pool, unwrapped",
         "b": "(b) fi_run locks, no pool",
+        "b+": "(b+) as (b), every step in fi_run",
         "c": "(c) unwrapped, no pool",
     }
-    print(f"{'way':32} {'wall s':>7} {'CPU s':>7} {'failed':>7} {'stamps':>7}")
+    print(f"{'way':35} {'wall s':>7} {'CPU s':>7} {'failed':>7} {'stamps':>7}")
     for way, (wall, cpu, failed, stamps) in results.items():
-        print(f"{names[way]:32} {wall:7.2f} {cpu:7.2f} {failed:7d} {stamps:7d}")
+        print(f"{names[way]:35} {wall:7.2f} {cpu:7.2f} {failed:7d} {stamps:7d}")
     a, b = results["a"][0], results["b"][0]
-    print(f"(a)/(b) = {a / b:.2f}   (b)/lower bound = {b / bound:.2f}")
+    b_all = results["b+"][0]
+    print(
+        f"(a)/(b) = {a / b:.2f}   (b)/lower bound = {b / bound:.2f}   (b+)/lower bound = {b_all / bound:.2f}"
+    )
     return 0
 
 

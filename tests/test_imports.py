@@ -1,0 +1,65 @@
+"""Import cost is a feature: a step imports only what that step needs (fi_run runs once per build step)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# Each of these costs milliseconds to tens of milliseconds per build step (benchmarks/README.md).
+NEVER_ON_THE_PLAIN_PATH = (
+    "filelock",
+    "colorama",
+    "argparse",
+    "subprocess",
+    "re",
+    "typing",
+    "dataclasses",
+    "json",
+)
+
+
+def imported_modules(args: list[str], cwd: Path) -> set[str]:
+    """Every module `python -X importtime -m fi_run ARGS` imports (importtime lists each one on stderr)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "fi_run", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    names = set()
+    for line in done.stderr.splitlines():
+        fields = line.removeprefix("import time:").split("|")
+        if len(fields) == 3 and fields[0].strip().isdigit():
+            names.add(fields[2].strip())
+    assert "fi_run.cli" in names, "importtime listed nothing: the check would pass vacuously"
+    return names
+
+
+def test_a_plain_step_imports_no_lock_library_parser_or_subprocess(tmp_path: Path) -> None:
+    names = imported_modules(
+        ["--stamp", str(tmp_path / "s"), "--env", "K=V", "--", sys.executable, "-c", ""], tmp_path
+    )
+    assert not names & set(NEVER_ON_THE_PLAIN_PATH), sorted(names & set(NEVER_ON_THE_PLAIN_PATH))
+    assert (tmp_path / "s").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="colorama is imported on Windows, for colour only")
+def test_a_locked_step_imports_filelock_but_not_colorama_on_posix(tmp_path: Path) -> None:
+    names = imported_modules(
+        ["--lock-dir", str(tmp_path / "locks"), "--lock", str(tmp_path), "--", "true"], tmp_path
+    )
+    assert "filelock" in names
+    assert "colorama" not in names
+    assert "argparse" not in names
+
+
+def test_help_is_the_only_path_that_imports_argparse(tmp_path: Path) -> None:
+    assert "argparse" in imported_modules(["--help"], tmp_path)
