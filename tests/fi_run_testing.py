@@ -210,18 +210,28 @@ def write_ninja(tmp_path: Path, text: str) -> Path:
     return tmp_path
 
 
-def run_ninja(build_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the real ninja in ``build_dir``; stdout and stderr together, as a person sees them."""
+def run_tool(
+    argv: Sequence[str | os.PathLike[str]], *, cwd: Path, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a real tool (ninja, gn, uv, an example's run.py); stdout and stderr together, as a person sees
+    them; stdin empty; never longer than HANG_TIMEOUT."""
     return subprocess.run(
-        [ninja_binary(), *args],
-        cwd=build_dir,
-        env=base_environ({"TERM": "dumb", "NINJA_STATUS": "[%f/%t] "}),
+        [os.fspath(arg) for arg in argv],
+        cwd=cwd,
+        env=None if env is None else dict(env),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         timeout=HANG_TIMEOUT,
         check=False,
+    )
+
+
+def run_ninja(build_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real ninja in ``build_dir``; stdout and stderr together, as a person sees them."""
+    return run_tool(
+        [ninja_binary(), *args], cwd=build_dir, env=base_environ({"TERM": "dumb", "NINJA_STATUS": "[%f/%t] "})
     )
 
 

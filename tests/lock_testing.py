@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import pytest
+from fi_run_testing import ninja_binary
 
 if sys.platform == "win32":  # process groups, POSIX signals, /proc, flock(1), sh
     pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
@@ -158,14 +159,6 @@ def write_scripts(directory: Path) -> Scripts:
 # --- programs
 
 
-def ninja_binary() -> str:
-    """The ninja from PyPI next to this Python (preferred), else one on PATH. Fails if there is none."""
-    search = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    found = shutil.which("ninja", path=search)
-    assert found is not None, f"no ninja next to {sys.executable} or on PATH: pip install ninja"
-    return found
-
-
 def git_binary() -> str:
     found = shutil.which("git")
     assert found is not None, "git is not on PATH: these tests need the real git"
@@ -253,19 +246,6 @@ def kill_session(sid: int) -> None:
     for pid in session_members(sid):
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-
-
-def process_gone(pid: int) -> bool:
-    """Has ``pid`` ended? A zombie (an orphan nobody reaps in a container) counts as ended."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
 
 
 def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
-from fi_run_testing import HANG_TIMEOUT, base_environ, ninja_binary
+from fi_run_testing import base_environ, ninja_binary, run_tool
+
+if TYPE_CHECKING:
+    import subprocess
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "ninja"
 PACKAGES = [f"pkg{n:02d}" for n in range(1, 13)]
@@ -30,17 +32,7 @@ class Built(NamedTuple):
 
 
 def run(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=HANG_TIMEOUT,
-        check=False,
-    )
+    return run_tool(argv, cwd=cwd, env=env)
 
 
 @pytest.fixture(scope="module")

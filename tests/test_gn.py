@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fi_run_testing import HANG_TIMEOUT, base_environ, ninja_binary
+from fi_run_testing import base_environ, ninja_binary, run_tool
 
 import fi_run
+
+if TYPE_CHECKING:
+    import subprocess
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "gn"
 FI_RUN_SCRIPT = Path(fi_run.__file__).resolve().parent / "__main__.py"
@@ -49,17 +52,7 @@ def environ() -> dict[str, str]:
 
 def run(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run a tool; stdout and stderr together, as a person sees them."""
-    return subprocess.run(
-        argv,
-        cwd=cwd,
-        env=environ(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=HANG_TIMEOUT,
-        check=False,
-    )
+    return run_tool(argv, cwd=cwd, env=environ())
 
 
 def gn_string(path: Path) -> str:

@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
+from fi_run_testing import ninja_binary, process_gone
 from lock_testing import (
     HANG_TIMEOUT,
     Holder,
@@ -30,9 +31,7 @@ from lock_testing import (
     fi_run_argv,
     file_contains,
     finish,
-    ninja_binary,
     open_paths_under,
-    process_gone,
     read_log,
     redirected_output,
     run_fi_run,

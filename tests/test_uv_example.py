@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
-from fi_run_testing import HANG_TIMEOUT, base_environ, ninja_binary
+from fi_run_testing import base_environ, ninja_binary, run_tool
+
+if TYPE_CHECKING:
+    import subprocess
 
 pytestmark = pytest.mark.network
 
@@ -61,17 +63,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
 
 
 def run(argv: list[str], env: dict[str, str], cwd: Path = EXAMPLE) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=HANG_TIMEOUT,
-        check=False,
-    )
+    return run_tool(argv, cwd=cwd, env=env)
 
 
 def venv_python(venv: Path) -> str:
