@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import pytest
-from fi_run_testing import ninja_binary
+from fi_run_testing import base_environ, ninja_binary
 
 if sys.platform == "win32":  # process groups, POSIX signals, /proc, flock(1), sh
     pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
@@ -51,7 +51,7 @@ UV_2767_MESSAGE = (
 )
 
 # Variables of the test runner's environment that would change what fi_run does or prints.
-_SCRUBBED = ("NO_COLOR", "CLICOLOR_FORCE", "FORCE_COLOR", "PYTHONHOME")
+clean_environ = base_environ  # the lock tests' name for it
 
 
 # --- the overlap checker
@@ -167,17 +167,6 @@ def git_binary() -> str:
 
 def fi_run_argv() -> list[str]:
     return [sys.executable, "-m", "fi_run"]
-
-
-def clean_environ(overrides: Mapping[str, str | None] | None = None) -> dict[str, str]:
-    """The test's environment without FI_RUN_* defaults and colour switches, plus ``overrides``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FI_RUN_") and k not in _SCRUBBED}
-    for name, value in (overrides or {}).items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
-    return env
 
 
 def git_environ(home: Path) -> dict[str, str]:
