@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import signal
 from typing import TYPE_CHECKING
 
 import pytest
 from fi_run_testing import WAYS, Ran, Runner, run_fi_run
+
+# The tests send SIGINT, SIGTERM and SIGHUP and expect what a build gets under ninja: default dispositions.
+# A runner that starts the suite with some of them ignored (nohup, a background job of a non-interactive
+# shell) would pass that on to every fi_run the tests start, and fi_run keeps an ignored signal ignored.
+for _name in ("SIGINT", "SIGTERM", "SIGHUP"):
+    _signum = getattr(signal, _name, None)
+    if _signum is not None and signal.getsignal(_signum) == signal.SIG_IGN:
+        signal.signal(_signum, signal.default_int_handler if _name == "SIGINT" else signal.SIG_DFL)
 
 if TYPE_CHECKING:
     import os
