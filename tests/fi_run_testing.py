@@ -235,6 +235,16 @@ def run_ninja(build_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def make_newer(path: Path, than: Path) -> None:
+    """Give ``path`` an mtime 10 ms later than ``than`` (a stamp or output), so that ninja sees it as edited
+    whatever the filesystem clock's granularity; then wait until that moment has passed (and the kernel's
+    coarse file clock, a tick behind, with it), so that what the next build writes can be newer still."""
+    later = max(path.stat().st_mtime_ns, than.stat().st_mtime_ns + 10_000_000)
+    os.utime(path, ns=(later, later))
+    while time.time_ns() < later + 20_000_000:
+        time.sleep(0.005)
+
+
 # --- processes
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
-from fi_run_testing import base_environ, ninja_binary, run_tool
+from fi_run_testing import base_environ, make_newer, ninja_binary, run_tool
 
 if TYPE_CHECKING:
     import subprocess
@@ -79,8 +79,7 @@ def test_restat_skips_the_manifest_check_when_reinstalling_changed_nothing(built
     # manifest step reruns, finds the same packages and leaves its output alone; with restat = 1, ninja
     # then drops the check that depends on the manifest.
     script = build / "fake_install.py"
-    later = (build / "out" / "stamps" / "pkg01.installed").stat().st_mtime_ns + 10_000_000
-    os.utime(script, ns=(max(later, script.stat().st_mtime_ns), max(later, script.stat().st_mtime_ns)))
+    make_newer(script, than=build / "out" / "stamps" / "pkg01.installed")
     second = run([ninja_binary(), "-j16"], build, env)
     assert second.returncode == 0, second.stdout
     for pkg in PACKAGES:

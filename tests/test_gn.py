@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fi_run_testing import base_environ, ninja_binary, run_tool
+from fi_run_testing import base_environ, make_newer, ninja_binary, run_tool
 
 import fi_run
 
@@ -91,8 +91,7 @@ def runs(src: Path) -> list[str]:
 
 def touch(path: Path, newer_than: Path) -> None:
     """Give ``path`` an mtime later than ``newer_than`` (an output), whatever the clock's granularity."""
-    later = max(path.stat().st_mtime_ns, newer_than.stat().st_mtime_ns) + 10_000_000
-    os.utime(path, ns=(later, later))
+    make_newer(path, than=newer_than)
 
 
 def test_gn_is_the_one_from_pypi() -> None:

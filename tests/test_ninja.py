@@ -7,7 +7,14 @@ import sys
 from typing import TYPE_CHECKING
 
 import pytest
-from fi_run_testing import fi_run_ninja_command, ninja_binary, python_ninja_command, run_ninja, write_ninja
+from fi_run_testing import (
+    fi_run_ninja_command,
+    make_newer,
+    ninja_binary,
+    python_ninja_command,
+    run_ninja,
+    write_ninja,
+)
 
 if sys.platform == "win32":  # process groups, POSIX signals, /bin/sh under ninja, x bits and #! lines
     pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
@@ -54,14 +61,9 @@ def runs(build: Path) -> list[str]:
 
 
 def edit(path: Path, text: str, newer_than: Path) -> None:
-    """Rewrite an input so that ninja sees it as newer than ``newer_than`` (the step's stamp).
-
-    Filesystem timestamps come from a coarse clock: an edit right after a build could carry the same
-    mtime as the stamp. The mtime is set explicitly to be later, never earlier than the write itself.
-    """
+    """Rewrite an input so that ninja sees it as newer than ``newer_than`` (the step's stamp)."""
     path.write_text(text)
-    later = max(path.stat().st_mtime_ns, newer_than.stat().st_mtime_ns + 10_000_000)
-    os.utime(path, ns=(later, later))
+    make_newer(path, than=newer_than)
 
 
 def test_ninja_is_the_one_from_pypi_next_to_this_python() -> None:
