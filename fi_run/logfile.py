@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
     from typing import NoReturn
 
 # How many skipped lines are named (file:line) in messages and in --json; the count is always exact.
@@ -282,6 +282,28 @@ def tool_parser(prog: str, description: str, epilog: str = "") -> argparse.Argum
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def parse_and_read(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    check: Callable[[argparse.Namespace], str | None] = lambda args: None,
+) -> tuple[argparse.Namespace, Log] | int:
+    """A tool's arguments and the logs they name, or the exit status to return: 0 after --help, 2 after
+    one ``fi_run:`` line for a bad option or an unreadable log. ``check`` returns a usage problem or None."""
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+        problem = check(args)
+        if problem is not None:
+            parser.error(problem)
+    except ToolUsageError as exc:
+        return fail(str(exc))
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    try:
+        return args, read_logs(args.logs)
+    except LogReadError as exc:
+        return fail(str(exc))
 
 
 def fail(message: str) -> int:

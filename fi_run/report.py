@@ -30,11 +30,8 @@ if __name__ == "__main__" and not __package__:
     __package__ = "fi_run"
 
 from .logfile import (
-    LogReadError,
-    ToolUsageError,
-    fail,
+    parse_and_read,
     percentile,
-    read_logs,
     safe_stdout,
     short_command,
     step_label,
@@ -445,18 +442,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="N",
         help=f"list the N longest waits per resource (default {DEFAULT_TOP})",
     )
-    try:
-        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
-        if args.top < 0:
-            parser.error(f"--top expects a number >= 0, got {args.top}")
-    except ToolUsageError as exc:
-        return fail(str(exc))
-    except SystemExit as exc:  # --help
-        return exc.code if isinstance(exc.code, int) else 0
-    try:
-        log = read_logs(args.logs)
-    except LogReadError as exc:
-        return fail(str(exc))
+    parsed = parse_and_read(
+        parser, argv, lambda args: f"--top expects a number >= 0, got {args.top}" if args.top < 0 else None
+    )
+    if isinstance(parsed, int):
+        return parsed
+    args, log = parsed
     summary = summarize(log)
     safe_stdout()
     try:

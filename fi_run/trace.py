@@ -32,7 +32,7 @@ if __name__ == "__main__" and not __package__:
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     __package__ = "fi_run"
 
-from .logfile import LogReadError, ToolUsageError, fail, read_logs, short_command, step_label, tool_parser
+from .logfile import fail, parse_and_read, short_command, step_label, tool_parser
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -233,16 +233,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "-o", "--output", metavar="FILE", default="-", help="where to write the trace (default: stdout)"
     )
-    try:
-        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
-    except ToolUsageError as exc:
-        return fail(str(exc))
-    except SystemExit as exc:  # --help
-        return exc.code if isinstance(exc.code, int) else 0
-    try:
-        log = read_logs(args.logs)
-    except LogReadError as exc:
-        return fail(str(exc))
+    parsed = parse_and_read(parser, argv)
+    if isinstance(parsed, int):
+        return parsed
+    args, log = parsed
     import json
 
     trace = build_trace(log)
