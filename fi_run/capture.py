@@ -28,7 +28,9 @@ _CHUNK: Final = 1024 * 1024
 def _open_temporary() -> int:
     directory = os.environ.get("TMPDIR") or os.environ.get("TEMP") or os.environ.get("TMP")
     if not directory or not os.path.isdir(directory):
-        directory = "/tmp" if os.name != "nt" else os.path.expandvars(r"%SystemRoot%\Temp")  # noqa: S108
+        # Windows sets TEMP for every user; without it, the user's own profile (SystemRoot\Temp is not
+        # writable by ordinary users).
+        directory = "/tmp" if os.name != "nt" else os.path.expandvars(r"%LOCALAPPDATA%\Temp")  # noqa: S108
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOINHERIT", 0)
     tmpfile = getattr(os, "O_TMPFILE", 0)
     if tmpfile:
