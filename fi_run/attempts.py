@@ -11,7 +11,6 @@ import os
 import sys
 import time
 
-from . import backoff
 from .errors import EXIT_TIMEOUT
 
 TYPE_CHECKING = False
@@ -82,6 +81,8 @@ def run_attempts(
         if retries_done >= spec.retries or not capture.active:
             record.add_attempt(attempt_start, outcome.status, None, None)
             break
+        # Only a failed attempt pays for these imports: the catalogue compiles regexes, the back-off is math.
+        from . import backoff
         from .signatures import active_signatures, find_contention
 
         signatures = active_signatures(windows=os.name == "nt", extra=spec.retry_on)

@@ -90,7 +90,9 @@ def run_once(
     timeout: float | None,
     interrupts: Interrupts,
 ) -> Outcome:
-    """Start the command, wait for it, and return its exit status. Raises OSError if it cannot start."""
+    """Start the command, wait for it, and return its exit status.
+
+    Raises NotExecutableError (126) if the kernel refuses to start it."""
     file_actions = []
     if stdout is not None:
         file_actions.append((os.POSIX_SPAWN_DUP2, stdout, 1))
