@@ -41,8 +41,8 @@ def measure(commands: dict[str, tuple[list[str], dict[str, str]]], rounds: int) 
 def append_cost(directory: str, count: int = 2000) -> float:
     """Seconds to build one record and append it (what a logged step adds after its command), in-process."""
     from fi_run.messages import Reporter
-    from fi_run.spec import StepSpec
-    from fi_run.steplog import StepRecord, append
+    from fi_run.observe.steplog import StepRecord, append
+    from fi_run.step.spec import StepSpec
 
     spec = StepSpec(command=("true",), start_dir=directory, stamp=os.path.join(directory, "s"))
     path = os.path.join(directory, "inprocess.log")

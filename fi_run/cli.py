@@ -4,6 +4,9 @@ The parser is a small table-driven one rather than argparse: argparse costs abou
 Python takes to start, and fi_run runs once per build step. It also lets every bad invocation end in the
 one line fi_run promises (``fi_run: --env expects NAME=VALUE, got 'FOO'``) instead of argparse's usage
 block. argparse is still used, lazily, for what it does best: formatting --help from the same table.
+
+Each option is one ``Option`` record: its flags, its environment default, and the converter that turns its
+text into the value the StepSpec holds. The docs' option table is checked against ``OPTIONS`` by a test.
 """
 
 from __future__ import annotations
@@ -12,129 +15,313 @@ import os
 import sys
 
 from . import __version__
-from .errors import EXIT_INTERRUPTED, EXIT_SOFTWARE, FiRunError, UsageError
+from .errors import EXIT_INTERRUPTED, EXIT_SOFTWARE, EXIT_STATUSES, FiRunError, UsageError
 from .messages import NORMAL, QUIET, VERBOSE, Reporter
+from .step.spec import DEFAULT_RETRIES
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # typing costs ~5 ms to import, paid by every build step; mypy sees the real thing
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+    from dataclasses import dataclass
     from typing import Final
 
-    from .environment import EnvOp
-    from .spec import LockRequest, StepSpec
+    from .step.environment import EnvOp
+    from .step.spec import LockRequest, StepSpec
+else:
+    from ._record import dataclass
 
 USAGE: Final = "fi_run [OPTIONS] -- COMMAND [ARG...]"
 
-# (flags, metavar or None for a switch, environment default or "", repeatable, help)
-OPTIONS: Final[tuple[tuple[tuple[str, ...], str | None, str, bool, str], ...]] = (
-    (
+
+def _seconds(where: str, text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and value != float("inf")):  # also rejects nan
+        raise UsageError(f"{where} expects seconds (a number >= 0), got {text!r}")
+    return value or None  # 0 means no limit, so a flag can switch off an environment default
+
+
+def _whole(where: str, text: str, minimum: int = 0) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise UsageError(f"{where} expects a whole number >= {minimum}, got {text!r}")
+    return value
+
+
+def _boolean(where: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("", "0", "false", "no", "off"):
+        return False
+    raise UsageError(f"{where} expects 1 or 0 (true/false, yes/no, on/off), got {text!r}")
+
+
+def _name_value(where: str, text: str, what: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise UsageError(f"{where} expects {what}, got {text!r}")
+    if not name:
+        raise UsageError(f"{where} expects {what} with a non-empty NAME, got {text!r}")
+    if "\0" in text:
+        raise UsageError(f"{where} value contains a NUL character: {text!r}")
+    return name, value
+
+
+def _path(where: str, text: str) -> str:
+    """A path option's text, checked; parse() makes it absolute against the directory fi_run started in."""
+    if not text:
+        raise UsageError(f"{where} expects a path, got ''")
+    if "\0" in text:
+        raise UsageError(f"{where} value contains a NUL character: {text!r}")
+    return text
+
+
+def _set_env(where: str, text: str) -> EnvOp:
+    from .step.environment import EnvOp
+
+    name, value = _name_value(where, text, "NAME=VALUE")
+    return EnvOp("set", name, value)
+
+
+def _unset_env(where: str, text: str) -> EnvOp:
+    from .step.environment import EnvOp
+
+    if not text or "=" in text or "\0" in text:
+        raise UsageError(f"{where} expects a variable NAME, got {text!r}")
+    return EnvOp("unset", text)
+
+
+def _prepend_env(where: str, text: str) -> EnvOp:
+    from .step.environment import EnvOp
+
+    name, directory = _name_value(where, text, "NAME=DIR")
+    if not directory:
+        raise UsageError(f"{where} expects NAME=DIR with a non-empty DIR, got {text!r}")
+    return EnvOp("prepend", name, directory)
+
+
+def _venv(where: str, text: str) -> EnvOp:
+    from .step.environment import EnvOp
+
+    return EnvOp("venv", _path(where, text))
+
+
+def _exclusive(where: str, text: str) -> LockRequest:
+    from .step.spec import LockRequest
+
+    if not text:
+        raise UsageError(f"{where} expects RESOURCE (a path), got ''")
+    return LockRequest(text, "exclusive")
+
+
+def _shared(where: str, text: str) -> LockRequest:
+    from .step.spec import LockRequest
+
+    if not text:
+        raise UsageError(f"{where} expects RESOURCE (a path), got ''")
+    return LockRequest(text, "shared")
+
+
+def _semaphore(where: str, text: str) -> LockRequest:
+    from .step.spec import LockRequest
+
+    resource, sep, count = text.rpartition("=")
+    if not sep or not resource:
+        raise UsageError(f"{where} expects RESOURCE=N, got {text!r}")
+    return LockRequest(resource, "semaphore", _whole(where, count, 1))
+
+
+def _regex(where: str, text: str) -> str:
+    from .contention.signatures import check_user_regex
+
+    problem = check_user_regex(text)
+    if problem is not None:
+        raise UsageError(f"{where} expects a regular expression, got {text!r}: {problem}")
+    return text
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option: the single source of its flags, help, default and conversion."""
+
+    flags: tuple[str, ...]  # the last one is canonical
+    metavar: str | None  # None: a switch, which takes no value
+    help: str
+    field: str = ""  # the StepSpec field it sets ("" for the actions: --help, --version...)
+    env: str = ""  # the environment variable that gives its default, if any
+    repeatable: bool = False  # repeatable options collect their values, in order, into a tuple
+    convert: Callable[[str, str], object] | None = None  # (flag or variable, text) -> value; None: text
+    path: bool = False  # the converted value is a path, made absolute against the start directory
+
+    @property
+    def name(self) -> str:
+        return self.flags[-1]
+
+
+OPTIONS: Final[tuple[Option, ...]] = (
+    Option(
         ("--stamp",),
         "FILE",
-        "",
-        False,
         "remove FILE before the command starts; write it (atomically, parent directories created) only if "
         "the command succeeds",
+        field="stamp",
+        convert=_path,
+        path=True,
     ),
-    (
+    Option(
         ("--env",),
         "NAME=VALUE",
-        "",
-        True,
         "set NAME in the command's environment (VALUE may be empty or hold '=')",
+        field="env_ops",
+        repeatable=True,
+        convert=_set_env,
     ),
-    (("--unset",), "NAME", "", True, "remove NAME from the command's environment"),
-    (
+    Option(
+        ("--unset",),
+        "NAME",
+        "remove NAME from the command's environment",
+        field="env_ops",
+        repeatable=True,
+        convert=_unset_env,
+    ),
+    Option(
         ("--prepend-path",),
         "NAME=DIR",
-        "",
-        True,
         "put DIR (made absolute) first on the os.pathsep-separated list NAME (PATH, PYTHONPATH...), "
         "even if unset",
+        field="env_ops",
+        repeatable=True,
+        convert=_prepend_env,
     ),
-    (
+    Option(
         ("--venv",),
         "DIR",
-        "",
-        False,
         "run inside the virtual environment DIR: VIRTUAL_ENV=DIR, DIR/bin (DIR\\Scripts on Windows) first on "
         "PATH, PYTHONHOME removed",
+        field="env_ops",
+        convert=_venv,
     ),
-    (
+    Option(
         ("--cwd",),
         "DIR",
-        "",
-        False,
         "run the command in DIR (fi_run's own paths stay relative to where it started)",
+        field="cwd",
+        convert=_path,
+        path=True,
     ),
-    (
+    Option(
         ("--timeout",),
         "SECONDS",
-        "FI_RUN_TIMEOUT",
-        False,
-        "stop the command and everything it started after SECONDS, all attempts included "
-        "(0: no limit); exit 124",
+        "stop the command and everything it started after SECONDS, all attempts included (0: no limit); "
+        "exit 124",
+        field="timeout",
+        env="FI_RUN_TIMEOUT",
+        convert=_seconds,
     ),
-    (
+    Option(
         ("--quiet-on-success",),
         None,
-        "FI_RUN_QUIET_ON_SUCCESS",
-        False,
         "hold the command's output and show it only if the command fails",
+        field="quiet_on_success",
+        env="FI_RUN_QUIET_ON_SUCCESS",
     ),
-    (
+    Option(
         ("--output",),
         "FILE",
-        "",
-        True,
-        "after success, FILE must exist and be written by this run, or the step fails (exit 65) "
-        "without a stamp",
+        "after success, FILE must exist and be written by this run, or the step fails (exit 65) without a "
+        "stamp",
+        field="outputs",
+        repeatable=True,
+        convert=_path,
+        path=True,
     ),
-    (("--lock",), "RESOURCE", "", True, "hold an exclusive lock on RESOURCE (a path) while the command runs"),
-    (
+    Option(
+        ("--lock",),
+        "RESOURCE",
+        "hold an exclusive lock on RESOURCE (a path) while the command runs",
+        field="locks",
+        repeatable=True,
+        convert=_exclusive,
+    ),
+    Option(
         ("--shared-lock",),
         "RESOURCE",
-        "",
-        True,
         "hold a shared lock on RESOURCE: shared holders run together, never with an exclusive one",
+        field="locks",
+        repeatable=True,
+        convert=_shared,
     ),
-    (("--semaphore",), "RESOURCE=N", "", True, "at most N holders of RESOURCE run at once"),
-    (("--lock-dir",), "DIR", "FI_RUN_LOCK_DIR", False, "where fi_run keeps its lock files (see README)"),
-    (
+    Option(
+        ("--semaphore",),
+        "RESOURCE=N",
+        "at most N holders of RESOURCE run at once",
+        field="locks",
+        repeatable=True,
+        convert=_semaphore,
+    ),
+    Option(
+        ("--lock-dir",),
+        "DIR",
+        "where fi_run keeps its lock files (see docs/reference.md)",
+        field="lock_dir",
+        env="FI_RUN_LOCK_DIR",
+        convert=_path,
+        path=True,
+    ),
+    Option(
         ("--lock-timeout",),
         "SECONDS",
-        "FI_RUN_LOCK_TIMEOUT",
-        False,
         "give up waiting for the locks after SECONDS (0: wait forever); exit 75",
+        field="lock_timeout",
+        env="FI_RUN_LOCK_TIMEOUT",
+        convert=_seconds,
     ),
-    (
+    Option(
         ("--retries",),
         "N",
-        "FI_RUN_RETRIES",
-        False,
-        "retry a failure whose output shows lock contention up to N times (default 10; 0: never)",
+        f"retry a failure whose output shows lock contention up to N times (default {DEFAULT_RETRIES}; "
+        "0: never)",
+        field="retries",
+        env="FI_RUN_RETRIES",
+        convert=_whole,
     ),
-    (("--retry-on",), "REGEX", "", True, "also treat output lines matching REGEX as lock contention"),
-    (("--list-signatures",), None, "", False, "list the built-in contention signatures and exit"),
-    (
+    Option(
+        ("--retry-on",),
+        "REGEX",
+        "also treat output lines matching REGEX as lock contention",
+        field="retry_on",
+        repeatable=True,
+        convert=_regex,
+    ),
+    Option(("--list-signatures",), None, "list the built-in contention signatures and exit"),
+    Option(
         ("--log",),
         "FILE",
-        "FI_RUN_LOG",
-        False,
         "append one JSON line describing this step (attempts, lock waits, status) to FILE",
+        field="log",
+        env="FI_RUN_LOG",
+        convert=_path,
+        path=True,
     ),
-    (
+    Option(
         ("-v", "--verbose"),
         None,
-        "FI_RUN_VERBOSE",
-        False,
         "say what fi_run does (environment, command, timings)",
+        field="verbose",
+        env="FI_RUN_VERBOSE",
     ),
-    (("-q", "--quiet"), None, "FI_RUN_QUIET", False, "print only fi_run's errors"),
-    (("--version",), None, "", False, "print fi_run's version and exit"),
-    (("-h", "--help"), None, "", False, "show this help and exit"),
+    Option(("-q", "--quiet"), None, "print only fi_run's errors", field="quiet", env="FI_RUN_QUIET"),
+    Option(("--version",), None, "print fi_run's version and exit"),
+    Option(("-h", "--help"), None, "show this help and exit"),
 )
 
-EPILOG: Final = """\
+EXAMPLES: Final = """\
 examples:
   fi_run --stamp gen/x.stamp --venv out/venv --lock out/venv -- uv pip install -e ../pkg
   fi_run --env CC=clang --prepend-path PATH=tools/bin --quiet-on-success -- make -C lib
@@ -143,62 +330,19 @@ examples:
 
 @FILE before '--' reads more fi_run options from FILE, quoted as GN writes response_file_contents
 (POSIX shell words; on Windows, Windows command-line rules). Arguments after '--' are the command's and
-are passed on exactly as they are, '@' included.
+are passed on exactly as they are, '@' included."""
 
-exit status: the command's own; 2 usage error; 65 a declared --output missing; 74 stamp not written;
-75 lock timeout; 124 timeout; 126 not executable; 127 not found; 128+N killed by or interrupted by signal N
-(130: Ctrl-C)."""
-
-_ACTIONS: Final = {"-h": "help", "--help": "help", "--version": "version", "--list-signatures": "signatures"}
+ACTIONS: Final = {"-h": "help", "--help": "help", "--version": "version", "--list-signatures": "signatures"}
 
 
-def _flag_table() -> dict[str, tuple[str, str | None, str, bool]]:
-    table = {}
-    for flags, metavar, env, repeatable, _help in OPTIONS:
-        canonical = flags[-1]
-        for flag in flags:
-            table[flag] = (canonical, metavar, env, repeatable)
-    return table
+def epilog() -> str:
+    """The examples and the exit statuses, the latter from errors.EXIT_STATUSES."""
+    statuses = "; ".join(f"{status} {meaning}" for status, meaning in EXIT_STATUSES)
+    return f"{EXAMPLES}\n\nexit status: the command's own; {statuses}."
 
 
-def _seconds(what: str, text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not (value >= 0 and value != float("inf")):  # also rejects nan
-        raise UsageError(f"{what} expects seconds (a number >= 0), got {text!r}")
-    return value or None  # 0 means no limit, so a flag can switch off an environment default
-
-
-def _whole(what: str, text: str, minimum: int) -> int:
-    try:
-        value = int(text.strip())
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        raise UsageError(f"{what} expects a whole number >= {minimum}, got {text!r}")
-    return value
-
-
-def _boolean(name: str, text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("", "0", "false", "no", "off"):
-        return False
-    raise UsageError(f"{name} expects 1 or 0 (true/false, yes/no, on/off), got {text!r}")
-
-
-def _name_value(flag: str, text: str, what: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep:
-        raise UsageError(f"{flag} expects {what}, got {text!r}")
-    if not name:
-        raise UsageError(f"{flag} expects {what} with a non-empty NAME, got {text!r}")
-    if "\0" in text:
-        raise UsageError(f"{flag} value contains a NUL character: {text!r}")
-    return name, value
+def _flag_table() -> dict[str, Option]:
+    return {flag: option for option in OPTIONS for flag in option.flags}
 
 
 def _unknown_option(arg: str, table: Mapping[str, object]) -> UsageError:
@@ -220,30 +364,37 @@ def _split_at_separator(argv: Sequence[str]) -> tuple[list[str], list[str] | Non
     return list(argv[:index]), list(argv[index + 1 :])
 
 
-def parse(argv: Sequence[str], environ: Mapping[str, str], cwd: str) -> StepSpec | str:
-    """argv (without the program name) -> a StepSpec, or the name of an action: help, version, signatures."""
-    from .environment import EnvOp
-    from .spec import LockRequest, StepSpec
-
+def _options_and_command(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
     options, command = _split_at_separator(argv)
     if any(arg.startswith("@") for arg in options):
-        from .rspfile import expand_response_files
+        from .step.rspfile import expand_response_files
 
         options, command = _split_at_separator(expand_response_files(argv))
-    for arg in options:
-        if arg in _ACTIONS:
-            return _ACTIONS[arg]
+    return options, command
 
+
+def requested_action(argv: Sequence[str]) -> str | None:
+    """The action asked for before '--' (help, version, signatures), which wins over everything else."""
+    options, _command = _options_and_command(argv)
+    return next((ACTIONS[arg] for arg in options if arg in ACTIONS), None)
+
+
+def parse(argv: Sequence[str], environ: Mapping[str, str], cwd: str) -> StepSpec:
+    """argv (without the program name) and the environment -> a StepSpec; raises UsageError."""
+    from .step.spec import StepSpec
+
+    options, command = _options_and_command(argv)
     table = _flag_table()
-    single: dict[str, str] = {}
+    given: dict[str, str] = {}  # single-valued options: canonical flag -> text
     switches: set[str] = set()
-    env_ops: list[EnvOp] = []
-    locks: list[LockRequest] = []
-    outputs: list[str] = []
-    retry_on: list[str] = []
+    values: dict[str, list[object]] = {}  # StepSpec field -> the values of its options, in order
 
     def absolute(path: str) -> str:
         return os.path.normpath(os.path.join(cwd, path))
+
+    def convert(option: Option, where: str, text: str) -> object:
+        value = option.convert(where, text) if option.convert else text
+        return absolute(value) if option.path and isinstance(value, str) else value
 
     i = 0
     while i < len(options):
@@ -258,59 +409,24 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], cwd: str) -> StepSpec
         flag, has_inline, inline = arg.partition("=")
         if flag not in table:
             raise _unknown_option(arg, table)
-        canonical, metavar, _env, repeatable = table[flag]
-        if metavar is None:
+        option = table[flag]
+        if option.metavar is None:
             if has_inline:
-                raise UsageError(f"{canonical} takes no value, got {arg!r}")
-            switches.add(canonical)
+                raise UsageError(f"{option.name} takes no value, got {arg!r}")
+            switches.add(option.name)
             continue
         if has_inline:
-            value = inline
+            text = inline
         elif i < len(options):
-            value = options[i]
+            text = options[i]
             i += 1
         else:
-            raise UsageError(f"{canonical} expects {metavar}, but nothing follows it")
-        if not repeatable:
-            if canonical in single:
-                raise UsageError(f"{canonical} given twice ({single[canonical]!r} and {value!r})")
-            single[canonical] = value
-        if canonical == "--env":
-            name, val = _name_value(canonical, value, "NAME=VALUE")
-            env_ops.append(EnvOp("set", name, val))
-        elif canonical == "--unset":
-            if not value or "=" in value or "\0" in value:
-                raise UsageError(f"--unset expects a variable NAME, got {value!r}")
-            env_ops.append(EnvOp("unset", value))
-        elif canonical == "--prepend-path":
-            name, directory = _name_value(canonical, value, "NAME=DIR")
-            if not directory:
-                raise UsageError(f"--prepend-path expects NAME=DIR with a non-empty DIR, got {value!r}")
-            env_ops.append(EnvOp("prepend", name, directory))
-        elif canonical == "--venv":
-            if not value:
-                raise UsageError("--venv expects DIR, got ''")
-            env_ops.append(EnvOp("venv", value))
-        elif canonical in ("--lock", "--shared-lock"):
-            if not value:
-                raise UsageError(f"{canonical} expects RESOURCE (a path), got ''")
-            locks.append(LockRequest(value, "exclusive" if canonical == "--lock" else "shared"))
-        elif canonical == "--semaphore":
-            resource, sep, count = value.rpartition("=")
-            if not sep or not resource:
-                raise UsageError(f"--semaphore expects RESOURCE=N, got {value!r}")
-            locks.append(LockRequest(resource, "semaphore", _whole("--semaphore", count, 1)))
-        elif canonical == "--output":
-            if not value:
-                raise UsageError("--output expects FILE, got ''")
-            outputs.append(absolute(value))
-        elif canonical == "--retry-on":
-            from .signatures import check_user_regex
-
-            problem = check_user_regex(value)
-            if problem is not None:
-                raise UsageError(f"--retry-on expects a regular expression, got {value!r}: {problem}")
-            retry_on.append(value)
+            raise UsageError(f"{option.name} expects {option.metavar}, but nothing follows it")
+        if not option.repeatable:
+            if option.name in given:
+                raise UsageError(f"{option.name} given twice ({given[option.name]!r} and {text!r})")
+            given[option.name] = text
+        values.setdefault(option.field, []).append(convert(option, option.name, text))
 
     if command is None:
         raise UsageError(f"missing '--' before the command (usage: {USAGE})")
@@ -319,52 +435,26 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], cwd: str) -> StepSpec
     if not command[0]:
         raise UsageError("the command after '--' is an empty string")
 
-    def setting(flag: str) -> tuple[str, str] | None:
-        """The flag's value, or its environment default: (where it came from, text)."""
-        if flag in single:
-            return flag, single[flag]
-        env_name = table[flag][2]
-        if env_name and environ.get(env_name, "") != "":
-            return env_name, environ[env_name]
-        return None
-
-    def path_setting(flag: str) -> str | None:
-        found = setting(flag)
-        if found is None:
-            return None
-        if not found[1]:
-            raise UsageError(f"{found[0]} expects a path, got ''")
-        return absolute(found[1])
-
-    def switch(flag: str) -> bool:
-        if flag in switches:
-            return True
-        env_name = table[flag][2]
-        return bool(env_name) and _boolean(env_name, environ.get(env_name, ""))
-
-    timeout = setting("--timeout")
-    lock_timeout = setting("--lock-timeout")
-    retries = setting("--retries")
-    verbose, quiet = switch("--verbose"), switch("--quiet")
+    collected = {option.field for option in OPTIONS if option.repeatable}  # tuple fields, in given order
+    fields: dict[str, object] = {}
+    for option in OPTIONS:
+        if not option.field or option.field in fields:
+            continue
+        if option.field in collected:
+            fields[option.field] = tuple(values.get(option.field, ()))
+        elif option.metavar is None:
+            fields[option.field] = option.name in switches or (
+                bool(option.env) and _boolean(option.env, environ.get(option.env, ""))
+            )
+        elif option.field in values:
+            fields[option.field] = values[option.field][0]
+        elif option.env and environ.get(option.env, "") != "":
+            fields[option.field] = convert(option, option.env, environ[option.env])
+    verbose, quiet = fields.pop("verbose"), fields.pop("quiet")
     if verbose and quiet:
         raise UsageError("--verbose and --quiet contradict each other (check FI_RUN_VERBOSE / FI_RUN_QUIET)")
-    return StepSpec(
-        command=tuple(command),
-        start_dir=cwd,
-        env_ops=tuple(env_ops),
-        cwd=path_setting("--cwd"),
-        stamp=path_setting("--stamp"),
-        outputs=tuple(outputs),
-        timeout=_seconds(*timeout) if timeout else None,
-        quiet_on_success=switch("--quiet-on-success"),
-        verbosity=VERBOSE if verbose else QUIET if quiet else NORMAL,
-        locks=tuple(locks),
-        lock_dir=path_setting("--lock-dir"),
-        lock_timeout=_seconds(*lock_timeout) if lock_timeout else None,
-        retries=_whole(*retries, 0) if retries else 10,
-        retry_on=tuple(retry_on),
-        log=path_setting("--log"),
-    )
+    fields["verbosity"] = VERBOSE if verbose else QUIET if quiet else NORMAL
+    return StepSpec(command=tuple(command), start_dir=cwd, **fields)  # type: ignore[arg-type]
 
 
 def help_text() -> str:
@@ -375,26 +465,26 @@ def help_text() -> str:
         usage=USAGE,
         description="Run one build step for Ninja or GN: set up its environment, hold per-resource locks, "
         "retry failures caused by lock contention, and write the stamp only on success.",
-        epilog=EPILOG,
+        epilog=epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         add_help=False,
     )
-    for flags, metavar, env, repeatable, text in OPTIONS:
+    for option in OPTIONS:
         extra = []
-        if repeatable:
+        if option.repeatable:
             extra.append("repeatable")
-        if env:
-            extra.append(f"default from ${env}")
+        if option.env:
+            extra.append(f"default from ${option.env}")
         suffix = f" [{'; '.join(extra)}]" if extra else ""
-        if metavar is None:
-            parser.add_argument(*flags, action="store_true", help=text + suffix)
+        if option.metavar is None:
+            parser.add_argument(*option.flags, action="store_true", help=option.help + suffix)
         else:
-            parser.add_argument(*flags, metavar=metavar, help=text + suffix)
+            parser.add_argument(*option.flags, metavar=option.metavar, help=option.help + suffix)
     return parser.format_help()
 
 
 def signatures_text() -> str:
-    from .signatures import BUILTIN
+    from .contention.signatures import BUILTIN
 
     lines = []
     for sig in BUILTIN:
@@ -405,35 +495,42 @@ def signatures_text() -> str:
     return "\n".join(lines) + "\n"
 
 
-_TOOLS: Final = {"report": "fi_run.report", "trace": "fi_run.trace"}
+# `fi_run report LOG` / `fi_run trace LOG -o FILE`: tools that read --log files. A command named "report" is
+# unaffected: commands always come after '--'. Each tool's main(argv) returns a status or raises FiRunError.
+TOOLS: Final = {"report": "fi_run.observe.report", "trace": "fi_run.observe.trace"}
+
+
+def _run(args: list[str], reporter: Reporter) -> int:
+    if args and args[0] in TOOLS:
+        import importlib
+
+        tool: Callable[[Sequence[str]], int] = importlib.import_module(TOOLS[args[0]]).main
+        return tool(args[1:])
+    action = requested_action(args)
+    if action is not None:
+        text = {
+            "help": help_text,
+            "version": lambda: f"fi_run {__version__}\n",
+            "signatures": signatures_text,
+        }
+        sys.stdout.write(text[action]())
+        sys.stdout.flush()
+        return 0
+    spec = parse(args, os.environ, os.getcwd())
+    reporter.verbosity = spec.verbosity
+    from .step.execute import execute
+
+    return execute(spec, reporter)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run fi_run with ``argv`` (default: sys.argv[1:]) and return its exit status."""
+    """Run fi_run with ``argv`` (default: sys.argv[1:]) and return its exit status.
+
+    The one place where fi_run's errors become exit statuses, for the step and for its tools alike.
+    """
     reporter = Reporter()
-    args = sys.argv[1:] if argv is None else list(argv)
-    if args and args[0] in _TOOLS:
-        # `fi_run report LOG` / `fi_run trace LOG -o FILE`: tools that read --log files. A command named
-        # "report" is unaffected: commands always come after '--'.
-        import importlib
-
-        tool: Callable[[Sequence[str]], int] = importlib.import_module(_TOOLS[args[0]]).main
-        return tool(args[1:])
     try:
-        parsed = parse(args, os.environ, os.getcwd())
-        if isinstance(parsed, str):
-            text = {
-                "help": help_text,
-                "version": lambda: f"fi_run {__version__}\n",
-                "signatures": signatures_text,
-            }
-            sys.stdout.write(text[parsed]())
-            sys.stdout.flush()
-            return 0
-        reporter.verbosity = parsed.verbosity
-        from .execute import execute
-
-        return execute(parsed, reporter)
+        return _run(sys.argv[1:] if argv is None else list(argv), reporter)
     except FiRunError as exc:
         reporter.error(exc.message)
         return exc.exit_status

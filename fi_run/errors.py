@@ -22,6 +22,19 @@ EXIT_NOT_FOUND: Final = 127  # as POSIX shells: no such command
 EXIT_SIGNAL_BASE: Final = 128  # a command killed by signal N, or fi_run interrupted by it, exits 128 + N
 EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT; also used for Windows' CTRL_C / CTRL_BREAK
 
+# The one exit-status table: --help's epilog and docs/reference.md (checked by a test) are built from it.
+EXIT_STATUSES: Final = (
+    (EXIT_USAGE, "usage error"),
+    (EXIT_OUTPUT, "a declared --output missing or stale"),
+    (EXIT_SOFTWARE, "internal error"),
+    (EXIT_IOERR, "stamp not written"),
+    (EXIT_TEMPFAIL, "lock timeout"),
+    (EXIT_TIMEOUT, "timeout"),
+    (EXIT_NOT_EXECUTABLE, "not executable"),
+    (EXIT_NOT_FOUND, "not found"),
+    (EXIT_SIGNAL_BASE, "+N killed by or interrupted by signal N (130: Ctrl-C)"),
+)
+
 
 class FiRunError(Exception):
     """A failure fi_run reports in one line on stderr and turns into its exit status."""

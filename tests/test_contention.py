@@ -33,14 +33,14 @@ from lock_testing import (
     write_ninja,
 )
 
-from fi_run import backoff
-from fi_run.attempts import run_attempts
-from fi_run.capture import Capture
-from fi_run.interrupts import Interrupts
+from fi_run.contention import backoff
+from fi_run.contention.signatures import BUILTIN
 from fi_run.messages import Reporter
-from fi_run.signatures import BUILTIN
-from fi_run.spec import StepSpec
-from fi_run.steplog import StepRecord
+from fi_run.observe.steplog import StepRecord
+from fi_run.step.attempts import run_attempts
+from fi_run.step.capture import Capture
+from fi_run.step.interrupts import Interrupts
+from fi_run.step.spec import StepSpec
 
 if sys.platform == "win32":  # process groups, POSIX signals, /proc, flock(1), sh
     pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
-from fi_run.doorbell import Waiter
+from fi_run.contention.doorbell import Waiter
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -37,7 +37,7 @@ def test_a_release_wakes_only_the_oldest_waiter_of_its_kind(tmp_path: Path) -> N
         ring_from_child = [
             sys.executable,
             "-c",
-            f"from fi_run.doorbell import ring; ring({waiters!r}, 'gate')",
+            f"from fi_run.contention.doorbell import ring; ring({waiters!r}, 'gate')",
         ]
         subprocess.run(ring_from_child, check=True)
         assert _rung(first)
@@ -47,7 +47,7 @@ def test_a_release_wakes_only_the_oldest_waiter_of_its_kind(tmp_path: Path) -> N
             [
                 sys.executable,
                 "-c",
-                f"from fi_run.doorbell import ring; ring({waiters!r}, 'drain', everyone=True)",
+                f"from fi_run.contention.doorbell import ring; ring({waiters!r}, 'drain', everyone=True)",
             ],
             check=True,
         )
@@ -64,7 +64,11 @@ def test_a_waiter_that_changes_kind_keeps_its_place_in_line(tmp_path: Path) -> N
         assert [name.rpartition(".")[2] for name in names] == ["drain", "drain"]
         assert names[0].startswith(older._prefix)
         subprocess.run(
-            [sys.executable, "-c", f"from fi_run.doorbell import ring; ring({waiters!r}, 'drain')"],
+            [
+                sys.executable,
+                "-c",
+                f"from fi_run.contention.doorbell import ring; ring({waiters!r}, 'drain')",
+            ],
             check=True,
         )
         assert _rung(older)
@@ -82,7 +86,11 @@ def test_the_entry_of_a_dead_waiter_is_skipped_and_removed(tmp_path: Path) -> No
     stale.touch()
     with Waiter(str(waiters), "gate") as live:
         subprocess.run(
-            [sys.executable, "-c", f"from fi_run.doorbell import ring; ring({str(waiters)!r}, 'gate')"],
+            [
+                sys.executable,
+                "-c",
+                f"from fi_run.contention.doorbell import ring; ring({str(waiters)!r}, 'gate')",
+            ],
             check=True,
         )
         assert _rung(live)

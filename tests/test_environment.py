@@ -1,4 +1,4 @@
-"""fi_run.environment: the child's environment and the executable, as pure functions of their inputs.
+"""fi_run.step.environment: the child's environment and the executable, as pure functions of their inputs.
 
 The Windows rules (case-insensitive names, Scripts, PATHEXT) are exercised here on any platform through
 the ``windows=True`` argument; the files are real, in tmp_path.
@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from fi_run.environment import EnvOp, build_environment, find_executable, venv_bin_dir
 from fi_run.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, CommandNotFoundError, NotExecutableError
+from fi_run.step.environment import EnvOp, build_environment, find_executable, venv_bin_dir
 
 if TYPE_CHECKING:
     from pathlib import Path

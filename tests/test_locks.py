@@ -43,9 +43,9 @@ from lock_testing import (
     write_scripts,
 )
 
+from fi_run.contention.locks import _probe, canonical_resource, plan_locks, resource_dir_name
 from fi_run.errors import EXIT_TEMPFAIL, UsageError
-from fi_run.locks import _probe, canonical_resource, plan_locks, resource_dir_name
-from fi_run.spec import LockRequest
+from fi_run.step.spec import LockRequest
 
 if sys.platform == "win32":  # process groups, POSIX signals, /proc, flock(1), sh
     pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
@@ -81,7 +81,7 @@ def resource(tmp_path: Path) -> Path:
 
 
 def waiting_notice(canonical: Path | str, holder: Holder, mode: str = "an exclusive") -> str:
-    """The line fi_run prints once when it has waited a while (see fi_run.locks._Acquirer._pause)."""
+    """The line fi_run prints once when it has waited a while (fi_run.contention.locks._Acquirer._pause)."""
     return (
         f"fi_run: waiting for {mode} lock on {os.fspath(canonical)!r}, "
         f"held by pid {holder.proc.pid}: {' '.join(holder.command)}"

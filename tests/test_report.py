@@ -17,7 +17,7 @@ from fi_run_testing import console_script, only_fi_run_line, run_fi_run
 from lock_testing import clean_environ
 from test_log import FAILING, TOTAL_STEPS, Build, contended_build
 
-from fi_run import report
+from fi_run.observe import report
 
 if sys.platform == "win32":  # the contended build is POSIX
     pytest.skip("POSIX build steps", allow_module_level=True)
@@ -309,7 +309,7 @@ def test_every_way_of_running_the_report_gives_the_same_output(build: Build) -> 
     assert expected
     for via in (
         [os.fspath(console_script()), "report"],
-        [sys.executable, "-m", "fi_run.report"],
+        [sys.executable, "-m", "fi_run.observe.report"],
         [sys.executable, str(Path(report.__file__))],  # by path, as a vendored tree might
     ):
         done = report_cli([build.log], build.directory, via=via)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fi_run.errors import EXIT_USAGE, UsageError
-from fi_run.rspfile import MAX_DEPTH, expand_response_files, split_response_text
+from fi_run.step.rspfile import MAX_DEPTH, expand_response_files, split_response_text
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -263,13 +263,13 @@ def test_posix_rules_agree_with_shlex(seed: int) -> None:
 
 def test_import_is_light() -> None:
     code = (
-        "import sys, fi_run.errors; before = set(sys.modules); import fi_run.rspfile; "
+        "import sys, fi_run.errors; before = set(sys.modules); import fi_run.step.rspfile; "
         "print(' '.join(sorted(set(sys.modules) - before)))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
-    assert result.stdout.split() == ["fi_run.rspfile"]
+    assert result.stdout.split() == ["fi_run.step", "fi_run.step.rspfile"]  # the package is empty
 
 
 # --- expand_response_files with real files
@@ -536,7 +536,7 @@ action("parse") {{
 import sys
 
 sys.path.insert(0, {str(REPO_ROOT)!r})
-from fi_run.rspfile import expand_response_files, split_response_text
+from fi_run.step.rspfile import expand_response_files, split_response_text
 
 rsp, out = sys.argv[1], sys.argv[2]
 with open(rsp, "rb") as stream:

@@ -1,4 +1,4 @@
-"""Tests for fi_run.signatures: the lock-contention catalogue, checked against the shared corpus.
+"""Tests for fi_run.contention.signatures: the lock-contention catalogue, checked against the shared corpus.
 
 The corpus (shared/contention-corpus, beside the clone) holds real error lines from public issues:
 positive.tsv lines must match their own family, negative.tsv lines must match nothing. It is read at
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from fi_run.signatures import (
+from fi_run.contention.signatures import (
     BUILTIN,
     NEVER_RETRY,
     WAIT_LINES,

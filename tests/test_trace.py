@@ -18,8 +18,8 @@ from fi_run_testing import only_fi_run_line
 from lock_testing import UV_2767_MESSAGE, clean_environ
 from test_log import TOTAL_STEPS, Build, contended_build
 
-from fi_run.logfile import Log, parse_record
-from fi_run.trace import assign_slots, build_trace
+from fi_run.observe.logfile import Log, parse_record
+from fi_run.observe.trace import assign_slots, build_trace
 
 if sys.platform == "win32":  # the contended build is POSIX
     pytest.skip("POSIX build steps", allow_module_level=True)
@@ -376,7 +376,7 @@ def test_help_and_the_module_entry_point(tmp_path: Path) -> None:
     assert "ui.perfetto.dev" in done.stdout
     (tmp_path / "empty.log").write_text("")
     module = subprocess.run(
-        [sys.executable, "-m", "fi_run.trace", "empty.log"],
+        [sys.executable, "-m", "fi_run.observe.trace", "empty.log"],
         cwd=tmp_path,
         env=clean_environ(),
         capture_output=True,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .errors import NotExecutableError
+from ..errors import NotExecutableError
 from .outcome import Outcome, exit_status
 
 # Type checkers skip the rest of this module for Windows (mypy --platform win32); run_windows serves there.

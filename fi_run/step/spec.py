@@ -8,13 +8,18 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dataclasses import dataclass
-    from typing import Literal
+    from typing import Final, Literal
 
     from .environment import EnvOp
 
     LockMode = Literal["exclusive", "shared", "semaphore"]
 else:
-    from ._record import dataclass
+    from .._record import dataclass
+
+
+# MSBuild's Copy task retries a file locked by another process 10 times, 1 s apart: our default count (the
+# per-wait cap in contention/backoff.py is of the same order). The one home of this default.
+DEFAULT_RETRIES: Final = 10
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,6 @@ class StepSpec:
     locks: tuple[LockRequest, ...] = ()
     lock_dir: str | None = None  # absolute
     lock_timeout: float | None = None
-    retries: int = 10
+    retries: int = DEFAULT_RETRIES
     retry_on: tuple[str, ...] = ()
     log: str | None = None  # absolute

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 if __name__ == "__main__" and not __package__:
     # Run by path: import fi_run from its parent directory, and let this directory (where trace.py would
     # shadow the standard library's trace) off the path.
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    __package__ = "fi_run"
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    __package__ = "fi_run.observe"
 
 from .logfile import fail, parse_and_read, short_command, step_label, tool_parser
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .errors import EXIT_INTERRUPTED, EXIT_SIGNAL_BASE
+from ..errors import EXIT_INTERRUPTED, EXIT_SIGNAL_BASE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

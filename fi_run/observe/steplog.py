@@ -18,8 +18,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Final
 
-    from .messages import Reporter
-    from .spec import StepSpec
+    from ..messages import Reporter
+    from ..step.spec import StepSpec
 
     JSON = None | bool | int | float | str | list["JSON"] | dict[str, "JSON"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import stat
 
-from .errors import CommandNotFoundError, NotExecutableError
+from ..errors import CommandNotFoundError, NotExecutableError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     EnvOpKind = Literal["set", "unset", "prepend", "venv"]
 else:
-    from ._record import dataclass
+    from .._record import dataclass
 
 
 @dataclass(frozen=True)

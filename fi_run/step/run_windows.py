@@ -7,7 +7,7 @@ sends to the group on Ctrl-C reaches it directly; fi_run notes it (SIGBREAK) and
 
 from __future__ import annotations
 
-from .errors import NotExecutableError
+from ..errors import NotExecutableError
 from .outcome import Outcome
 
 TYPE_CHECKING = False

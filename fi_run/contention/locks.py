@@ -29,7 +29,7 @@ import sys
 import time
 from contextlib import contextmanager
 
-from .errors import LockTimeoutError, UsageError
+from ..errors import LockTimeoutError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,10 +38,10 @@ if TYPE_CHECKING:
 
     from filelock import BaseFileLock
 
+    from ..messages import Reporter
+    from ..observe.steplog import JSON, StepRecord
+    from ..step.spec import LockRequest, StepSpec
     from .doorbell import Waiter
-    from .messages import Reporter
-    from .spec import LockRequest, StepSpec
-    from .steplog import JSON, StepRecord
 
 # A step that has waited this long says once what it waits for, when a person can see it.
 WAIT_NOTICE_SECONDS: Final = 2.0

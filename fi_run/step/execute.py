@@ -9,18 +9,18 @@ from __future__ import annotations
 import os
 import time
 
+from ..errors import FiRunError, OutputError, UsageError
+from ..observe.steplog import StepRecord, append
 from . import stamp as stamps
 from .attempts import run_attempts
 from .capture import Capture
 from .environment import build_environment, find_executable
-from .errors import FiRunError, OutputError, UsageError
 from .interrupts import Interrupted, Interrupts, exit_status_for, signal_name
-from .steplog import StepRecord, append
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from ..messages import Reporter
     from .attempts import StepResult
-    from .messages import Reporter
     from .spec import StepSpec
 
 
@@ -70,7 +70,7 @@ def _execute(spec: StepSpec, reporter: Reporter, record: StepRecord) -> int:
         try:
             started = time.time()
             if spec.locks:
-                from .locks import held_locks
+                from ..contention.locks import held_locks
 
                 with held_locks(spec, reporter, record):
                     result = run_attempts(spec, executable, env, reporter, interrupts, record, capture)

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 if __name__ == "__main__" and not __package__:
     # Run by path: import fi_run from its parent directory, and let this directory (where trace.py would
     # shadow the standard library's trace) off the path.
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    __package__ = "fi_run"
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    __package__ = "fi_run.observe"
 
 from .logfile import (
     parse_and_read,
@@ -456,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             sys.stdout.write(json.dumps(to_json(summary, args.top), indent=2) + "\n")
         else:
-            from .messages import colour_wanted
+            from ..messages import colour_wanted
 
             try:
                 tty = sys.stdout.isatty()
@@ -464,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tty = False
             colour = colour_wanted(os.environ, tty)
             if colour and os.name == "nt":  # pragma: no cover - Windows only
-                from .messages import _enable_windows_ansi
+                from ..messages import _enable_windows_ansi
 
                 _enable_windows_ansi()
             import shutil

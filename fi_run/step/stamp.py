@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import StampError, UsageError
+from ..errors import StampError, UsageError
 
 
 def prepare(path: str) -> None:

@@ -11,18 +11,18 @@ import os
 import sys
 import time
 
-from .errors import EXIT_TIMEOUT
+from ..errors import EXIT_TIMEOUT
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ..messages import Reporter
+    from ..observe.steplog import StepRecord
     from .capture import Capture
     from .interrupts import Interrupts
-    from .messages import Reporter
     from .outcome import Outcome
     from .spec import StepSpec
-    from .steplog import StepRecord
 
 if sys.platform == "win32":  # pragma: no cover - Windows only
     from .run_windows import run_once
@@ -82,8 +82,8 @@ def run_attempts(
             record.add_attempt(attempt_start, outcome.status, None, None)
             break
         # Only a failed attempt pays for these imports: the catalogue compiles regexes, the back-off is math.
-        from . import backoff
-        from .signatures import active_signatures, find_contention
+        from ..contention import backoff
+        from ..contention.signatures import active_signatures, find_contention
 
         signatures = active_signatures(windows=os.name == "nt", extra=spec.retry_on)
         match = find_contention(capture.text(), signatures)
