@@ -440,10 +440,6 @@ def test_default_retry_lets_40_concurrent_git_adds_all_succeed(tmp_path: Path) -
     assert not (repo / ".git" / "index.lock").exists()
 
 
-# Last in this file, so that under -x it stops nothing else: it fails against fi_run as it is (see its
-# docstring) and is kept failing on purpose until fi_run/attempts.py is fixed.
-
-
 def test_run_attempts_reports_the_attempts_actually_run_when_the_total_wait_cap_stops_it(
     tmp_path: Path,
 ) -> None:
