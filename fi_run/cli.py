@@ -495,6 +495,20 @@ def signatures_text() -> str:
     return "\n".join(lines) + "\n"
 
 
+def encodable(text: str, encoding: str | None) -> str:
+    """``text`` with what ``encoding`` cannot hold as backslash escapes.
+
+    A Windows console or pipe is often cp1252, and the signatures' examples quote CJK and Cyrillic messages:
+    an escaped character is better than fi_run failing to list them.
+    """
+    if not encoding:
+        return text
+    try:
+        return text.encode(encoding, "backslashreplace").decode(encoding)
+    except LookupError:  # an encoding Python does not know: leave it to the stream
+        return text
+
+
 # `fi_run report LOG` / `fi_run trace LOG -o FILE`: tools that read --log files. A command named "report" is
 # unaffected: commands always come after '--'. Each tool's main(argv) returns a status or raises FiRunError.
 TOOLS: Final = {"report": "fi_run.observe.report", "trace": "fi_run.observe.trace"}
@@ -513,7 +527,7 @@ def _run(args: list[str], reporter: Reporter) -> int:
             "version": lambda: f"fi_run {__version__}\n",
             "signatures": signatures_text,
         }
-        sys.stdout.write(text[action]())
+        sys.stdout.write(encodable(text[action](), sys.stdout.encoding))
         sys.stdout.flush()
         return 0
     spec = parse(args, os.environ, os.getcwd())
@@ -551,10 +565,12 @@ def entrypoint() -> None:
     is settled by then, and skipping the interpreter's teardown saves a few ms of CPU per build step, which
     on a busy machine the next holder of a lock just handed over would otherwise have to share.
     """
+    from .step.outcome import os_exit_code
+
     status = main()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):
             pass  # a closed or broken pipe: nothing more can be told to anyone
-    os._exit(status)
+    os._exit(os_exit_code(status, windows=os.name == "nt"))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import select
+import sys
 import time
 
 TYPE_CHECKING = False
@@ -39,9 +40,10 @@ FALLBACK_POLL: Final = 0.005
 _LOOPBACK: Final = "127.0.0.1"
 
 
-def _alive(pid: int) -> bool:
-    if os.name == "nt":  # pragma: no cover - os.kill(pid, 0) would terminate the process on Windows
-        return True
+def alive(pid: int) -> bool:
+    """Is process ``pid`` still running? (A waiter or holder killed with SIGKILL/TerminateProcess is not.)"""
+    if sys.platform == "win32":
+        return _alive_windows(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -49,6 +51,29 @@ def _alive(pid: int) -> bool:
     except OSError:
         return True
     return True
+
+
+if sys.platform == "win32":
+
+    def _alive_windows(pid: int) -> bool:
+        # os.kill(pid, 0) would *terminate* the process on Windows. A process runs while its exit code
+        # reads STILL_ACTIVE; one that cannot be opened at all (ERROR_INVALID_PARAMETER) does not exist.
+        # Access denied (another user's process) counts as alive: only a proven death removes an entry.
+        import _winapi
+
+        try:
+            handle = _winapi.OpenProcess(_PROCESS_QUERY_LIMITED_INFORMATION, False, pid)
+        except OSError as exc:
+            return getattr(exc, "winerror", None) != _ERROR_INVALID_PARAMETER
+        try:
+            return bool(_winapi.GetExitCodeProcess(handle) == _STILL_ACTIVE)
+        finally:
+            _winapi.CloseHandle(handle)
+
+
+_PROCESS_QUERY_LIMITED_INFORMATION: Final = 0x1000
+_ERROR_INVALID_PARAMETER: Final = 87
+_STILL_ACTIVE: Final = 259
 
 
 class Waiter:
@@ -138,7 +163,7 @@ def ring(waiters_dir: str, kind: str, *, everyone: bool = False) -> None:
                 continue
             if pid == own:
                 continue
-            if not _alive(pid):  # killed while waiting: its entry is stale; the next one is woken instead
+            if not alive(pid):  # killed while waiting: its entry is stale; the next one is woken instead
                 try:
                     os.unlink(os.path.join(waiters_dir, entry))
                 except OSError:

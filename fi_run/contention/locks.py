@@ -201,13 +201,10 @@ def _holder_of(lock_path: str) -> str:
         pid = int(pid_text)
     except (OSError, ValueError):
         return ""
-    if os.name != "nt":
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return ""
-        except OSError:
-            pass
+    from .doorbell import alive
+
+    if not alive(pid):
+        return ""
     command = command.strip()
     return f"pid {pid}: {command}" if command else f"pid {pid}"
 

@@ -3,7 +3,7 @@
 Each line is built in memory and written with ONE write(2) to a descriptor opened with O_APPEND. On a local
 filesystem the kernel moves the end-of-file and writes the data under the inode's lock, so concurrent lines
 never interleave and none is lost, however long, with no lock of fi_run's own to slow the build (Linux:
-ext4/xfs/btrfs/tmpfs take i_rwsem for the whole write; Windows: FILE_APPEND_DATA writes are atomic too).
+ext4/xfs/btrfs/tmpfs take i_rwsem for the whole write). Windows' O_APPEND is not atomic: see winappend.py.
 Over NFS O_APPEND is emulated by the client and this guarantee does not hold: keep the log local.
 
 Environment *values* are never written, only the names fi_run changed: they hold tokens.
@@ -12,6 +12,7 @@ Environment *values* are never written, only the names fi_run changed: they hold
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 TYPE_CHECKING = False
@@ -118,11 +119,16 @@ def append(path: str, record: dict[str, JSON], reporter: Reporter) -> None:
                 os.makedirs(parent)
             except FileExistsError:  # a file where a directory should be, somewhere on the way
                 raise NotADirectoryError(f"{parent!r} is not a directory") from None
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
-        try:
-            written = os.write(fd, data)
-        finally:
-            os.close(fd)
+        if sys.platform == "win32":  # the UCRT's O_APPEND is seek-then-write: see winappend.py
+            from .winappend import append_bytes
+
+            written = append_bytes(path, data)
+        else:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            try:
+                written = os.write(fd, data)
+            finally:
+                os.close(fd)
         if written != len(data):  # a full disk part-way: say so rather than leave a silent half line
             raise OSError(f"short write ({written} of {len(data)} bytes)")
     except OSError as exc:
