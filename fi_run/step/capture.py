@@ -14,6 +14,7 @@ captured output can be examined for contention.
 from __future__ import annotations
 
 import os
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -51,8 +52,34 @@ def _open_temporary() -> int:
     raise FileExistsError(f"no free temporary file name in {directory}")
 
 
-def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+def same_file(a: os.stat_result, b: os.stat_result, *, windows: bool) -> bool | None:
+    """Do two descriptors' stat results show one file? None: they cannot tell.
+
+    On Windows fstat gives a file identity (volume serial, file index) only for disk files; every pipe,
+    console and NUL has st_dev = st_ino = 0, so two distinct pipes would look like one.
+    """
+    if windows and a.st_ino == 0 and b.st_ino == 0:
+        return None
     return (a.st_dev, a.st_ino, a.st_mode) == (b.st_dev, b.st_ino, b.st_mode)
+
+
+def _same_windows_object(fd_a: int, fd_b: int) -> bool:  # pragma: no cover - Windows only
+    """Are two descriptors one pipe (or console)? ninja gives both std handles the SAME handle value."""
+    if sys.platform != "win32":
+        return False
+    import msvcrt
+
+    handle_a, handle_b = msvcrt.get_osfhandle(fd_a), msvcrt.get_osfhandle(fd_b)
+    if handle_a == handle_b:
+        return True
+    # Two handles, maybe to one pipe (cmd's `2>&1` duplicates the handle): ask the kernel (Windows 10).
+    import ctypes
+
+    try:
+        compare = ctypes.WinDLL("kernelbase").CompareObjectHandles
+    except (OSError, AttributeError):
+        return False  # distinct then: each stream's output is kept and replayed, only their order may change
+    return bool(compare(ctypes.c_void_p(handle_a), ctypes.c_void_p(handle_b)))
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -78,7 +105,12 @@ class Capture:
                 stats[fd] = os.fstat(fd)
             except OSError:  # closed: the child inherits it closed, as it would without fi_run
                 continue
-        if 1 in stats and 2 in stats and _same_file(stats[1], stats[2]):
+        same = None
+        if 1 in stats and 2 in stats:
+            same = same_file(stats[1], stats[2], windows=os.name == "nt")
+            if same is None:
+                same = _same_windows_object(1, 2)
+        if same:
             shared = _open_temporary()
             self.files = {1: shared, 2: shared}
         else:
