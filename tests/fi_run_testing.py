@@ -252,8 +252,13 @@ def process_gone(pid: int) -> bool:
     """Has process ``pid`` ended? A zombie counts as ended.
 
     Orphans are reparented to PID 1, which in some containers never reaps them: an exited grandchild
-    then stays a zombie (state Z in /proc/PID/stat) that os.kill(pid, 0) still finds.
+    then stays a zombie (state Z in /proc/PID/stat) that os.kill(pid, 0) still finds. On Windows
+    os.kill(pid, 0) would terminate the process: fi_run's own liveness check (OpenProcess) asks instead.
     """
+    if sys.platform == "win32":
+        from fi_run.contention.doorbell import alive
+
+        return not alive(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

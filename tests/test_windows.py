@@ -1,0 +1,330 @@
+"""fi_run's Windows behaviour (issue 13), run on Windows itself by CI's Windows stage (Windows CPython under
+Wine, .ci/windows/) and, where the rule is a pure function or holds on POSIX too, on Linux as well.
+
+Each of the six bugs the Wine stage found has a test here that failed before its fix:
+1. an exit code above 2**31 (0xC000013A) made os._exit raise OverflowError;
+2. every pipe has the same file identity on Windows, so capture merged distinct stdout and stderr pipes;
+3. --list-signatures failed (exit 70) on a cp1252 stdout;
+4. a dead waiter was never detected on Windows (liveness was always true);
+5. --timeout waited forever when taskkill failed (now: a job object around the tree);
+6. --log appends from concurrent processes lost lines on Windows (O_APPEND is seek-then-write there).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+from fi_run_testing import HANG_TIMEOUT, base_environ, ninja_binary, process_gone, py, wait_until
+
+from fi_run.cli import encodable
+from fi_run.contention.doorbell import alive
+from fi_run.step.capture import same_file
+from fi_run.step.outcome import os_exit_code
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+windows_only = pytest.mark.skipif(sys.platform != "win32", reason="Windows behaviour: run by the Wine stage")
+
+FI_RUN = [sys.executable, "-m", "fi_run"]
+STATUS_CONTROL_C_EXIT = 0xC000013A
+
+
+def _stat(ino: int, dev: int = 0, mode: int = 0o010600) -> os.stat_result:
+    return os.stat_result((mode, ino, dev, 1, 0, 0, 0, 0, 0, 0))
+
+
+# --- 1. exit codes above 2**31
+
+
+def test_an_unsigned_windows_exit_code_becomes_the_same_32_bits_for_os_exit() -> None:
+    code = os_exit_code(STATUS_CONTROL_C_EXIT, windows=True)
+    assert -(2**31) <= code < 0
+    assert code & 0xFFFFFFFF == STATUS_CONTROL_C_EXIT
+    assert os_exit_code(0xFFFFFFFF, windows=True) == -1
+    for status in (0, 1, 124, 255, 0x7FFFFFFF):
+        assert os_exit_code(status, windows=True) == status
+        assert os_exit_code(status, windows=False) == status
+
+
+@windows_only
+def test_a_command_ending_with_status_control_c_exit_passes_it_through(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*FI_RUN, "--", *py("import ctypes; ctypes.windll.kernel32.ExitProcess(0xC000013A)")],
+        cwd=tmp_path,
+        env=base_environ(),
+        capture_output=True,
+        timeout=HANG_TIMEOUT,
+        check=False,
+    )
+    assert "Traceback" not in done.stderr.decode(errors="replace"), done.stderr
+    assert done.returncode == STATUS_CONTROL_C_EXIT, hex(done.returncode)
+
+
+# --- 2. capture: distinct pipes stay distinct; one pipe keeps the order of what was written
+
+
+def test_objects_without_a_file_identity_are_undecided_on_windows_only() -> None:
+    pipe = _stat(ino=0)
+    assert same_file(pipe, pipe, windows=True) is None
+    assert same_file(pipe, pipe, windows=False) is True
+    assert same_file(_stat(ino=7, dev=3), _stat(ino=7, dev=3), windows=True) is True
+    assert same_file(_stat(ino=7, dev=3), _stat(ino=8, dev=3), windows=True) is False
+
+
+FAILING_WRITER = """
+import sys
+for n in (1, 2):
+    print(f"to-out-{n}", flush=True)
+    print(f"to-err-{n}", file=sys.stderr, flush=True)
+sys.exit(3)
+"""
+
+
+def test_distinct_stdout_and_stderr_pipes_are_replayed_each_to_its_own(tmp_path: Path) -> None:
+    # Retries are on by default, so the output is captured; the failure is not contention and is replayed.
+    done = subprocess.run(
+        [*FI_RUN, "--", *py(FAILING_WRITER)],
+        cwd=tmp_path,
+        env=base_environ(),
+        capture_output=True,
+        timeout=HANG_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 3
+    assert done.stdout.split() == [b"to-out-1", b"to-out-2"], done.stdout
+    assert done.stderr.split() == [b"to-err-1", b"to-err-2"], done.stderr
+
+
+def test_two_handles_to_one_pipe_keep_the_order_it_was_written_in(tmp_path: Path) -> None:
+    # As cmd's `2>&1`: stdout and stderr are two descriptors (two handles on Windows) for ONE pipe.
+    read_end, write_end = os.pipe()
+    second = os.dup(write_end)
+    try:
+        proc = subprocess.Popen(
+            [*FI_RUN, "--", *py(FAILING_WRITER)],
+            cwd=tmp_path,
+            env=base_environ(),
+            stdout=write_end,
+            stderr=second,
+        )
+    finally:
+        os.close(write_end)
+        os.close(second)
+    with os.fdopen(read_end, "rb") as pipe:
+        output = pipe.read()
+    assert proc.wait(timeout=HANG_TIMEOUT) == 3
+    assert output.split() == [b"to-out-1", b"to-err-1", b"to-out-2", b"to-err-2"], output
+
+
+# --- 3. --list-signatures on a narrow stdout
+
+
+def test_text_a_codec_cannot_hold_is_escaped() -> None:
+    text = "ロック error: 파일 — ok"
+    got = encodable(text, "cp1252")
+    got.encode("cp1252")  # would raise if anything unencodable were left
+    assert got.startswith("\\u30ed")
+    assert got.endswith(" \u2014 ok")  # the dash is in cp1252: kept
+    assert encodable(text, "utf-8") == text
+    assert encodable(text, None) == text
+
+
+def test_list_signatures_works_on_a_cp1252_stdout(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*FI_RUN, "--list-signatures"],
+        cwd=tmp_path,
+        env=base_environ({"PYTHONIOENCODING": "cp1252", "PYTHONUTF8": "0"}),
+        capture_output=True,
+        timeout=HANG_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"windows-lock-violation" in done.stdout
+    assert b"\\u" in done.stdout  # the CJK examples, escaped
+
+
+# --- 4. liveness of a waiter or holder
+
+
+def test_a_process_that_exited_is_not_alive_and_a_running_one_is() -> None:
+    child = subprocess.Popen(py("import time; time.sleep(60)"))
+    try:
+        assert alive(child.pid)
+    finally:
+        child.kill()
+        child.wait(timeout=HANG_TIMEOUT)
+    assert wait_until(lambda: not alive(child.pid))
+    assert alive(os.getpid())
+
+
+# --- 5. the process tree: --timeout with a failing taskkill, and a killed fi_run
+
+# The command starts an intermediate process that starts a grandchild and exits at once: the grandchild's
+# parent is gone, so nothing that walks parent ids (taskkill /T) can find it.
+TREE = """
+import os, subprocess, sys, time
+inter = ("import subprocess, sys; "
+         "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], "
+         "stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(g.pid)")
+grandchild = subprocess.run([sys.executable, "-c", inter], capture_output=True, text=True).stdout.strip()
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(f"{os.getpid()} {grandchild}")
+os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(60)
+"""
+
+
+def _tree_pids(pidfile: Path) -> list[int]:
+    assert wait_until(pidfile.exists, timeout=HANG_TIMEOUT), "the command never started its grandchild"
+    return [int(p) for p in pidfile.read_text().split()]
+
+
+def _clean_up(pids: list[int]) -> list[int]:
+    """Kill whatever of ``pids`` is still running (ours: started by the test); return those pids."""
+    survivors = [pid for pid in pids if not wait_until(functools.partial(process_gone, pid), timeout=5)]
+    for pid in survivors:
+        try:
+            os.kill(pid, 9)  # on Windows: TerminateProcess
+        except OSError:
+            pass
+    return survivors
+
+
+@windows_only
+def test_timeout_stops_the_whole_tree_even_when_taskkill_fails(tmp_path: Path) -> None:
+    # CreateProcess looks in the current directory before the system's: this taskkill.exe is a program that
+    # fails (ninja without a build.ninja), so only the job object can stop the tree.
+    shutil.copyfile(ninja_binary(), tmp_path / "taskkill.exe")
+    pidfile = tmp_path / "pids"
+    try:
+        done = subprocess.run(
+            [*FI_RUN, "--timeout", "3", "--", *py(TREE, str(pidfile))],
+            cwd=tmp_path,
+            env=base_environ(),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        pids = _tree_pids(pidfile)
+        survivors = _clean_up(pids)
+    assert done.returncode == 124, done.stderr
+    assert survivors == [], f"left running after --timeout: {survivors} of {pids}"
+
+
+@windows_only
+def test_nothing_of_the_tree_outlives_a_killed_fi_run(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pids"
+    proc = subprocess.Popen([*FI_RUN, "--", *py(TREE, str(pidfile))], cwd=tmp_path, env=base_environ())
+    try:
+        pids = _tree_pids(pidfile)
+    finally:
+        proc.kill()  # TerminateProcess: fi_run cleans nothing up itself
+        proc.wait(timeout=HANG_TIMEOUT)
+    survivors = _clean_up(pids)
+    assert survivors == [], f"outlived fi_run: {survivors} of {pids}"
+
+
+@windows_only
+def test_a_step_that_ends_normally_leaves_what_it_started_on_purpose_running(tmp_path: Path) -> None:
+    # A daemon a compiler starts (mspdbsrv.exe) must outlive the step that started it, as without fi_run.
+    pidfile = tmp_path / "pids"
+    daemon = (
+        "import subprocess, sys; g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],"
+        " stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);"
+        f" open({str(pidfile)!r}, 'w').write(str(g.pid))"
+    )
+    done = subprocess.run(
+        [*FI_RUN, "--", *py(daemon)], cwd=tmp_path, env=base_environ(), timeout=HANG_TIMEOUT, check=False
+    )
+    assert done.returncode == 0
+    pid = int(pidfile.read_text())
+    time.sleep(0.5)  # a kill-on-close would have ended it by now
+    still_running = not process_gone(pid)
+    _clean_up([pid])
+    assert still_running, "the step's daemon died with the step"
+
+
+INTERRUPTED_RUN = """
+import os, signal, sys, threading
+from fi_run.step.interrupts import Interrupts
+from fi_run.step.run_windows import run_once
+
+# Wine cannot deliver CTRL_BREAK_EVENT (GenerateConsoleCtrlEvent fails there): raise SIGBREAK in fi_run's own
+# process instead, as the console would, while the command runs.
+threading.Timer(1.0, signal.raise_signal, (signal.SIGBREAK,)).start()
+with Interrupts() as interrupts:
+    argv = (sys.executable, "-c", sys.argv[1], sys.argv[2])
+    outcome = run_once(sys.executable, argv, dict(os.environ), None, None, None, None, interrupts)
+print(interrupts.signum, outcome.status)
+"""
+
+TREE_THEN_EXIT = TREE.replace("time.sleep(60)\n", "time.sleep(3)\n").rstrip() + "\n"
+
+
+@windows_only
+def test_after_an_interrupt_what_the_command_left_running_is_stopped(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pids"
+    code = TREE_THEN_EXIT
+    assert code.endswith("time.sleep(3)\n")
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_RUN, code, str(pidfile)],
+        cwd=tmp_path,
+        env=base_environ(),
+        capture_output=True,
+        text=True,
+        timeout=HANG_TIMEOUT,
+        check=False,
+    )
+    pids = _tree_pids(pidfile)
+    survivors = _clean_up(pids[1:])  # the grandchild: its parent ended on its own
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] == "21", done.stdout  # SIGBREAK was noted
+    assert survivors == [], f"left running after the interrupt: {survivors}"
+
+
+# --- 6. --log from many processes at once
+
+APPENDER = """
+import sys
+from fi_run.observe.steplog import append
+
+class Reporter:
+    def warning(self, message):
+        print(message, file=sys.stderr)
+
+record = {"worker": sys.argv[2], "pad": "x" * 200}
+for i in range(int(sys.argv[3])):
+    record["i"] = i
+    append(sys.argv[1], record, Reporter())
+"""
+
+
+def test_concurrent_log_appends_lose_no_record_and_tear_none(tmp_path: Path) -> None:
+    log = tmp_path / "steps.jsonl"
+    workers, each = 4, 300
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", APPENDER, str(log), str(w), str(each)],
+            env=base_environ(),
+            stderr=subprocess.PIPE,
+        )
+        for w in range(workers)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=HANG_TIMEOUT)
+        assert proc.returncode == 0, err
+        assert not err, err
+    lines = log.read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    whole = [line for line in lines[:-1] if line.startswith(b'{"worker"') and line.endswith(b"}")]
+    assert len(lines) - 1 == len(whole), "torn records"
+    assert len(whole) == workers * each, f"{workers * each - len(whole)} records lost"
