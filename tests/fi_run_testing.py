@@ -64,13 +64,15 @@ def base_environ(overrides: Mapping[str, str | None] | None = None) -> dict[str,
 
 
 def console_script() -> Path:
-    script = Path(sys.executable).parent / "fi-run"
+    script = Path(sys.executable).parent / ("fi-run.exe" if sys.platform == "win32" else "fi-run")
     assert script.is_file(), f"the console script {script} is missing: is fi_run installed in this venv?"
     return script
 
 
 def _decode(data: bytes) -> str:
-    return data.decode("utf-8", errors="surrogateescape")
+    text = data.decode("utf-8", errors="surrogateescape")
+    # Windows text streams end lines with CRLF; the tests compare what was said, not how lines end.
+    return text.replace("\r\n", "\n") if sys.platform == "win32" else text
 
 
 @contextlib.contextmanager

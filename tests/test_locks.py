@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-import pty
 import select
 import shutil
 import signal
@@ -903,6 +902,8 @@ def test_wait_notice_on_a_terminal_names_the_resource_and_holder_once(
         procs, scripts, ["--lock-dir", lock_dir, "--lock", resource], log=tmp_path / "log", tag="h.0",
         control=tmp_path / "ctl", cwd=tmp_path,
     )  # fmt: skip
+    import pty  # POSIX only: imported here so that the module collects on Windows
+
     notice = waiting_notice(os.path.realpath(resource), holder)
     master, slave = pty.openpty()
     try:

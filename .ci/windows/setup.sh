@@ -75,8 +75,18 @@ if [ ! -x "$VPY" ]; then
   wpy -m venv "$(winpath "$WS/venv-test")"
   wrun 600 -- "$VPY" -m pip install -q --no-deps --no-index "${WHEELS[@]}"
 fi
-# Like an editable install, without building one: the checkout itself is on sys.path of every test process.
+# Like an editable install, without building one: the checkout itself is on sys.path of every test process,
+# and the console scripts (fi-run.exe, fi_run.exe) are pip's own launchers for fi_run.cli:entrypoint.
 winpath "$REPO" > "$WS/venv-test/Lib/site-packages/fi_run_checkout.pth"
+if [ ! -f "$WS/venv-test/Scripts/fi-run.exe" ]; then
+  wrun 120 -- "$VPY" -c "
+import sys, os
+from pip._vendor.distlib.scripts import ScriptMaker
+maker = ScriptMaker(None, os.path.join(sys.prefix, 'Scripts'))
+maker.executable = sys.executable
+maker.variants = {''}
+print(maker.make_multiple(['fi-run = fi_run.cli:entrypoint', 'fi_run = fi_run.cli:entrypoint']))"
+fi
 wrun 60 -- "$VPY" -c "import fi_run, filelock, pytest, ninja; print('fi_run from', fi_run.__file__)"
 wrun 60 -- "$WS/uvold/uv-0.1.27.data/scripts/uv.exe" --version
 

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# CI's Windows stage: fi_run's test suite and the seed (uv#2767) on a Windows CPython 3.13 under Wine 8.0.
+# The one entry point: sets up (setup.sh, idempotent), runs the suite, runs the seed, prints what was
+# skipped and why, and exits non-zero if anything failed. What Wine covers and what it does not:
+# docs/windows.md.
+#   .ci/windows/run.sh            (WS: workspace, default $TMPDIR/fi_run-wine-$USER; ~1 GB)
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+source "$HERE/env.sh"
+T0=$(date +%s)
+took() { echo "$(( $(date +%s) - $1 ))s"; }
+status=0
+
+echo "== Windows stage: setup"
+t=$(date +%s)
+if ! "$HERE/setup.sh"; then echo "Windows stage: setup failed" >&2; exit 1; fi
+echo "== setup took $(took "$t")"
+
+echo "== test suite under Wine ($(wrun 60 -- "$VPY" -c 'import sys; print(sys.version.split()[0])') on $(wine --version 2>/dev/null))"
+# Lock files of earlier runs in the prefix's %LOCALAPPDATA%\fi_run are harmless; start clean anyway.
+rm -rf "$WINEPREFIX/drive_c/users/${USER:-$(id -un)}/AppData/Local/fi_run"
+t=$(date +%s)
+out=$WS/pytest.txt
+(cd "$REPO" && wrun 780 -- "$VPY" -m pytest -q -p no:cacheprovider -rfEs) > "$out" 2>&1
+rc=$?
+echo "   pytest exit status $rc in $(took "$t"); full output: $out"
+echo "-- failed and errors:"
+grep -aE '^(FAILED|ERROR) ' "$out" | cut -c1-200 | sed 's/^/   /'
+echo "-- skipped, and why:"
+grep -aE '^SKIPPED ' "$out" | sed 's/^/   /'
+echo "-- totals: $(grep -aE '(passed|failed|error).* in [0-9.]+s' "$out" | tail -1)"
+if [ "$rc" != 0 ]; then status=1; echo "Windows stage: test suite FAILED" >&2; fi
+
+echo "== the seed: uv 0.1.27 x 8 into one venv under ninja.exe -j8 (unwrapped, --lock, default retries)"
+t=$(date +%s)
+if ! "$HERE/seed.sh" 1 8; then status=1; echo "Windows stage: seed FAILED" >&2; fi
+echo "   seed took $(took "$t")"
+
+echo "== Windows stage: $([ "$status" = 0 ] && echo green || echo RED) in $(took "$T0")"
+exit $status
