@@ -33,7 +33,7 @@ import pytest
 from fi_run_testing import base_environ, ninja_binary
 
 if sys.platform == "win32":  # process groups, POSIX signals, /proc, flock(1), sh
-    pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
+    pytest.skip("POSIX shell steps (sh, flock(1), /proc) and process groups", allow_module_level=True)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence

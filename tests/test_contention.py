@@ -43,7 +43,10 @@ from fi_run.step.interrupts import Interrupts
 from fi_run.step.spec import StepSpec
 
 if sys.platform == "win32":  # process groups, POSIX signals, /proc, flock(1), sh
-    pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
+    pytest.skip(
+        "contended builds of POSIX shell steps (sh, flock(1), /proc); Windows: test_windows.py",
+        allow_module_level=True,
+    )
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

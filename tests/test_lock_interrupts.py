@@ -12,7 +12,10 @@ import pytest
 from lock_testing import Procs, fi_run_argv, finish, start_holder, wait_until, write_scripts
 
 if sys.platform == "win32":  # process groups, POSIX signals, /proc, flock(1), sh
-    pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
+    pytest.skip(
+        "POSIX signals to process groups; Wine cannot send console control events",
+        allow_module_level=True,
+    )
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -47,7 +47,10 @@ from fi_run.errors import EXIT_TEMPFAIL, UsageError
 from fi_run.step.spec import LockRequest
 
 if sys.platform == "win32":  # process groups, POSIX signals, /proc, flock(1), sh
-    pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
+    pytest.skip(
+        "POSIX shell steps under ninja (sh, flock(1), /proc, killpg); Windows: test_windows.py",
+        allow_module_level=True,
+    )
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -33,7 +33,10 @@ from lock_testing import (
 )
 
 if sys.platform == "win32":  # ninja runs /bin/sh here; the simulator build and the holders are POSIX
-    pytest.skip("POSIX build steps", allow_module_level=True)
+    pytest.skip(
+        "POSIX shell steps under ninja (/bin/sh), a POSIX simulator; Windows: test_windows.py",
+        allow_module_level=True,
+    )
 
 if TYPE_CHECKING:
     from pathlib import Path

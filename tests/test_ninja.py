@@ -17,7 +17,10 @@ from fi_run_testing import (
 )
 
 if sys.platform == "win32":  # process groups, POSIX signals, /bin/sh under ninja, x bits and #! lines
-    pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
+    pytest.skip(
+        "ninja runs commands through /bin/sh here and signals process groups; Windows ninja has neither",
+        allow_module_level=True,
+    )
 
 if TYPE_CHECKING:
     from pathlib import Path

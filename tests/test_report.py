@@ -20,7 +20,7 @@ from test_log import FAILING, TOTAL_STEPS, Build, contended_build
 from fi_run.observe import report
 
 if sys.platform == "win32":  # the contended build is POSIX
-    pytest.skip("POSIX build steps", allow_module_level=True)
+    pytest.skip("its contended build is POSIX shell steps under ninja (/bin/sh)", allow_module_level=True)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

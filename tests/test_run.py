@@ -27,7 +27,10 @@ from fi_run_testing import (
 from fi_run.errors import EXIT_OUTPUT, EXIT_TIMEOUT
 
 if sys.platform == "win32":  # process groups, POSIX signals, /bin/sh under ninja, x bits and #! lines
-    pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
+    pytest.skip(
+        "POSIX signals (SIGKILL, SIGTERM, SIGABRT statuses), process groups, x bits and #! lines",
+        allow_module_level=True,
+    )
 
 if TYPE_CHECKING:
     from pathlib import Path

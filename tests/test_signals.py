@@ -29,7 +29,10 @@ from fi_run_testing import (
 )
 
 if sys.platform == "win32":  # process groups, POSIX signals, /bin/sh under ninja, x bits and #! lines
-    pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
+    pytest.skip(
+        "POSIX signals (SIGHUP, SIGTERM, killpg); Windows has console control events, which Wine cannot send",
+        allow_module_level=True,
+    )
 
 if TYPE_CHECKING:
     from pathlib import Path

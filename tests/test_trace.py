@@ -22,7 +22,7 @@ from fi_run.observe.logfile import Log, parse_record
 from fi_run.observe.trace import assign_slots, build_trace
 
 if sys.platform == "win32":  # the contended build is POSIX
-    pytest.skip("POSIX build steps", allow_module_level=True)
+    pytest.skip("its contended build is POSIX shell steps under ninja (/bin/sh)", allow_module_level=True)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
