@@ -13,6 +13,7 @@ Each of the six bugs the Wine stage found has a test here that failed before its
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import shutil
 import subprocess
@@ -328,3 +329,72 @@ def test_concurrent_log_appends_lose_no_record_and_tear_none(tmp_path: Path) -> 
     whole = [line for line in lines[:-1] if line.startswith(b'{"worker"') and line.endswith(b"}")]
     assert len(lines) - 1 == len(whole), "torn records"
     assert len(whole) == workers * each, f"{workers * each - len(whole)} records lost"
+
+
+# --- locks across processes (LockFileEx on Windows), as the lock tests check them on POSIX
+
+INTERVAL = """
+import os, sys, time
+start = time.perf_counter_ns()  # QueryPerformanceCounter / CLOCK_MONOTONIC: one clock for all processes
+time.sleep(0.3)
+end = time.perf_counter_ns()
+with open(os.path.join(sys.argv[1], f"{os.getpid()}.iv"), "w") as f:
+    f.write(f"{start} {end}")
+"""
+
+
+def test_exclusive_holders_of_one_resource_never_overlap(tmp_path: Path) -> None:
+    (tmp_path / "iv").mkdir()
+    lock = ["--lock-dir", str(tmp_path / "locks"), "--lock", str(tmp_path / "resource")]
+    procs = [
+        subprocess.Popen([*FI_RUN, *lock, "--", *py(INTERVAL, str(tmp_path / "iv"))], env=base_environ())
+        for _ in range(4)
+    ]
+    assert [proc.wait(timeout=HANG_TIMEOUT) for proc in procs] == [0] * 4
+    intervals = sorted(tuple(map(int, p.read_text().split())) for p in (tmp_path / "iv").iterdir())
+    assert len(intervals) == 4
+    overlaps = [(a, b) for a, b in itertools.pairwise(intervals) if b[0] < a[1]]
+    assert overlaps == []
+
+
+WRITE_PID_AND_SLEEP = """
+import os, sys, time
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(os.getpid()))
+os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(60)
+"""
+
+
+def test_a_killed_holder_frees_the_lock(tmp_path: Path) -> None:
+    lock = ["--lock-dir", str(tmp_path / "locks"), "--lock", str(tmp_path / "resource")]
+    marker = tmp_path / "holding"
+    holder = subprocess.Popen(
+        [
+            *FI_RUN,
+            *lock,
+            "--",
+            *py(WRITE_PID_AND_SLEEP, str(marker)),
+        ],
+        env=base_environ(),
+    )
+    try:
+        assert wait_until(marker.exists, timeout=HANG_TIMEOUT)
+        waiter = subprocess.run(
+            [*FI_RUN, *lock, "--lock-timeout", "1", "--", *py("pass")],
+            env=base_environ(),
+            timeout=HANG_TIMEOUT,
+            check=False,
+        )
+        assert waiter.returncode == 75  # held
+    finally:
+        holder.kill()  # SIGKILL / TerminateProcess: the holder releases nothing itself
+        holder.wait(timeout=HANG_TIMEOUT)
+    after = subprocess.run(
+        [*FI_RUN, *lock, "--lock-timeout", "60", "--", *py("pass")],
+        env=base_environ(),
+        timeout=HANG_TIMEOUT,
+        check=False,
+    )
+    _clean_up([int(marker.read_text())])  # the command: orphaned on POSIX, ended with fi_run's job on Windows
+    assert after.returncode == 0
