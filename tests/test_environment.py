@@ -136,14 +136,16 @@ def test_windows_prepend_path_finds_path_whatever_its_spelling() -> None:
     env = build_environment(
         {"Path": "/old"}, [EnvOp("prepend", "PATH", "/new")], windows=True, start_dir="/s"
     )
-    assert env == {"PATH": f"/new{SEP}/old"}
+    # "/new" is made absolute against start_dir: on Windows itself that is "\\new" (drive-relative).
+    assert env == {"PATH": f"{os.path.normpath('/new')}{SEP}/old"}
 
 
 def test_windows_venv_uses_scripts_and_removes_pythonhome_in_any_case() -> None:
     env = build_environment(
         {"Path": "/old", "PythonHome": "/h"}, [EnvOp("venv", "/v")], windows=True, start_dir="/s"
     )
-    assert env == {"PATH": f"{os.path.join('/v', 'Scripts')}{SEP}/old", "VIRTUAL_ENV": "/v"}
+    venv = os.path.normpath("/v")  # "\\v" on Windows itself
+    assert env == {"PATH": f"{os.path.join(venv, 'Scripts')}{SEP}/old", "VIRTUAL_ENV": venv}
 
 
 @posix_only

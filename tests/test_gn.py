@@ -15,9 +15,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fi_run_testing import base_environ, make_newer, ninja_binary, run_tool
+import pytest
+from fi_run_testing import NO_GN_WHEEL, base_environ, make_newer, ninja_binary, run_tool
 
 import fi_run
+
+if sys.platform == "win32" and shutil.which("gn", path=os.path.dirname(sys.executable)) is None:
+    pytest.skip(NO_GN_WHEEL, allow_module_level=True)
 
 if TYPE_CHECKING:
     import subprocess

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
-from fi_run_testing import base_environ, ninja_binary, run_tool
+from fi_run_testing import UV_UNDER_WINE, base_environ, ninja_binary, run_tool, under_wine
 
 if TYPE_CHECKING:
     import subprocess
 
-pytestmark = pytest.mark.network
+pytestmark = [pytest.mark.network, pytest.mark.skipif(under_wine(), reason=UV_UNDER_WINE)]
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "uv-venv"
 NATO = "alpha bravo charlie delta echo foxtrot golf hotel india juliett kilo lima"
