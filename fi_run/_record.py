@@ -16,20 +16,20 @@ if TYPE_CHECKING:
     _T = TypeVar("_T")
 
 
-def dataclass(*, frozen: bool) -> Callable[[type[_T]], type[_T]]:
+def dataclass(*, frozen: bool, kw_only: bool = False) -> Callable[[type[_T]], type[_T]]:
     if not frozen:
         raise ValueError("fi_run records are always frozen")
-    return _make_record
+    return lambda cls: _make_record(cls, kw_only)
 
 
-def _make_record(cls: type[_T]) -> type[_T]:
+def _make_record(cls: type[_T], kw_only: bool) -> type[_T]:
     names = tuple(cls.__dict__.get("__annotations__", {}))
     defaults = {name: cls.__dict__[name] for name in names if name in cls.__dict__}
     qualname = cls.__qualname__
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        if len(args) > len(names):
-            raise TypeError(f"{qualname}() takes at most {len(names)} positional arguments")
+        if len(args) > (0 if kw_only else len(names)):
+            raise TypeError(f"{qualname}() takes at most {0 if kw_only else len(names)} positional arguments")
         values = dict(zip(names, args, strict=False))
         for name, value in kwargs.items():
             if name not in names or name in values:

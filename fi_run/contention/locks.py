@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from filelock import BaseFileLock
 
     from ..messages import Reporter
-    from ..observe.steplog import JSON, StepRecord
+    from ..observe.schema import JSON
+    from ..observe.steplog import StepRecord
     from ..step.spec import LockRequest, StepSpec
     from .doorbell import Waiter
 

@@ -14,25 +14,26 @@ from __future__ import annotations
 import os
 import time
 
+from .schema import SCHEMA_VERSION, Attempt, Lock, Step, as_json
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Final
-
     from ..messages import Reporter
     from ..step.spec import StepSpec
-
-    JSON = None | bool | int | float | str | list["JSON"] | dict[str, "JSON"]
-
-SCHEMA_VERSION: Final = 1
+    from .schema import JSON
 
 
 class StepRecord:
-    """What one invocation did, in the order it happened. Offsets are seconds from ``started_mono``."""
+    """What one invocation did, in the order it happened, until ``finish`` makes it a schema.Step.
+
+    Offsets are seconds from ``started_mono``. A lock's entry stays a dict until then: locks.py fills in
+    ``held`` just before it releases the lock, after the wait was recorded.
+    """
 
     def __init__(self) -> None:
         self.started_wall = time.time()
         self.started_mono = time.monotonic()
-        self.attempts: list[dict[str, JSON]] = []
+        self.attempts: list[Attempt] = []
         self.locks: list[dict[str, JSON]] = []
 
     def offset(self) -> float:
@@ -41,13 +42,9 @@ class StepRecord:
     def add_attempt(self, start: float, status: int, family: str | None, line: str | None) -> None:
         end = self.offset()
         self.attempts.append(
-            {
-                "start": round(start, 6),
-                "duration": round(end - start, 6),
-                "status": status,
-                "family": family,
-                "line": line,
-            }
+            Attempt(
+                start=round(start, 6), duration=round(end - start, 6), status=status, family=family, line=line
+            )
         )
 
     def add_lock(self, resource: str, mode: str, slots: int, wait_start: float) -> dict[str, JSON]:
@@ -62,25 +59,25 @@ class StepRecord:
         self.locks.append(entry)
         return entry
 
-    def to_json(self, spec: StepSpec, status: int, error: str | None) -> dict[str, JSON]:
+    def finish(self, spec: StepSpec, status: int, error: str | None) -> Step:
         duration = self.offset()
         names = sorted({op.name if op.kind != "venv" else "VIRTUAL_ENV" for op in spec.env_ops})
-        return {
-            "v": SCHEMA_VERSION,
-            "pid": os.getpid(),
-            "start": round(self.started_wall, 6),
-            "end": round(self.started_wall + duration, 6),
-            "duration": round(duration, 6),
-            "argv": list(spec.command),
-            "cwd": spec.start_dir,
-            "command_cwd": spec.cwd,
-            "status": status,
-            "error": error,
-            "attempts": list(self.attempts),
-            "locks": list(self.locks),
-            "stamp": spec.stamp,
-            "env_names": list(names),
-        }
+        return Step(
+            v=SCHEMA_VERSION,
+            pid=os.getpid(),
+            start=round(self.started_wall, 6),
+            end=round(self.started_wall + duration, 6),
+            duration=round(duration, 6),
+            argv=spec.command,
+            cwd=spec.start_dir,
+            command_cwd=spec.cwd,
+            status=status,
+            error=error,
+            attempts=tuple(self.attempts),
+            locks=tuple(Lock(**entry) for entry in self.locks),  # type: ignore[arg-type]
+            stamp=spec.stamp,
+            env_names=tuple(names),
+        )
 
 
 def encode(value: JSON) -> str:
@@ -108,9 +105,9 @@ def encode(value: JSON) -> str:
     return one(value)
 
 
-def append(path: str, record: dict[str, JSON], reporter: Reporter) -> None:
-    """Append ``record`` as one line. A log that cannot be written warns once and never fails the step."""
-    data = (encode(record) + "\n").encode("ascii")
+def append(path: str, step: Step, reporter: Reporter) -> None:
+    """Append ``step`` as one line. A log that cannot be written warns once and never fails the step."""
+    data = (encode(as_json(step)) + "\n").encode("ascii")
     try:
         parent = os.path.dirname(path)
         if parent and not os.path.isdir(parent):

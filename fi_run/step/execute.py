@@ -49,9 +49,9 @@ def execute(spec: StepSpec, reporter: Reporter) -> int:
     try:
         status = _execute(spec, reporter, record)
     except FiRunError as exc:
-        append(spec.log, record.to_json(spec, exc.exit_status, exc.message), reporter)
+        append(spec.log, record.finish(spec, exc.exit_status, exc.message), reporter)
         raise
-    append(spec.log, record.to_json(spec, status, None), reporter)
+    append(spec.log, record.finish(spec, status, None), reporter)
     return status
 
 
