@@ -20,8 +20,7 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
-from fi_run_testing import ninja_binary, process_gone
-from lock_testing import (
+from fi_run_testing import (
     HANG_TIMEOUT,
     Holder,
     LogError,
@@ -31,7 +30,9 @@ from lock_testing import (
     fi_run_argv,
     file_contains,
     finish,
+    ninja_binary,
     open_paths_under,
+    process_gone,
     read_log,
     redirected_output,
     run_fi_run,
@@ -39,7 +40,7 @@ from lock_testing import (
     start_holder,
     tree_listing,
     wait_until,
-    write_ninja,
+    write_edges,
     write_scripts,
 )
 
@@ -47,18 +48,11 @@ from fi_run.contention.locks import _probe, canonical_resource, plan_locks, reso
 from fi_run.errors import EXIT_TEMPFAIL, UsageError
 from fi_run.step.spec import LockRequest
 
-if sys.platform == "win32":  # process groups, POSIX signals, /proc, flock(1), sh
-    pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
+assert sys.platform != "win32"  # POSIX only: conftest.POSIX_ONLY keeps it from being collected on Windows
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from pathlib import Path
-
-
-@pytest.fixture
-def procs() -> Iterator[Procs]:
-    with Procs() as started:
-        yield started
 
 
 @pytest.fixture
@@ -169,7 +163,7 @@ def test_lock_lets_only_one_of_200_steps_inside_at_ninja_j32(
 ) -> None:
     log = tmp_path / "overlap.log"
     build = tmp_path / "build"
-    steps = write_ninja(
+    steps = write_edges(
         build,
         (
             (
@@ -194,9 +188,9 @@ def test_lock_lets_only_one_of_200_steps_inside_at_ninja_j32(
         ),
     )
     done = run_ninja(build, "-j32")
-    assert done.status == 0, done.out[-4000:]
+    assert done.returncode == 0, done.stdout[-4000:]
     result = analyse(read_log(log), exclusive_kinds={"x"})
-    print(f"\n--lock: {steps} steps, -j32, max concurrency {result.max_concurrency}, {done.seconds:.1f} s")
+    print(f"\n--lock: {steps} steps, -j32, max concurrency {result.max_concurrency}")
     assert result.violations == []
     assert result.max_concurrency == 1
     assert sorted(result.entered) == sorted(f"x.{i}" for i in range(200))
@@ -219,7 +213,7 @@ def test_shared_lock_readers_overlap_and_writers_are_alone_at_ninja_j32(
             tags.append(f"r.{readers}")
             readers += 1
     assert (readers, writers) == (150, 20)
-    steps = write_ninja(
+    steps = write_edges(
         build,
         (
             (
@@ -245,11 +239,11 @@ def test_shared_lock_readers_overlap_and_writers_are_alone_at_ninja_j32(
     )
 
     done = run_ninja(build, "-j32")
-    assert done.status == 0, done.out[-4000:]
+    assert done.returncode == 0, done.stdout[-4000:]
     result = analyse(read_log(log), exclusive_kinds={"w"})
     print(
         f"\n--shared-lock: {steps} steps ({readers} readers, {writers} writers), -j32, "
-        f"max readers together {result.max_by_kind.get('r')}, {done.seconds:.1f} s"
+        f"max readers together {result.max_by_kind.get('r')}"
     )
     assert result.violations == []
     assert result.max_by_kind["w"] == 1
@@ -264,7 +258,7 @@ def test_semaphore_never_exceeds_its_count_and_reaches_it_at_ninja_j32(
 ) -> None:
     log = tmp_path / "overlap.log"
     build = tmp_path / "build"
-    steps = write_ninja(
+    steps = write_edges(
         build,
         (
             (
@@ -289,9 +283,9 @@ def test_semaphore_never_exceeds_its_count_and_reaches_it_at_ninja_j32(
         ),
     )
     done = run_ninja(build, "-j32")
-    assert done.status == 0, done.out[-4000:]
+    assert done.returncode == 0, done.stdout[-4000:]
     result = analyse(read_log(log))
-    figures = f"max concurrency {result.max_concurrency}, {done.seconds:.1f} s"
+    figures = f"max concurrency {result.max_concurrency}"
     print(f"\n--semaphore R=3: {steps} steps, -j32, {figures}")
     assert result.max_concurrency == 3
     assert len(result.entered) == 60
@@ -313,7 +307,7 @@ def test_separate_builds_spelling_one_resource_differently_share_its_lock(
     builds = []
     for kind, spelling in spellings.items():
         build = tmp_path / f"build_{kind}"
-        write_ninja(
+        write_edges(
             build,
             (
                 (
@@ -470,6 +464,7 @@ def test_every_spelling_from_any_directory_waits_for_the_same_lock(
     for number, (cwd, lock_dir_args, spelling) in enumerate(ways):
         marker = tmp_path / f"ran-{number}"
         timed_out = run_fi_run(
+            "module",
             [*lock_dir_args, "--lock-timeout", "0.3", "--lock", spelling, "--", "touch", marker],
             cwd=cwd,
             env={"FI_RUN_LOCK_DIR": str(lock_dir)} if not lock_dir_args else None,
@@ -515,7 +510,7 @@ def test_lock_files_are_never_written_inside_the_resource(
     """uv locks <venv>/.lock itself; fi_run must not touch the resource, whichever kind of lock."""
     before = tree_listing(resource)
     for mode in (["--lock", "resource"], ["--shared-lock", "resource"], ["--semaphore", "resource=2"]):
-        done = run_fi_run(["--lock-dir", lock_dir, *mode, "--", "true"], cwd=tmp_path)
+        done = run_fi_run("module", ["--lock-dir", lock_dir, *mode, "--", "true"], cwd=tmp_path)
         assert done.status == 0, done.err
     assert tree_listing(resource) == before
     assert not (resource / ".lock").exists()
@@ -526,7 +521,7 @@ def test_lock_files_are_never_written_inside_the_resource(
 
 def test_default_lock_dir_is_private_to_the_user(tmp_path: Path, resource: Path) -> None:
     default = f"/tmp/fi_run-locks-{os.getuid()}"
-    done = run_fi_run(["--lock", resource, "--", "true"], cwd=tmp_path)  # FI_RUN_LOCK_DIR is unset
+    done = run_fi_run("module", ["--lock", resource, "--", "true"], cwd=tmp_path)  # FI_RUN_LOCK_DIR is unset
     assert done.status == 0, done.err
     ours = os.path.join(default, resource_dir_name(os.path.realpath(resource)))
     try:
@@ -573,11 +568,11 @@ def test_steps_taking_two_locks_in_opposite_orders_do_not_deadlock(
                 ],
             )
         )
-    steps = write_ninja(build, edges)
+    steps = write_edges(build, edges)
     done = run_ninja(build, "-j16")  # a deadlock ends in run()'s hang guard, which kills the build
-    assert done.status == 0, done.out[-4000:]
+    assert done.returncode == 0, done.stdout[-4000:]
     result = analyse(read_log(log), exclusive_kinds={"x"})
-    print(f"\n{{A,B}}/{{B,A}}: {steps} steps, -j16, {done.seconds:.1f} s")
+    print(f"\n{{A,B}}/{{B,A}}: {steps} steps, -j16")
     assert len(list((build / "stamps").iterdir())) == 40
     assert result.violations == []  # every step needs both: one at a time
     assert len(result.entered) == 40
@@ -702,6 +697,7 @@ def test_lock_timeout_exits_75_naming_resource_and_holder_without_running_the_co
     stamp.parent.mkdir()
     stamp.write_text("stale\n")
     done = run_fi_run(
+        "module",
         [
             *("--lock-dir", lock_dir, "--lock-timeout", "0.5", "--lock", "resource", "--stamp", stamp),
             "--",
@@ -732,7 +728,10 @@ def test_lock_timeout_default_comes_from_the_environment_and_0_switches_it_off(
     )  # fmt: skip
     env = {"FI_RUN_LOCK_TIMEOUT": "0.5"}
     done = run_fi_run(
-        ["--lock-dir", lock_dir, "--lock", resource, "--", "touch", tmp_path / "ran"], cwd=tmp_path, env=env
+        "module",
+        ["--lock-dir", lock_dir, "--lock", resource, "--", "touch", tmp_path / "ran"],
+        cwd=tmp_path,
+        env=env,
     )
     assert done.status == 75
     assert len(done.err.splitlines()) == 1
@@ -773,7 +772,9 @@ def test_lock_timeout_default_comes_from_the_environment_and_0_switches_it_off(
 def _free_within_a_second(tmp_path: Path, lock_dir: Path, resource: Path) -> None:
     """Another process gets the lock at once (a leaked lock would make it exit 75)."""
     probe = run_fi_run(
-        ["--lock-dir", lock_dir, "--lock-timeout", "1", "--lock", resource, "--", "true"], cwd=tmp_path
+        "module",
+        ["--lock-dir", lock_dir, "--lock-timeout", "1", "--lock", resource, "--", "true"],
+        cwd=tmp_path,
     )
     assert probe.status == 0, probe.err
 
@@ -981,7 +982,7 @@ def test_a_lock_directory_where_no_lock_can_be_taken_is_refused_in_one_line(tmp_
     with pytest.raises(UsageError, match=r"^cannot use file locks in lock directory '/sys'"):
         _probe("/sys")
     done = run_fi_run(
-        ["--lock-dir", "/sys", "--lock", tmp_path, "--", "touch", tmp_path / "ran"], cwd=tmp_path
+        "module", ["--lock-dir", "/sys", "--lock", tmp_path, "--", "touch", tmp_path / "ran"], cwd=tmp_path
     )
     assert done.status == 2
     assert done.err.startswith("fi_run: cannot use file locks in lock directory '/sys'")

@@ -13,24 +13,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from fi_run_testing import console_script, only_fi_run_line, run_fi_run
-from lock_testing import clean_environ
-from test_log import FAILING, TOTAL_STEPS, Build, contended_build
+from fi_run_testing import (
+    FAILING,
+    TOTAL_STEPS,
+    Build,
+    base_environ,
+    console_script,
+    only_fi_run_line,
+    run_fi_run,
+)
 
 from fi_run.observe import report
 
-if sys.platform == "win32":  # the contended build is POSIX
-    pytest.skip("POSIX build steps", allow_module_level=True)
+assert sys.platform != "win32"  # POSIX only: conftest.POSIX_ONLY keeps it from being collected on Windows
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 FAMILY = "windows-lock-violation"
-
-
-@pytest.fixture(scope="session")
-def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
-    return contended_build(tmp_path_factory)
 
 
 def report_cli(
@@ -42,7 +42,7 @@ def report_cli(
     return subprocess.run(
         [*via, *(os.fspath(a) for a in args)],
         cwd=cwd,
-        env=clean_environ(env),
+        env=base_environ(env),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -323,7 +323,7 @@ def test_standard_input_is_read_for_a_dash(build: Build) -> None:
         [sys.executable, "-m", "fi_run", "report", "--json", "-"],
         input=build.log.read_bytes(),
         capture_output=True,
-        env=clean_environ(),
+        env=base_environ(),
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -349,7 +349,7 @@ def test_a_terminal_gets_colour(build: Build) -> None:
         proc = subprocess.Popen(
             [sys.executable, "-m", "fi_run", "report", build.log],
             cwd=build.directory,
-            env=clean_environ({"TERM": "xterm", "COLUMNS": "100"}),
+            env=base_environ({"TERM": "xterm", "COLUMNS": "100"}),
             stdin=subprocess.DEVNULL,
             stdout=slave,
             stderr=subprocess.PIPE,
