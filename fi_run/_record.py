@@ -1,14 +1,16 @@
 """A frozen ``@dataclass(frozen=True)`` for the hot path, without importing dataclasses.
 
-``import dataclasses`` pulls in inspect and re: about 20 ms on this kind of machine, more than Python's own
-start-up, paid by every build step. fi_run's records need only keyword/positional construction,
-immutability, equality and a repr, which this provides. Type checkers see the real ``dataclass`` (the
-modules import it under ``TYPE_CHECKING``), so mypy checks the fields as usual.
+``import dataclasses`` pulls in inspect and re: 10 to 20 ms on this kind of machine, about as much as
+Python's own start-up. That is saved on every step without locks; a locked step imports filelock, which
+imports dataclasses anyway (docs/performance.md, "The import budget"). fi_run's records need only
+keyword/positional (or keyword-only) construction, immutability, equality and a repr, which this provides.
+Type checkers see the real ``dataclass`` (the modules import it under ``TYPE_CHECKING``), so mypy checks
+the fields as usual.
 """
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlocked step (docs/performance.md)
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, TypeVar

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlocked step (docs/performance.md)
 if TYPE_CHECKING:
     from typing import Final, TextIO
 
@@ -91,7 +91,7 @@ class Reporter:
             self.stream.write(line)
             self.stream.flush()
         except (OSError, ValueError):
-            pass  # stderr closed or broken: nothing sensible left to tell anyone
+            pass  # stderr closed or broken (try/except, not contextlib.suppress: saves ~2 ms per step)
 
     def error(self, text: str) -> None:
         self._emit(RED, text)

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 
 from ..errors import LockTimeoutError, UsageError
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # saves nothing: only a locked step imports this, and filelock imports typing
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
     from typing import Final

@@ -14,14 +14,14 @@ dataclasses, no json, no typing at run time (see _record.py and the TYPE_CHECKIN
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) on an unlocked, logged step
 if TYPE_CHECKING:
     from dataclasses import dataclass
     from typing import Final
 
     JSON = None | bool | int | float | str | list["JSON"] | dict[str, "JSON"]
 else:
-    from .._record import dataclass
+    from .._record import dataclass  # not dataclasses': saves ~10 ms (inspect, re) on an unlocked step
 
 SCHEMA_VERSION: Final = 1
 

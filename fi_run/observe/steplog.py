@@ -16,7 +16,7 @@ import time
 
 from .schema import SCHEMA_VERSION, Attempt, Lock, Step, as_json
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) on an unlocked, logged step
 if TYPE_CHECKING:
     from ..messages import Reporter
     from ..step.spec import StepSpec
