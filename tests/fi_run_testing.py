@@ -165,12 +165,16 @@ def run(
 
 
 def run_tool(
-    argv: Sequence[str | os.PathLike[str]], *, cwd: Path, env: Mapping[str, str] | None = None
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    merge_stderr: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a real tool (ninja, gn, uv, an example's run.py) with ``run``: stdout and stderr together, as a
-    person sees them, as a CompletedProcess (returncode, stdout)."""
-    done = run(argv, cwd=cwd, env=env, merge_stderr=True)
-    return subprocess.CompletedProcess([os.fspath(a) for a in argv], done.status, done.out, None)
+    """Run a real tool (ninja, gn, uv, an example's run.py, fi_run report) with ``run``, as a
+    CompletedProcess: by default stdout and stderr together, as a person sees them."""
+    done = run(argv, cwd=cwd, env=env, merge_stderr=merge_stderr)
+    return subprocess.CompletedProcess([os.fspath(a) for a in argv], done.status, done.out, done.err)
 
 
 # --- fi_run in-process
@@ -409,6 +413,12 @@ def wait_until(
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(0.01)
     return True
+
+
+def failed_with_one_line(done: subprocess.CompletedProcess[str], status: int) -> str:
+    """``done`` exited ``status`` with nothing on stdout and one ``fi_run:`` line on stderr: that line."""
+    assert (done.returncode, done.stdout) == (status, ""), done
+    return only_fi_run_line(done.stderr)
 
 
 def only_fi_run_line(err: str) -> str:

@@ -19,8 +19,9 @@ from fi_run_testing import (
     Build,
     base_environ,
     console_script,
-    only_fi_run_line,
+    failed_with_one_line,
     run_fi_run,
+    run_tool,
 )
 
 from fi_run.observe import report
@@ -39,15 +40,7 @@ def report_cli(
     env: Mapping[str, str | None] | None = None,
     via: Sequence[str] = (sys.executable, "-m", "fi_run", "report"),
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*via, *(os.fspath(a) for a in args)],
-        cwd=cwd,
-        env=base_environ(env),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return run_tool([*via, *args], cwd=cwd, env=base_environ(env), merge_stderr=False)
 
 
 def report_json(log: Path | str, cwd: Path) -> dict[str, Any]:
@@ -287,10 +280,7 @@ def test_a_log_of_only_broken_lines_says_so(tmp_path: Path) -> None:
 )
 def test_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "empty.log").write_text("")
-    done = report_cli(args, tmp_path)
-    assert done.returncode == 2
-    assert done.stdout == ""
-    assert only_fi_run_line(done.stderr).startswith(message)
+    assert failed_with_one_line(report_cli(args, tmp_path), 2).startswith(message)
 
 
 def test_help_exits_0_and_names_the_options(tmp_path: Path) -> None:

@@ -423,7 +423,6 @@ def main(argv: Sequence[str]) -> int:
         "Exit status: 0, or 2 if a log cannot be read. Unreadable lines are skipped and counted.\n"
         "--json keys:\n" + "\n".join(f"  {key}: {meaning}" for key, meaning in JSON_KEYS.items()),
     )
-    parser.add_argument("logs", nargs="+", metavar="LOG", help="a log file ('-': standard input)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON document")
     parser.add_argument(
         "--top",

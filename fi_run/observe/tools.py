@@ -22,19 +22,22 @@ if TYPE_CHECKING:
 
 
 def tool_parser(prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
-    """An ArgumentParser whose errors raise UsageError (one ``fi_run: ...`` line, exit 2), like fi_run's."""
+    """An ArgumentParser for a tool that reads logs (its LOG arguments already added) whose errors raise
+    UsageError (one ``fi_run: ...`` line, exit 2), like fi_run's own."""
     import argparse
 
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> NoReturn:
             raise UsageError(f"{self.prog.removeprefix('fi_run ')}: {message} (see {self.prog} --help)")
 
-    return Parser(
+    parser = Parser(
         prog=prog,
         description=description,
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("logs", nargs="+", metavar="LOG", help="a log file ('-': standard input)")
+    return parser
 
 
 def parse_and_read(

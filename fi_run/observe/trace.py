@@ -234,7 +234,6 @@ def main(argv: Sequence[str]) -> int:
         epilog="Open the file in https://ui.perfetto.dev (Open trace file) or chrome://tracing (Load).\n"
         "Exit status: 0, or 2 if a log cannot be read or the output cannot be written.",
     )
-    parser.add_argument("logs", nargs="+", metavar="LOG", help="a log file ('-': standard input)")
     parser.add_argument(
         "-o", "--output", metavar="FILE", default="-", help="where to write the trace (default: stdout)"
     )
