@@ -346,7 +346,7 @@ def _run_attempts_recording_sleeps(
         output = shown()
     # The --log record lists every attempt that ran, each with the family that caused a retry.
     assert len(record.attempts) == result.attempts
-    assert all(entry.family is not None for entry in record.attempts[:-1])
+    assert all(entry["family"] is not None for entry in record.attempts[:-1])
     return result.status, result.attempts, attempts(counter), sleeps, lines.getvalue(), output
 
 

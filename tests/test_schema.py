@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
+from test_imports import NEVER_ON_THE_PLAIN_PATH, imported_modules
 
 from fi_run.messages import Reporter
 from fi_run.observe import logfile, schema
@@ -109,13 +112,18 @@ def test_a_missing_required_key_is_named(tmp_path: Path) -> None:
         logfile.parse_record({key: value for key, value in line.items() if key != "duration"})
 
 
+def test_only_a_logged_step_imports_the_schema(tmp_path: Path) -> None:
+    plain = imported_modules(["--", sys.executable, "-c", ""], tmp_path)
+    logged = imported_modules(["--log", str(tmp_path / "log"), "--", sys.executable, "-c", ""], tmp_path)
+    assert "fi_run.observe.schema" not in plain
+    assert "fi_run.observe.schema" in logged
+    assert not logged & set(NEVER_ON_THE_PLAIN_PATH), sorted(logged & set(NEVER_ON_THE_PLAIN_PATH))
+
+
 def test_the_writer_imports_no_dataclasses_or_json() -> None:
     # schema.py is on a logged step's path: it must stay as light as steplog.py.
-    import subprocess
-    import sys
-
     code = (
-        "import sys\nimport fi_run.observe.steplog\n"
+        "import sys\nimport fi_run.observe.steplog, fi_run.observe.schema\n"
         "print(sorted(m for m in ('dataclasses', 'json', 'typing', 're') if m in sys.modules))"
     )
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}

@@ -8,8 +8,9 @@ To add a field: add it here with a default (so older logs still read), set it in
 in docs/reference.md. The reader validates every field from its annotation (logfile.py's ``_CHECKS``), so a
 field of a new kind of type needs a check there too. A key that changes meaning bumps ``SCHEMA_VERSION``.
 
-The writer imports this module on every logged step, so it stays as light as steplog.py itself: no
-dataclasses, no json, no typing at run time (see _record.py and the TYPE_CHECKING note in cli.py).
+The writer imports this module on every logged step (steplog.py's ``finish``, never on a step without
+--log), so it stays as light as steplog.py itself: no dataclasses, no json, no typing at run time
+(docs/performance.md, "The import budget").
 """
 
 from __future__ import annotations
