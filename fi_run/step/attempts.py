@@ -13,7 +13,7 @@ import time
 
 from ..errors import EXIT_TIMEOUT
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlocked step (docs/performance.md)
 if TYPE_CHECKING:
     from collections.abc import Callable
 
