@@ -63,6 +63,8 @@ LINE_CHARS: Final = 2048  # a longer line keeps its first and last LINE_CHARS //
 USER_REGEX_SECONDS: Final = 2.0  # the most time --retry-on regexes get on one failed attempt
 HINT_RETRIES: Final = 3  # a Windows access-denied hint is weaker evidence: fewer retries
 HOLDER_REPEATS: Final = 3  # the same live holder blocking this many attempts in a row: stop retrying
+_NEW_MESSAGE: Final = re.compile(r"[\w.-]{1,30}(?::|\[E?\d+\]:) ")  # "error: ", "rm: ", "error[E0425]: "
+_CONSOLE_WIDTHS: Final = frozenset({79, 80, 100, 119, 120, 132, 159, 160, 200})
 _HEADING_WINDOW: Final = 12  # lines below a contention message that can still turn it into a wait
 _CAUSE_WINDOW: Final = 3  # lines below a contention message whose "never" cause cancels it
 _BEFORE_WINDOW: Final = 4  # a traceback's raising frame is the line (or few lines) right above
@@ -127,8 +129,9 @@ _PREFIX = re.compile(
 @dataclass
 class _Line:
     raw: str  # the line as printed (cut to LINE_CHARS), for evidence
-    text: str  # normalized
-    low: str  # normalized, lower-cased
+    plain: str  # colours removed: what the catalogue's patterns (written for printed lines) search
+    text: str  # prefixes stripped too
+    low: str  # normalized, lower-cased: what the generic tier's word classes search
 
 
 def _cut(line: str) -> str:
@@ -138,9 +141,11 @@ def _cut(line: str) -> str:
     return line[:half] + " … " + line[-half:]
 
 
+def _uncolour(line: str) -> str:
+    return _ANSI.sub("", line) if "\x1b" in line or "\u2190" in line else line
+
+
 def _normalize(line: str) -> str:
-    if "\x1b" in line or "\u2190" in line:
-        line = _ANSI.sub("", line)
     for _ in range(8):  # a few prefixes can stack: "#14 7.381 npm ERR! ..."
         found = _PREFIX.match(line)
         if found is None or found.end() == 0:
@@ -162,9 +167,10 @@ def tail_lines(text: str) -> list[_Line]:
             continue
         parts = _ESCAPED_NEWLINE.split(raw) if "\\n" in raw else [raw]
         for part in parts:
-            text_ = _normalize(part)
+            plain = _uncolour(part).rstrip()
+            text_ = _normalize(plain)
             if text_:
-                lines.append(_Line(raw, text_, text_.lower()))
+                lines.append(_Line(raw, plain, text_, text_.lower()))
     return lines
 
 
@@ -198,11 +204,12 @@ _LOCALIZED_IN_USE: Final = (
 )  # one word of a name ("`brew update`", "Gradle", "SwiftPM")
 
 FEATURES: Final[dict[str, _Feature]] = {
-    # lock vocabulary: a lock, or a resource being in use / in progress / running
+    # lock vocabulary: a lock, or a resource being in use / in progress / running. Not libuv's EBUSY text
+    # "resource busy or locked", which on Linux is a busy mount point (npm/cli#2340 style Docker volumes).
     "lock": _Feature(
         ("lock", "mutex", "in use", "being used", "in progress", "running", "sharing violation", "occupied",
          "using", "only one", "instances"),
-        r"(?<![a-z])(?:lock(?:ed|s|ing|file|files)?|flock|lockf|mutex(?:es)?)(?![a-z])"
+        r"(?<![a-z])(?<!busy or )(?:lock(?:ed|s|ing|file|files)?|flock|lockf|mutex(?:es)?)(?![a-z])"
         r"|\bin use\b|\bbeing used\b|\bin progress\b|\brunning\b|\bsharing violation\b|\boccupied\b"
         r"|\b(?:already|is|are) using\b|\bonly one (?:copy|instance) of\b|\bmultiple (?:\S+ )?instances cannot\b",
     ),
@@ -476,10 +483,10 @@ class _Judge:
         self.features = [_features(line.low) for line in lines]
         # Pre-scan: which lines can a catalogue pattern match at all? One substring-led search per
         # pattern over the joined tail (64 KB at most), instead of every pattern on every line.
-        joined = "\n".join(line.text for line in lines)
+        joined = "\n".join(line.plain for line in lines)
         starts = [0]
         for line in lines:
-            starts.append(starts[-1] + len(line.text) + 1)
+            starts.append(starts[-1] + len(line.plain) + 1)
         self.candidates: set[int] = set()
         import bisect
 
@@ -490,18 +497,31 @@ class _Judge:
         self.waits = _waits()
         self.never = _never()
 
+    def continues(self, i: int) -> bool:
+        """Whether line i + 1 continues line i: its cause, its details, or the rest of a wrapped sentence."""
+        if i + 1 >= len(self.lines):
+            return False
+        head, nxt = self.lines[i], self.lines[i + 1]
+        return (
+            head.plain.endswith((":", ",", "(", "[", "-", "\u2026"))
+            or nxt.raw[:1].isspace()
+            or (nxt.plain[:1].islower() and _NEW_MESSAGE.match(nxt.plain) is None)
+            or nxt.low.startswith(("caused by", "cause", "because", "reason", "details", "detail:"))
+            or len(head.raw) in _CONSOLE_WIDTHS  # cut by a console at its width
+        )
+
     def message(self, i: int) -> str:
-        """Line i with the next one: a heading with its cause, a wrapped sentence made whole."""
-        if i + 1 < len(self.lines):
-            return self.lines[i].text + " " + self.lines[i + 1].text
-        return self.lines[i].text
+        """Line i with the next one when that continues it: a heading with its cause, a wrapped sentence."""
+        if self.continues(i):
+            return self.lines[i].plain + " " + self.lines[i + 1].text
+        return self.lines[i].plain
 
     def judge(self, i: int) -> _Finding:
         line = self.lines[i]
         feats = self.features[i]
-        if self.waits.search(line.text):
+        if self.waits.search(line.plain):
             return _Finding("wait", reason="a tool's status line while it waits for a lock", lines=(i,))
-        if self.never.search(line.text):
+        if self.never.search(line.plain):
             return _Finding("never", reason="the filesystem cannot lock at all", lines=(i,))
         found = self._catalogue(i)
         if found is not None:
@@ -520,7 +540,7 @@ class _Judge:
     def _catalogue(self, i: int) -> _Finding | None:
         if i not in self.candidates and (i + 1 not in self.candidates or i + 1 >= len(self.lines)):
             return None
-        text = self.lines[i].text
+        text = self.lines[i].plain
         message = self.message(i)
         for sig in self.builtin:
             hit = _compile(sig.pattern).search(message)
@@ -538,11 +558,11 @@ class _Judge:
         if context.before is not None:
             before = _compile(context.before)
             for j in range(max(0, i - _BEFORE_WINDOW), i):
-                if before.search(self.lines[j].text):
+                if before.search(self.lines[j].plain):
                     return True
         if context.heading:
             for j in range(i + 1, min(len(self.lines), i + 1 + _HEADING_WINDOW)):
-                text = self.lines[j].text
+                text = self.lines[j].plain
                 if self.waits.search(text) or self.never.search(text):
                     return True
                 if j in self.candidates and any(
@@ -553,7 +573,7 @@ class _Judge:
 
     def _generic(self, i: int) -> _Finding | None:
         own = self.features[i]
-        nxt = self.features[i + 1] if i + 1 < len(self.lines) else frozenset()
+        nxt = self.features[i + 1] if self.continues(i) else frozenset()
         both = own | nxt
         span = (i, i + 1) if nxt and nxt & {"lock", "holder", "transient", "sharing", "wincode"} else (i,)
         if "never" in both:
@@ -569,8 +589,7 @@ class _Judge:
                 "EBUSY on Windows: libuv's name for a sharing violation", span,
             )
         denied = "denied" in both
-        lock = "lock" in own or ("lock" in nxt and ("holder" in own or "transient" in own))
-        if lock and ("holder" in both or "transient" in both) and not (denied and "holder" not in both):
+        if "lock" in own and ("holder" in both or "transient" in both) and not (denied and "holder" not in both):
             return _Finding(
                 "contention", TIER_GENERIC, "lock-held",
                 "a lock or resource held by another process" if "holder" in both
@@ -697,7 +716,7 @@ def classify(
         except UserRegexTimeout as exc:
             matched, note = [], f"; {exc}, so they were not applied"
         for index in matched:
-            if findings[index].kind != "wait":
+            if findings[index].kind not in ("wait", "never"):
                 findings[index] = _Finding(
                     "contention", TIER_USER, USER_FAMILY, "a --retry-on regex matched", (index,)
                 )
