@@ -516,12 +516,11 @@ def test_user_regex_with_global_flag_and_anchor() -> None:
     assert find_contention("a\nnot BUSY: try later\nb", signatures) is None
 
 
-def test_the_last_match_decides_whichever_tier_made_it() -> None:
+def test_within_one_failure_block_the_catalogue_speaks_for_it() -> None:
     signatures = active_signatures(windows=False, extra=["custom lock"])
-    text = "error: database is locked\ncustom lock\n"
-    assert find_contention(text, signatures) == Match("user", "custom lock")
-    text = "custom lock\nerror: database is locked\n"
-    assert find_contention(text, signatures) == Match("sqlite-busy", "error: database is locked")
+    for text in ("error: database is locked\ncustom lock\n", "custom lock\nerror: database is locked\n"):
+        assert find_contention(text, signatures) == Match("sqlite-busy", "error: database is locked")
+    assert find_contention("x\ncustom lock\n", signatures) == Match("user", "custom lock")
 
 
 def test_active_signatures_filters_for_the_platform() -> None:

@@ -65,7 +65,8 @@ HINT_RETRIES: Final = 3  # a Windows access-denied hint is weaker evidence: fewe
 HOLDER_REPEATS: Final = 3  # the same live holder blocking this many attempts in a row: stop retrying
 _NEW_MESSAGE: Final = re.compile(r"[\w.-]{1,30}(?::|\[E?\d+\]:) ")  # "error: ", "rm: ", "error[E0425]: "
 _CONSOLE_WIDTHS: Final = frozenset({79, 80, 100, 119, 120, 132, 159, 160, 200})
-_HEADING_WINDOW: Final = 12  # lines below a contention message that can still turn it into a wait
+_HEADING_WINDOW: Final = 12
+_BLOCK_LINES: Final = 8  # lines above the last contention message that can belong to the same failure  # lines below a contention message that can still turn it into a wait
 _CAUSE_WINDOW: Final = 3  # lines below a contention message whose "never" cause cancels it
 _BEFORE_WINDOW: Final = 4  # a traceback's raising frame is the line (or few lines) right above
 
@@ -73,6 +74,7 @@ TIER_CATALOGUE: Final = "catalogue"
 TIER_GENERIC: Final = "generic"
 TIER_HINT: Final = "windows-hint"
 TIER_USER: Final = "user"
+_TIER_RANK: Final = {TIER_CATALOGUE: 0, TIER_USER: 1, TIER_GENERIC: 2, TIER_HINT: 3}
 
 
 @dataclass(frozen=True)
@@ -730,6 +732,15 @@ def classify(
                 lines=(lines[w].raw,),
             )
         return Verdict(False, "none", "no contention in the last lines of the output" + note)
+    # One failure prints a block: the error, then its explanation ("Another git process seems to be
+    # running...", "W: Be aware that..."). Within the last block the most specific tier speaks for it.
+    block = [last]
+    for j in range(last - 1, max(-1, last - _BLOCK_LINES), -1):
+        if findings[j].kind in ("progress", "wait", "never"):
+            break
+        if findings[j].kind == "contention":
+            block.append(j)
+    last = min(block, key=lambda j: (_TIER_RANK[findings[j].tier], -j))
     found = findings[last]
     evidence = tuple(dict.fromkeys(lines[j].raw for j in found.lines))
     base = {"tier": found.tier, "family": found.family, "lines": evidence, "max_retries": found.max_retries}
