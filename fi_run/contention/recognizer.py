@@ -800,8 +800,14 @@ def _short(line: str, limit: int = 120) -> str:
 # User regexes, in a child process with a time limit.
 # ---------------------------------------------------------------------------------------------------
 
+# The child limits its own CPU time too (POSIX): should fi_run itself be killed outright (SIGKILL, or a
+# SIGTERM to a `fi_run classify` without handlers), the kernel still ends a runaway search.
 _USER_CHILD: Final = (
     "import json,re,sys\n"
+    "try:\n"
+    " import resource;s=int(sys.argv[1]);resource.setrlimit(resource.RLIMIT_CPU,(s,s))\n"
+    "except (ImportError,ValueError,OSError):\n"
+    " pass\n"
     "d=json.loads(sys.stdin.buffer.read())\n"
     "ps=[re.compile(p,re.M) for p in d['p']]\n"
     "sys.stdout.write(json.dumps([i for i,l in enumerate(d['l']) if any(p.search(l) for p in ps)]))\n"
@@ -825,7 +831,7 @@ def user_matches(lines: Sequence[str], patterns: tuple[str, ...], seconds: float
 
     payload = json.dumps({"p": list(patterns), "l": list(lines)}).encode()
     with subprocess.Popen(
-        [sys.executable, "-I", "-S", "-c", _USER_CHILD],
+        [sys.executable, "-I", "-S", "-c", _USER_CHILD, str(int(seconds) + 2)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
