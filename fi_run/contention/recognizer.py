@@ -441,6 +441,19 @@ def _literal_start(pattern: str) -> str:
     return pattern[2:] if pattern.startswith(r"\b") else pattern
 
 
+@lru_cache(maxsize=256)
+def _literal_head(pattern: str) -> str:
+    """The literal text a catalogue pattern's every match starts with ("" if it starts with a class)."""
+    head = []
+    for char in _literal_start(pattern):
+        if char in "?*{" and head:
+            head.pop()  # "error:?" - the character before an optional quantifier may be absent
+        if char in "\\[](){}.?*+|^$":
+            break
+        head.append(char)
+    return "".join(head)
+
+
 @lru_cache(maxsize=64)
 def _compile(pattern: str, flags: int = 0) -> re.Pattern[str]:
     return re.compile(pattern, flags)
@@ -483,18 +496,23 @@ class _Judge:
         self.command = command
         self.builtin = tuple(s for s in signatures if s.family != USER_FAMILY)
         self.features = [_features(line.low) for line in lines]
-        # Pre-scan: which lines can a catalogue pattern match at all? One substring-led search per
-        # pattern over the joined tail (64 KB at most), instead of every pattern on every line.
+        # Pre-scan: which lines can a catalogue pattern match at all? A pattern that starts with a literal
+        # nominates the lines that contain it (a substring search; its match may go on into the next
+        # line, when that continues this one); the others are searched over the joined tail, one
+        # substring-led regex search each, instead of every pattern on every line.
+        self.candidates: set[int] = set()
         joined = "\n".join(line.plain for line in lines)
         starts = [0]
         for line in lines:
             starts.append(starts[-1] + len(line.plain) + 1)
-        self.candidates: set[int] = set()
         import bisect
 
         for sig in self.builtin:
-            scanner = _compile(_literal_start(sig.pattern))
-            for hit in scanner.finditer(joined):
+            head = _literal_head(sig.pattern)
+            if len(head) >= 3:
+                self.candidates.update(i for i, line in enumerate(lines) if head in line.plain)
+                continue
+            for hit in _compile(_literal_start(sig.pattern)).finditer(joined):
                 self.candidates.add(bisect.bisect_right(starts, hit.start()) - 1)
         self.waits = _waits()
         self.never = _never()
@@ -540,7 +558,7 @@ class _Judge:
         return _Finding("none")
 
     def _catalogue(self, i: int) -> _Finding | None:
-        if i not in self.candidates and (i + 1 not in self.candidates or i + 1 >= len(self.lines)):
+        if i not in self.candidates:
             return None
         text = self.lines[i].plain
         message = self.message(i)
