@@ -1,9 +1,9 @@
 """Benchmark: how long the recognizer takes to classify 4 MB of failed output, of many shapes.
 
 A failed attempt's output is classified before fi_run decides to retry, while the step's locks are still
-held: it must be fast whatever the command printed. Each shape is 4 MB (more than a step hands to the
-recognizer: step/capture.py reads the last 256 KB), classified as on Windows (the largest signature set) and on
-POSIX; the table gives the median and the worst of --rounds runs per shape, in milliseconds.
+held: it must be fast whatever the command printed. Each shape is 4 MB (more than a step hands to
+the recognizer: step/capture.py reads the last 256 KB), classified as on Windows (the largest signature set)
+and on POSIX; the table gives the median and the worst of --rounds runs per shape, in milliseconds.
 
 Usage: python benchmarks/classify.py [--rounds N] [--size BYTES]
 """
@@ -20,8 +20,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from fi_run.contention.catalogue import BUILTIN  # noqa: E402
-from fi_run.contention.recognizer import classify  # noqa: E402
+from fi_run.contention.catalogue import BUILTIN
+from fi_run.contention.recognizer import classify
 
 
 def _repeat(unit: str, size: int) -> str:
@@ -31,12 +31,14 @@ def _repeat(unit: str, size: int) -> str:
 def shapes(size: int) -> dict[str, str]:
     """Named outputs of ``size`` characters each: ordinary, adversarial for the patterns, degenerate."""
     rng = random.Random(1)
-    words = "gcc -O2 -c foo.c -o foo.o warning: unused variable 'x' error: lock block clock process file".split()
+    words = ["gcc", "-O2", "-c", "foo.c", "-o", "foo.o", "warning:", "unused", "variable", "'x'", "error:"]
+    words += ["lock", "block", "clock", "process", "file"]
     noise = "\n".join(" ".join(rng.choice(words) for _ in range(12)) for _ in range(size // 60))
     minified = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz(){};=+-*/,.'\" ") for _ in range(size))
     found = {
         "compiler noise, 60-char lines": noise[:size],
-        "noise ending in a contention line": noise[: size - 80] + "\nfatal: Unable to create '/r/.git/index.lock': File exists.\n",
+        "noise ending in a contention line": noise[: size - 80]
+        + "\nfatal: Unable to create '/r/.git/index.lock': File exists.\n",
         "one minified line (no newline)": minified,
         "1 MB of 'a' x 4": "a" * size,
         "all newlines": "\n" * size,
@@ -87,7 +89,7 @@ def main() -> int:
                 verdict = classify(text, windows=windows)
                 times.append((time.perf_counter() - started) * 1000)
         assert verdict is not None
-        worst_all = max(worst_all, max(times))
+        worst_all = max(worst_all, *times)
         print(f"{name[:58]:58} {statistics.median(times):10.1f} {max(times):9.1f}  {verdict.kind}")
     print(f"worst of all shapes: {worst_all:.1f} ms")
     return 0

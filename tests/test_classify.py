@@ -144,7 +144,9 @@ def test_a_whole_file_of_look_alikes_or_waits_is_not_retried(name: str, platform
 @pytest.mark.parametrize(
     "text",
     [
-        pytest.param("".join(chr(97 + (i * 7919) % 26) + "(){};=,. "[i % 9] for i in range(4 << 20)), id="4MB-minified"),
+        pytest.param(
+            "".join(chr(97 + (i * 7919) % 26) + "(){};=,. "[i % 9] for i in range(4 << 20)), id="4MB-minified"
+        ),
         pytest.param("a" * (1 << 20), id="1MB-of-a"),
         pytest.param(("error MSB3021 " * 300_000), id="repeated-prefix"),
         pytest.param(("\\n" * 500_000), id="escaped-newlines"),
@@ -210,7 +212,8 @@ def test_a_sentence_wrapped_by_the_console_is_whole_again() -> None:
 def test_json_escaped_newlines_split_a_message() -> None:
     text = '{"msg": "failed to start\\n  caused by: lock /data/LOCK: Resource temporarily unavailable"}'
     verdict = classify(text, windows=False)
-    assert verdict.retry and verdict.tier == "generic"
+    assert verdict.retry
+    assert verdict.tier == "generic"
 
 
 # --- the last failure decides -----------------------------------------------------------------------
@@ -269,7 +272,7 @@ def _holder_line(pid: int) -> str:
 
 def test_holder_pid_and_lock_path_are_read_from_the_message() -> None:
     assert holder_pid(_holder_line(1797)) == 1797
-    assert holder_pid("locked by: \"Build (5592)\"") == 5592
+    assert holder_pid('locked by: "Build (5592)"') == 5592
     assert holder_pid("System management is locked by the application with pid 739 (/usr/bin/zypper).") == 739
     assert lock_path(_holder_line(1)) == "/var/lib/dpkg/lock-frontend"
 
@@ -278,7 +281,8 @@ def test_a_live_foreign_holder_is_contention() -> None:
     child = subprocess.Popen(py("import time; time.sleep(60)"))
     try:
         verdict = classify(_holder_line(child.pid), windows=False, check_holders=True)
-        assert verdict.retry and verdict.holder == child.pid
+        assert verdict.retry
+        assert verdict.holder == child.pid
         assert verdict.holder_check == "alive, another process"
     finally:
         child.kill()
@@ -299,12 +303,14 @@ def test_a_dead_holder_is_a_stale_lock_with_the_file_to_remove() -> None:
 def test_a_holder_that_is_this_process_or_an_ancestor_is_self_held(which: str) -> None:
     pid = os.getpid() if which == "self" else os.getppid()
     verdict = classify(_holder_line(pid), windows=False, check_holders=True)
-    assert not verdict.retry and verdict.kind == "self-held"
+    assert not verdict.retry
+    assert verdict.kind == "self-held"
 
 
 def test_holders_are_not_checked_for_output_from_a_file() -> None:
     verdict = classify(_holder_line(os.getpid()), windows=False)
-    assert verdict.retry and verdict.holder_check.startswith("not checked")
+    assert verdict.retry
+    assert verdict.holder_check.startswith("not checked")
 
 
 # --- Windows hints ----------------------------------------------------------------------------------
@@ -317,7 +323,9 @@ _EPERM_RENAME = (
 
 def test_a_denied_rename_on_windows_is_contention_with_few_retries() -> None:
     verdict = classify(_EPERM_RENAME, windows=True, command="npm")
-    assert verdict.retry and verdict.tier == "windows-hint" and verdict.max_retries == HINT_RETRIES
+    assert verdict.retry
+    assert verdict.tier == "windows-hint"
+    assert verdict.max_retries == HINT_RETRIES
     assert not classify(_EPERM_RENAME, windows=False).retry  # on POSIX EPERM is a permission
 
 
@@ -345,7 +353,9 @@ def test_command_names() -> None:
 
 def test_a_user_regex_matches_and_says_so() -> None:
     verdict = classify("x\ntool: my custom busy, try later\n", windows=False, extra=("custom busy",))
-    assert verdict.retry and verdict.tier == "user" and verdict.line == "tool: my custom busy, try later"
+    assert verdict.retry
+    assert verdict.tier == "user"
+    assert verdict.line == "tool: my custom busy, try later"
 
 
 def test_a_catastrophic_user_regex_is_stopped_and_ignored() -> None:
@@ -364,7 +374,8 @@ def test_a_step_with_a_catastrophic_retry_on_regex_still_ends(tmp_path: Path) ->
 
 def test_sigterm_during_a_slow_user_regex_stops_the_step(tmp_path: Path) -> None:
     marker = tmp_path / "failed"
-    code = f"import sys; open({str(marker)!r}, 'w').close(); sys.stderr.write('a' * 100000 + '!\\n'); sys.exit(3)"
+    touch = f"open({str(marker)!r}, 'w').close()"
+    code = f"import sys; {touch}; sys.stderr.write('a' * 100000 + '!\\n'); sys.exit(3)"
     proc = subprocess.Popen(
         [*fi_run_argv("module"), "--retry-on", "^(a+)+$", "--", *py(code)],
         cwd=tmp_path,
@@ -429,7 +440,11 @@ def test_classify_exit_status_says_whether_fi_run_would_retry(tmp_path: Path) ->
     out.write_text("compiling\nE: Could not get lock /var/lib/dpkg/lock. It is held by process 1 (apt)\n")
     done = _classify_cli([str(out)])
     assert done.returncode == 0, done
-    assert done.stdout.splitlines()[:3] == ["verdict: retry (contention)", "tier: catalogue", "family: dpkg-lock"]
+    assert done.stdout.splitlines()[:3] == [
+        "verdict: retry (contention)",
+        "tier: catalogue",
+        "family: dpkg-lock",
+    ]
     assert "  E: Could not get lock /var/lib/dpkg/lock. It is held by process 1 (apt)" in done.stdout
     assert "holder: pid 1, not checked" in done.stdout
     done = _classify_cli(["-"], stdin="error: expected ';' before '}' token\n")
@@ -441,7 +456,8 @@ def test_classify_platform_and_command(tmp_path: Path) -> None:
     assert _classify_cli(["--platform", "posix"], stdin=_EPERM_RENAME).returncode == 1
     done = _classify_cli(["--platform", "windows", "--command", "npm"], stdin=_EPERM_RENAME)
     assert done.returncode == 0
-    assert "tier: windows-hint" in done.stdout and f"retries capped at {HINT_RETRIES}" in done.stdout
+    assert "tier: windows-hint" in done.stdout
+    assert f"retries capped at {HINT_RETRIES}" in done.stdout
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,7 @@ def find_contention(text: str, signatures: tuple[Signature, ...] | list[Signatur
     verdict = classify(text, windows=windows, signatures=tuple(signatures))
     return Match(verdict.family, verdict.line) if verdict.retry else None
 
+
 CORPUS_DIR = Path(__file__).resolve().parents[2] / "shared" / "contention-corpus"
 POSITIVE_COLUMNS = ("family", "tool", "os", "line", "source")
 NEGATIVE_COLUMNS = ("kind", "tool", "line", "source")
@@ -431,7 +432,8 @@ def test_uv_cache_heading_depends_on_its_cause() -> None:
         "Timeout (300s) when waiting for lock on `/home/u/.cache/uv/sdists-v9/x` at `x/.lock`",
     )
     assert find_contention(timeout, ALL_POSIX) == Match(
-        "uv-lock", "  ╰─▶ Timeout (300s) when waiting for lock on `/home/u/.cache/uv/sdists-v9/x` at `x/.lock`"
+        "uv-lock",
+        "  ╰─▶ Timeout (300s) when waiting for lock on `/home/u/.cache/uv/sdists-v9/x` at `x/.lock`",
     )
 
 

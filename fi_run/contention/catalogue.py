@@ -65,7 +65,7 @@ class Signature:
 
 USER_FAMILY: Final = "user"
 
-_Q_CLOSE = "['\"\u201d\u2019]"  # a closing quote after a path: ASCII or typographic (rust#108525 has a typographic one)
+_Q_CLOSE = "['\"\u201d\u2019]"  # a closing quote after a path: ASCII or typographic (as in rust#108525)
 
 # subprocess / multiprocessing under a process limit (babun/babun#871, DrQA#235) and non-blocking sockets
 # (aploium/shootback#20) raise the same BlockingIOError as a held flock: the frame above tells them apart.
@@ -667,7 +667,8 @@ BUILTIN: Final[tuple[Signature, ...]] = (
         pattern=r"\bsnap(?:ctl)?: snap \"[^\"\n]+\" has (?:\"[^\"\n]+\" change|changes) in progress\b",
         description="snapd refused a change: another change of the same snap is in progress",
         example=(
-            'Error: installing missing components: installing components: installing "openvino-model-server": '
+            "Error: installing missing components: installing components: installing "
+            '"openvino-model-server": '
             'exit status 1: error: snapctl: snap "gemma4" has changes in progress'
         ),
         source="https://github.com/canonical/inference-snaps/issues/327",
@@ -715,10 +716,14 @@ BUILTIN: Final[tuple[Signature, ...]] = (
     # cleaning the shared tmp directory removes it underneath (ccache#480, ccache#154).
     Signature(
         family="ccache-tmp-race",
-        pattern=r"\bccache: (?:error|FATAL): Failed to open [^\n]*?[/\\]tmp\.\w+\.[^\n]*?: No such file or directory",
+        pattern=(
+            r"\bccache: (?:error|FATAL): Failed to open [^\n]*?[/\\]tmp\.\w+\.[^\n]*?: "
+            r"No such file or directory"
+        ),
         description="another ccache removed this ccache's temporary file from the shared cache directory",
         example=(
-            "ccache: error: Failed to open /home/winetest/.ccache/tmp/tmp.cpp_stderr.fgtbdebian10.2470.JcWDlw: "
+            "ccache: error: Failed to open /home/winetest/.ccache/tmp/tmp.cpp_stderr.fgtbdebian10.2470."
+            "JcWDlw: "
             "No such file or directory"
         ),
         source="https://github.com/ccache/ccache/issues/480",

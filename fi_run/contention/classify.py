@@ -1,6 +1,7 @@
 """`fi-run classify`: would fi_run retry a step that failed with this output, and why?
 
-    fi-run classify [--platform posix|windows] [--command NAME] [--retry-on REGEX]... [--check-holders] [FILE|-]
+    fi-run classify [--platform posix|windows] [--command NAME] [--retry-on REGEX]... [--check-holders]
+                    [FILE|-]
 
 Reads a failed step's output (a file, or standard input), runs the same recognizer a step runs after a
 failed attempt, and prints the verdict with its evidence: the tier that decided, the family, the lines,
@@ -52,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("file", nargs="?", default="-", metavar="FILE", help="the output ('-' or none: stdin)")
+    parser.add_argument(
+        "file", nargs="?", default="-", metavar="FILE", help="the output ('-' or none: stdin)"
+    )
     parser.add_argument(
         "--platform",
         choices=("posix", "windows"),
@@ -60,10 +63,17 @@ def _parser() -> argparse.ArgumentParser:
         help="where the output was printed (default: this machine's); Windows codes count only there",
     )
     parser.add_argument(
-        "--command", default="", metavar="NAME", help="the command that printed it (pip, npm, go...): Windows hints"
+        "--command",
+        default="",
+        metavar="NAME",
+        help="the command that printed it (pip, npm, go...): Windows hints",
     )
     parser.add_argument(
-        "--retry-on", action="append", default=[], metavar="REGEX", help="a --retry-on regex, as given to a step"
+        "--retry-on",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="a --retry-on regex, as given to a step",
     )
     parser.add_argument(
         "--check-holders",

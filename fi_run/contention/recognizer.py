@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Final
 
@@ -66,7 +66,7 @@ HOLDER_REPEATS: Final = 3  # the same live holder blocking this many attempts in
 _NEW_MESSAGE: Final = re.compile(r"[\w.-]{1,30}(?::|\[E?\d+\]:) ")  # "error: ", "rm: ", "error[E0425]: "
 _CONSOLE_WIDTHS: Final = frozenset({79, 80, 100, 119, 120, 132, 159, 160, 200})
 _HEADING_WINDOW: Final = 12
-_BLOCK_LINES: Final = 8  # lines above the last contention message that can belong to the same failure  # lines below a contention message that can still turn it into a wait
+_BLOCK_LINES: Final = 8  # lines above the last contention message that can belong to the same failure
 _CAUSE_WINDOW: Final = 3  # lines below a contention message whose "never" cause cancels it
 _BEFORE_WINDOW: Final = 4  # a traceback's raising frame is the line (or few lines) right above
 
@@ -110,10 +110,11 @@ _ESCAPED_NEWLINE = re.compile(r"\\r?\\n(?=[\s\"'A-Z]|$)")
 # bounded, so this is linear). Levels like ERROR are kept in `raw` for the failure check.
 _PREFIX = re.compile(
     r"""^(?:
-        [\s│|>*`"'•·\-–—+×├╰╭─▶┃:]+                                # quotes, bullets, box drawing, tree arrows
+        [\s│|>*`"'•·\-\u2013\u2014+\u00d7├╰╭─▶┃:]+        # quotes, bullets, dashes, box drawing, uv's tree
       | \#\d{1,6}\ \d{1,6}\.\d{1,4}\                                 # docker buildkit "#14 7.381 "
       | \d{1,4}>                                                      # msbuild node "73>"
-      | \[?\d{4}[-/]\d\d[-/]\d\d(?:[T\ ]\d\d:\d\d(?::\d\d(?:[.,]\d{1,9})?)?)?(?:Z|\ ?[+-]\d\d:?\d\d|\ ?UTC|\ ?GMT)?\]?
+      | \[?\d{4}[-/]\d\d[-/]\d\d(?:[T\ ]\d\d:\d\d(?::\d\d(?:[.,]\d{1,9})?)?)?
+        (?:Z|\ ?[+-]\d\d:?\d\d|\ ?UTC|\ ?GMT)?\]?
       | \[?\d{1,2}[-/]\d\d[-/]\d{2,4}\ \d\d:\d\d(?::\d\d(?:[.,]\d{1,9})?)?\]?
       | \[?\d\d:\d\d:\d\d(?:[.,]\d{1,9})?\]?
       | [A-Z][a-z]{2},\ \d\d\ [A-Z][a-z]{2}\ \d{4}\ \d\d:\d\d:\d\d\ GMT
@@ -122,7 +123,7 @@ _PREFIX = re.compile(
       | ERR!
       | (?:E|W|ERROR|FATAL|CRITICAL|WARNING|Error|error|fatal|warning)(?::|\ \ +|!)
       | Caused\ by:
-      | \[\d+(?::\d+){1,3}/\d{4,}(?:\.\d+)?:[A-Z]+:[\w.]+\(\d+\)\]   # chromium "[29:29:0214/...:ERROR:x.cc(358)]"
+      | \[\d+(?::\d+){1,3}/\d{4,}(?:\.\d+)?:[A-Z]+:[\w.]+\(\d+\)\]  # chromium "[1:1:0214/..:ERROR:x.cc(3)]"
     )""",
     re.VERBOSE,
 )
@@ -163,8 +164,8 @@ def tail_lines(text: str) -> list[_Line]:
         tail = tail.replace("\r\n", "\n").replace("\r", "\n")  # a "\r" redraw is a line of its own
     raw_lines = tail.split("\n")[-TAIL_LINES:]
     lines: list[_Line] = []
-    for raw in raw_lines:
-        raw = _cut(raw.rstrip())
+    for printed in raw_lines:
+        raw = _cut(printed.rstrip())
         if not raw.strip():
             continue
         parts = _ESCAPED_NEWLINE.split(raw) if "\\n" in raw else [raw]
@@ -209,17 +210,46 @@ FEATURES: Final[dict[str, _Feature]] = {
     # lock vocabulary: a lock, or a resource being in use / in progress / running. Not libuv's EBUSY text
     # "resource busy or locked", which on Linux is a busy mount point (npm/cli#2340 style Docker volumes).
     "lock": _Feature(
-        ("lock", "mutex", "in use", "being used", "in progress", "running", "sharing violation", "occupied",
-         "using", "only one", "instances"),
+        (
+            "lock",
+            "mutex",
+            "in use",
+            "being used",
+            "in progress",
+            "running",
+            "sharing violation",
+            "occupied",
+            "using",
+            "only one",
+            "instances",
+        ),
         r"(?<![a-z])(?<!busy or )(?:lock(?:ed|s|ing|file|files)?|flock|lockf|mutex(?:es)?)(?![a-z])"
         r"|\bin use\b|\bbeing used\b|\bin progress\b|\brunning\b|\bsharing violation\b|\boccupied\b"
-        r"|\b(?:already|is|are) using\b|\bonly one (?:copy|instance) of\b|\bmultiple (?:\S+ )?instances cannot\b",
+        r"|\b(?:already|is|are) using\b|\bonly one (?:copy|instance) of\b"
+        r"|\bmultiple (?:\S+ )?instances cannot\b",
     ),
     # holder evidence: someone else has it
     "holder": _Feature(
-        ("another", "other", "held", "locked by", "in use by", "used by", "owned by", "already", "pid",
-         "process", "concurrent", "holds", "instance", "owner", "in use", "only one"),
-        rf"\b(?:another|other)\b(?: {_W}){{0,4}} (?:process|processes|instance|program|application|app|command"
+        (
+            "another",
+            "other",
+            "held",
+            "locked by",
+            "in use by",
+            "used by",
+            "owned by",
+            "already",
+            "pid",
+            "process",
+            "concurrent",
+            "holds",
+            "instance",
+            "owner",
+            "in use",
+            "only one",
+        ),
+        rf"\b(?:another|other)\b(?: {_W}){{0,4}} (?:process|processes|instance|program|application|app"
+        rf"|command"
         rf"|client|copy|build|session|transaction|operation|invocation|job|user)\b"
         rf"|\banother {_W} (?:is |may be |seems to be |appears to be )?(?:already )?(?:running|holds|has|owns"
         rf"|is using|using)\b"
@@ -228,18 +258,33 @@ FEATURES: Final[dict[str, _Feature]] = {
         r"|open|opened|being)\b"
         r"|\bpid\b ?[=:#(]? ?\d+|\bprocess(?: id)? ?[=:#(]? ?\d+|\bconcurrent(?:ly)?\b"
         r"|\bowner of (?:the )?lock\b|\block owner\b|\b(?:may|might|must) be in use\b"
-        r"|\bis (?:currently |still )?in use\b|\bonly one (?:copy|instance)\b|\bmultiple (?:\S+ )?instances\b",
+        r"|\bis (?:currently |still )?in use\b|\bonly one (?:copy|instance)\b"
+        r"|\bmultiple (?:\S+ )?instances\b",
     ),
     # transient errnos: the resource is busy right now
     "transient": _Feature(
-        ("temporarily unavailable", "eagain", "ewouldblock", "would block", "wouldblock", "busy",
-         "etxtbsy", "try again"),
+        (
+            "temporarily unavailable",
+            "eagain",
+            "ewouldblock",
+            "would block",
+            "wouldblock",
+            "busy",
+            "etxtbsy",
+            "try again",
+        ),
         r"\bresource temporarily unavailable\b|\beagain\b|\bewouldblock\b|\bwould ?block\b"
         r"|\b(?:device or )?resource busy\b|\bebusy\b|\btext file busy\b|\betxtbsy\b",
     ),
     # Windows' own words for a file another process holds (ERROR_SHARING_VIOLATION / LOCK_VIOLATION)
     "sharing": _Feature(
-        ("sharing violation", "being used by another", "locked a portion", "lock violation", *_LOCALIZED_IN_USE),
+        (
+            "sharing violation",
+            "being used by another",
+            "locked a portion",
+            "lock violation",
+            *_LOCALIZED_IN_USE,
+        ),
         r"\bsharing violation\b|\bbeing used by another process\b|\blocked a portion of\b|\block violation\b|"
         + "|".join(_LOCALIZED_IN_USE),
     ),
@@ -273,52 +318,157 @@ FEATURES: Final[dict[str, _Feature]] = {
         r"|\boperation not permitted\b|\[winerror 5\]|\(os error 5\)|\berror 5\b",
     ),
     "operation": _Feature(
-        ("rename", "unlink", "rmdir", "remov", "delet", "open", "move", "replac", "copy", "stat", "scandir",
-         "utime", "chmod"),
+        (
+            "rename",
+            "unlink",
+            "rmdir",
+            "remov",
+            "delet",
+            "open",
+            "move",
+            "replac",
+            "copy",
+            "stat",
+            "scandir",
+            "utime",
+            "chmod",
+        ),
         r"\b(?:rename|unlink|rmdir|remove|removing|delete|deleting|open|opening|move|moving|replace"
         r"|copy|copying|copyfile|stat|lstat|scandir|utime|chmod)\b",
     ),
     # words that mean a retry cannot help
     "never": _Feature(
-        ("no locks", "enolck", "read-only", "read only", "erofs", "not supported", "unsupported",
-         "not implemented", "enosys", "needs to be updated", "out of date", "out-of-date", "not up to date",
-         "not up-to-date", "outdated", "frozen", "--locked", "in sync", "no space", "enospc", "disk full",
-         "quota", "deadlock", "corrupt", "reference broken", "bad file descriptor", "i/o error",
-         "another computer", "another host", "another machine", "broken pipe", "poison", "not consistent",
-         "changed significantly", "invalid argument", "address already in use"),
+        (
+            "no locks",
+            "enolck",
+            "read-only",
+            "read only",
+            "erofs",
+            "not supported",
+            "unsupported",
+            "not implemented",
+            "enosys",
+            "needs to be updated",
+            "out of date",
+            "out-of-date",
+            "not up to date",
+            "not up-to-date",
+            "outdated",
+            "frozen",
+            "--locked",
+            "in sync",
+            "no space",
+            "enospc",
+            "disk full",
+            "quota",
+            "deadlock",
+            "corrupt",
+            "reference broken",
+            "bad file descriptor",
+            "i/o error",
+            "another computer",
+            "another host",
+            "another machine",
+            "broken pipe",
+            "poison",
+            "not consistent",
+            "changed significantly",
+            "invalid argument",
+            "address already in use",
+        ),
         r"\bno locks available\b|\benolck\b|\bread-only\b|\bread only file\b|\berofs\b|\bnot supported\b"
         r"|\bunsupported\b|\bnot implemented\b|\benosys\b|\bneeds? to be updated\b|\bout[ -]of[ -]date\b"
         r"|\bnot up[ -]to[ -]date\b|\boutdated\b|\bfrozen\b|--locked\b|\bin sync\b|\bno space left\b"
         r"|\benospc\b|\bdisk full\b|\bquota\b|\bdeadlock\b|\bcorrupt|\breference broken\b"
         r"|\bbad file descriptor\b|\bi/o error\b|\banother (?:computer|host|machine)\b|\bbroken pipe\b"
-        r"|\bpoison|\bnot consistent\b|\bchanged significantly\b|\binvalid argument\b|\baddress already in use\b",
+        r"|\bpoison|\bnot consistent\b|\bchanged significantly\b|\binvalid argument\b"
+        r"|\baddress already in use\b",
     ),
     # a status line printed while waiting or before retrying
     "wait": _Feature(
-        ("wait", "blocking", "sleeping", "retrying", "retry in", "retry after", "trying again", "will retry",
-         "still locked", "may take", "trying to acquire", "acquiring", "try again in", "taking a long"),
+        (
+            "wait",
+            "blocking",
+            "sleeping",
+            "retrying",
+            "retry in",
+            "retry after",
+            "trying again",
+            "will retry",
+            "still locked",
+            "may take",
+            "trying to acquire",
+            "acquiring",
+            "try again in",
+            "taking a long",
+        ),
         r"\bwaiting\b|\bwait (?:for|until)\b|\bplease wait\b|\bblocking\b|\bsleeping\b|\bretrying\b"
         r"|\b(?:will )?retry (?:in|after) \d|\bretry \d+(?:/\d+)? in\b|\btrying again\b|\btry again in \d"
-        r"|\bstill locked\b|\bmay take (?:a|some)\b|\btrying to acquire\b|\bacquiring\b|\btaking a long time\b",
+        r"|\bstill locked\b|\bmay take (?:a|some)\b|\btrying to acquire\b|\bacquiring\b"
+        r"|\btaking a long time\b",
     ),
     # the wait is over and it failed: not a wait line
     "gave_up": _Feature(
-        ("timed out", "timeout", "time out", "gave up", "giving up", "exceeded", "exhausted", "retry count",
-         "too many", "failed after"),
+        (
+            "timed out",
+            "timeout",
+            "time out",
+            "gave up",
+            "giving up",
+            "exceeded",
+            "exhausted",
+            "retry count",
+            "too many",
+            "failed after",
+        ),
         r"\btimed out\b|\btimeout (?:waiting|\(|after|when|while|expired|reached|of)|\btime ?out waiting\b"
         r"|\bgave up\b|\bgiving up\b|\bexceeded\b|\bexhausted\b|\bretry count\b|\btoo many\b"
         r"|\bfailed after\b",
     ),
     "failure": _Feature(
-        ("error", "fail", "fatal", "exception", "panic", "traceback", "abort", "cannot", "can't", "could not",
-         "unable", "denied", "e: "),
+        (
+            "error",
+            "fail",
+            "fatal",
+            "exception",
+            "panic",
+            "traceback",
+            "abort",
+            "cannot",
+            "can't",
+            "could not",
+            "unable",
+            "denied",
+            "e: ",
+        ),
         r"\berror|\bfail|\bfatal\b|exception\b|\bpanicked\b|\btraceback\b|\babort|\bcannot\b|\bcan't\b"
         r"|\bcould not\b|\bunable\b|\bdenied\b",
     ),
     "progress": _Feature(
-        ("compiling", "building", "linking", "finished", "download", "install", "success", "fetching",
-         "collecting", "running", "resolved", "prepared", "checking", "updating", "unpacking", "setting up",
-         "generating", "copying", "done", "pass", "ok", "/"),
+        (
+            "compiling",
+            "building",
+            "linking",
+            "finished",
+            "download",
+            "install",
+            "success",
+            "fetching",
+            "collecting",
+            "running",
+            "resolved",
+            "prepared",
+            "checking",
+            "updating",
+            "unpacking",
+            "setting up",
+            "generating",
+            "copying",
+            "done",
+            "pass",
+            "ok",
+            "/",
+        ),
         r"^(?:\[ *\d+ */ *\d+\]|(?:compiling|building|linking|finished|downloaded|downloading|installing"
         r"|installed|successfully|fetching|collecting|running|resolved|prepared|checking|updating|unpacking"
         r"|setting up|generating|copying|done|pass|passed|ok)\b)|\b(?:passed|ok)$",
@@ -394,7 +544,7 @@ def command_name(argv0: str) -> str:
 
 @lru_cache(maxsize=16)
 def _hint_dirs(command: str) -> re.Pattern[str]:
-    return re.compile(COMMAND_HINTS[command] if command in COMMAND_HINTS else _ANY_TOOL_DIRS)
+    return re.compile(COMMAND_HINTS.get(command, _ANY_TOOL_DIRS))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -444,7 +594,7 @@ def _literal_start(pattern: str) -> str:
 @lru_cache(maxsize=256)
 def _literal_head(pattern: str) -> str:
     """The literal text a catalogue pattern's every match starts with ("" if it starts with a class)."""
-    head = []
+    head: list[str] = []
     for char in _literal_start(pattern):
         if char in "?*{" and head:
             head.pop()  # "error:?" - the character before an optional quantifier may be absent
@@ -602,37 +752,60 @@ class _Judge:
         windows = self.windows
         # Windows' own sharing/lock-violation words, in any tool's output.
         if "sharing" in own or (windows and "wincode" in own):
-            return _Finding("contention", TIER_GENERIC, "windows-file-in-use", "a file another process holds open", span)
+            return _Finding(
+                "contention", TIER_GENERIC, "windows-file-in-use", "a file another process holds open", span
+            )
         if windows and "ebusy" in own:
             return _Finding(
-                "contention", TIER_GENERIC, "windows-file-in-use",
-                "EBUSY on Windows: libuv's name for a sharing violation", span,
+                "contention",
+                TIER_GENERIC,
+                "windows-file-in-use",
+                "EBUSY on Windows: libuv's name for a sharing violation",
+                span,
             )
         denied = "denied" in both
-        if "lock" in own and ("holder" in both or "transient" in both) and not (denied and "holder" not in both):
+        if (
+            "lock" in own
+            and ("holder" in both or "transient" in both)
+            and not (denied and "holder" not in both)
+        ):
             return _Finding(
-                "contention", TIER_GENERIC, "lock-held",
-                "a lock or resource held by another process" if "holder" in both
-                else "a lock attempt failed with a transient errno (EAGAIN/EBUSY)", span,
+                "contention",
+                TIER_GENERIC,
+                "lock-held",
+                "a lock or resource held by another process"
+                if "holder" in both
+                else "a lock attempt failed with a transient errno (EAGAIN/EBUSY)",
+                span,
             )
         if "lock" in own and "exists" in own and not denied:
-            return _Finding("contention", TIER_GENERIC, "lock-file-exists", "a lock file another process created", (i,))
+            return _Finding(
+                "contention", TIER_GENERIC, "lock-file-exists", "a lock file another process created", (i,)
+            )
         if ("enoent" in own or "exists" in own) and "cache" in own and not denied:
             return _Finding(
-                "contention", TIER_GENERIC, "shared-cache-race",
-                "a file in a shared cache appeared or vanished under another writer", (i,),
+                "contention",
+                TIER_GENERIC,
+                "shared-cache-race",
+                "a file in a shared cache appeared or vanished under another writer",
+                (i,),
             )
         if "exists" in own and "mkdir" in own and not denied:
-            return _Finding("contention", TIER_GENERIC, "mkdir-race", "two processes created one directory", (i,))
+            return _Finding(
+                "contention", TIER_GENERIC, "mkdir-race", "two processes created one directory", (i,)
+            )
         if windows and denied and "operation" in own and "holder" not in own:
             if _SELF_LAUNCHER.search(low):
                 return None
             if _RENAME.search(low) or _hint_dirs(self.command).search(low):
                 return _Finding(
-                    "contention", TIER_HINT, "windows-access-denied",
+                    "contention",
+                    TIER_HINT,
+                    "windows-access-denied",
                     "Windows denied a file operation inside a cache, environment or output directory: "
                     "usually a file another process (a second tool, antivirus, the indexer) holds open",
-                    (i,), HINT_RETRIES,
+                    (i,),
+                    HINT_RETRIES,
                 )
         return None
 
@@ -686,7 +859,7 @@ def pid_alive(pid: int) -> bool:
         kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined,unused-ignore]
         handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
         if not handle:
-            return kernel32.GetLastError() == 5  # ERROR_ACCESS_DENIED: it exists, it is not ours
+            return bool(kernel32.GetLastError() == 5)  # ERROR_ACCESS_DENIED: it exists, it is not ours
         code = ctypes.c_ulong()
         kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
         kernel32.CloseHandle(handle)
@@ -727,7 +900,9 @@ def classify(
     lines = tail_lines(text)
     if not lines:
         return Verdict(False, "none", "no output to examine")
-    judge = _Judge(lines, tuple(signatures), windows=windows, command=command_name(command) if command else "")
+    judge = _Judge(
+        lines, tuple(signatures), windows=windows, command=command_name(command) if command else ""
+    )
     findings = [judge.judge(i) for i in range(len(lines))]
     note = ""
     if extra:
@@ -746,7 +921,9 @@ def classify(
         if waits:
             w = waits[-1]
             return Verdict(
-                False, "wait", "only wait lines: the tool waited for a lock, its failure has another cause",
+                False,
+                "wait",
+                "only wait lines: the tool waited for a lock, its failure has another cause",
                 lines=(lines[w].raw,),
             )
         return Verdict(False, "none", "no contention in the last lines of the output" + note)
@@ -761,52 +938,58 @@ def classify(
     last = min(block, key=lambda j: (_TIER_RANK[findings[j].tier], -j))
     found = findings[last]
     evidence = tuple(dict.fromkeys(lines[j].raw for j in found.lines))
-    base = {"tier": found.tier, "family": found.family, "lines": evidence, "max_retries": found.max_retries}
+    base = Verdict(
+        True, "contention", found.reason, found.tier, found.family, evidence, max_retries=found.max_retries
+    )
     after = findings[last + 1 :]
     # A contention heading followed by a wait: the tool waited; what failed afterwards is another story.
-    for offset, f in enumerate(after[:_HEADING_WINDOW]):
-        if f.kind == "wait" and (last + 1 + offset) not in found.lines:
-            return Verdict(
-                False, "wait",
-                f"the tool waited after it (\"{_short(lines[last + 1 + offset].raw)}\"): "
-                "its failure is judged by its own cause", **base,  # type: ignore[arg-type]
+    for j in range(last + 1, min(len(findings), last + 1 + _HEADING_WINDOW)):
+        if findings[j].kind == "wait" and j not in found.lines:
+            reason = (
+                f'the tool waited after it ("{_short(lines[j].raw)}"): its failure is judged by its own cause'
             )
-    for offset, f in enumerate(after[:_CAUSE_WINDOW]):
-        if f.kind == "never" or "never" in judge.features[last + 1 + offset] and f.kind != "contention":
-            if (last + 1 + offset) in found.lines and found.tier != TIER_CATALOGUE:
-                continue
-            return Verdict(
-                False, "never",
-                f"its cause says a retry cannot help (\"{_short(lines[last + 1 + offset].raw)}\")",
-                **base,  # type: ignore[arg-type]
-            )
+            return replace(base, retry=False, kind="wait", reason=reason)
+    # Its cause, on the next lines, says no retry can help (uv's "Failed to acquire lock" above EBADF).
+    for j in range(last + 1, min(len(findings), last + 1 + _CAUSE_WINDOW)):
+        never = findings[j].kind == "never" or (
+            "never" in judge.features[j] and findings[j].kind != "contention"
+        )
+        if never and not (j in found.lines and found.tier != TIER_CATALOGUE):
+            reason = f'its cause says a retry cannot help ("{_short(lines[j].raw)}")'
+            return replace(base, retry=False, kind="never", reason=reason)
+    # The command went on (progress) and then failed for another reason: the contention was history.
     progress = next((k for k, f in enumerate(after) if f.kind == "progress"), None)
     if progress is not None:
         failure = next((k for k, f in enumerate(after[progress + 1 :]) if f.kind == "failure"), None)
         if failure is not None:
             where = last + 1 + progress + 1 + failure
-            return Verdict(
-                False, "unrelated",
-                f"the command went on after it and failed for another reason (\"{_short(lines[where].raw)}\")",
-                **base,  # type: ignore[arg-type]
+            reason = (
+                f'the command went on after it and failed for another reason ("{_short(lines[where].raw)}")'
             )
-    pid = holder_pid(" ".join(lines[j].text for j in found.lines))
+            return replace(base, retry=False, kind="unrelated", reason=reason)
+    message = " ".join(lines[j].text for j in found.lines)
+    pid = holder_pid(message)
     if pid is None or not check_holders:
         check = "" if pid is None else "not checked (the output is not live)"
-        return Verdict(True, "contention", found.reason, holder=pid, holder_check=check, **base)  # type: ignore[arg-type]
+        return replace(base, holder=pid, holder_check=check)
     if pid in ancestors():
-        return Verdict(
-            False, "self-held", "the process named as the holder is fi_run itself or one of its ancestors",
-            holder=pid, holder_check="this process or an ancestor", **base,  # type: ignore[arg-type]
+        reason = "the process named as the holder is fi_run itself or one of its ancestors"
+        return replace(
+            base,
+            retry=False,
+            kind="self-held",
+            reason=reason,
+            holder=pid,
+            holder_check="this process or an ancestor",
         )
     if not alive(pid):
-        path = lock_path(" ".join(lines[j].text for j in found.lines))
-        where = f"; if no other process uses it, remove {path}" if path else ""
-        return Verdict(
-            False, "stale", f"the holder (pid {pid}) is gone but its lock stays: a stale lock{where}",
-            holder=pid, holder_check="dead", stale_file=path, **base,  # type: ignore[arg-type]
+        path = lock_path(message)
+        remove = f"; if no other process uses it, remove {path}" if path else ""
+        reason = f"the holder (pid {pid}) is gone but its lock stays: a stale lock{remove}"
+        return replace(
+            base, retry=False, kind="stale", reason=reason, holder=pid, holder_check="dead", stale_file=path
         )
-    return Verdict(True, "contention", found.reason, holder=pid, holder_check="alive, another process", **base)  # type: ignore[arg-type]
+    return replace(base, holder=pid, holder_check="alive, another process")
 
 
 def _short(line: str, limit: int = 120) -> str:

@@ -1,8 +1,9 @@
 """Attempts: run the command, classify a failure, back off and run it again, or stop.
 
 Only a failed attempt is examined, and only the end of its own output (contention/recognizer.py); a
-failure the recognizer does not call contention is never retried, so its exit status passes through after one attempt. A retried attempt's output is
-dropped: what the build log shows is the final attempt's output plus one fi_run line per retry.
+failure the recognizer does not call contention is never retried, so its exit status passes through
+after one attempt. A retried attempt's output is dropped: what the build log shows is the final attempt's
+output plus one fi_run line per retry.
 """
 
 from __future__ import annotations
@@ -103,7 +104,9 @@ def run_attempts(
             record.add_attempt(attempt_start, outcome.status, None, None)
             raise
         record.add_attempt(
-            attempt_start, outcome.status, *((verdict.family, verdict.line) if verdict.retry else (None, None))
+            attempt_start,
+            outcome.status,
+            *((verdict.family, verdict.line) if verdict.retry else (None, None)),
         )
         if verdict.kind in ("stale", "self-held"):
             reporter.warning(f"not retried: {verdict.reason}")
@@ -112,7 +115,9 @@ def run_attempts(
         limit = spec.retries if verdict.max_retries is None else min(spec.retries, verdict.max_retries)
         if retries_done >= limit:
             break
-        holders = holders + [verdict.holder] if holders and holders[-1] == verdict.holder else [verdict.holder]
+        holders = (
+            [*holders, verdict.holder] if holders and holders[-1] == verdict.holder else [verdict.holder]
+        )
         if verdict.holder is not None and len(holders) >= HOLDER_REPEATS:
             reporter.warning(
                 f"not retried: process {verdict.holder} has held the lock through {len(holders)} attempts"
