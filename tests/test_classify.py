@@ -216,6 +216,29 @@ def test_json_escaped_newlines_split_a_message() -> None:
     assert verdict.tier == "generic"
 
 
+def test_exception_class_names_count_as_words() -> None:
+    line = "x.ServerAlreadyBootingException: java.io.IOException: Could not create lock for /tmp/sbt_lock"
+    verdict = classify(line, windows=False)
+    assert verdict.retry
+    assert verdict.tier == "generic"
+
+
+def test_a_makedirs_that_lost_a_race_is_contention_a_lone_file_exists_is_not() -> None:
+    frame = '  File "/usr/lib/python3.11/os.py", line 225, in makedirs\n    mkdir(name, mode)\n'
+    error = "FileExistsError: [Errno 17] File exists: '/w/build/gen'\n"
+    assert classify(frame + error, windows=False).family == "mkdir-race"
+    assert not classify(error, windows=False).retry
+    assert classify("mkdir: build: File exists", windows=False).retry
+
+
+def test_shared_cache_races_without_a_lock_word() -> None:
+    enoent = "ccache: error: Failed to open /home/u/.cache/ccache/tmp/x.stderr: No such file or directory"
+    assert classify(enoent, windows=False).family == "shared-cache-race"
+    assert not classify(
+        "error: could not lock config file .git/config: No such file or directory", windows=False
+    ).retry
+
+
 # --- the last failure decides -----------------------------------------------------------------------
 
 
@@ -334,6 +357,14 @@ def test_a_denied_open_counts_only_inside_the_commands_directories() -> None:
     assert classify(line, windows=True, command="C:\\p\\.venv\\Scripts\\pip.exe").retry
     assert not classify(line, windows=True, command="go").retry
     assert not classify("Access is denied. (os error 5)", windows=True, command="uv").retry
+
+
+def test_a_denied_removal_of_a_loaded_image_on_windows_is_contention() -> None:
+    line = (
+        "Remove-Item : Cannot remove item C:\\a\\7zip\\7-zip.dll: Access to the path '7-zip.dll' is denied."
+    )
+    assert classify(line, windows=True).tier == "windows-hint"
+    assert not classify(line.replace("7-zip.dll", "notes.txt"), windows=True).retry
 
 
 def test_an_installer_replacing_its_own_launcher_is_not_contention() -> None:

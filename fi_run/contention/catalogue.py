@@ -597,6 +597,14 @@ BUILTIN: Final[tuple[Signature, ...]] = (
         example="sqlite3.OperationalError: database is locked",
         source="https://github.com/piskvorky/sqlitedict/issues/144",
     ),
+    # SQLITE_BUSY_RECOVERY (261) as rusqlite and Deno describe it: another connection is recovering the WAL.
+    Signature(
+        family="sqlite-busy",
+        pattern=r"\bAnother process is recovering a WAL mode database file\b",
+        description="SQLITE_BUSY_RECOVERY: another connection is recovering the database's WAL",
+        example="    Error code 261: Another process is recovering a WAL mode database file)",
+        source="https://github.com/denoland/deno/issues/27283",
+    ),
     # --- uv-lock ----------------------------------------------------------------------------------
     # uv's LockedFileError::Timeout (crates/uv-fs/src/locked_file.rs): it waited UV_LOCK_TIMEOUT for a
     # cache/environment lock another uv held. Not a wait line: the wait is over.
@@ -710,6 +718,19 @@ BUILTIN: Final[tuple[Signature, ...]] = (
             "c5a5535f11c42011fae171cd2/merged: device or resource busy"
         ),
         source="https://github.com/docker/for-linux/issues/711",
+    ),
+    # --- zc-lockfile ------------------------------------------------------------------------------
+    # zc.lockfile (ZODB, buildout, pytest-cache's ancestors) raises LockError("Couldn't lock %r") when its
+    # non-blocking flock / msvcrt.locking fails: another process holds the lock file.
+    Signature(
+        family="zc-lockfile",
+        pattern=r"\bLockError: Couldn't lock '",
+        description="zc.lockfile could not take a lock file another process holds (ZODB, buildout)",
+        example="zc.lockfile.LockError: Couldn't lock '/srv/zeo/var/Data.fs.lock'",
+        source=(
+            "https://github.com/zopefoundation/zc.lockfile/blob/82377e843b224ff6286de5cc203980fb7f636544/"
+            "src/zc/lockfile/__init__.py"
+        ),
     ),
     # --- ccache-tmp-race --------------------------------------------------------------------------
     # ccache writes the compiler's output to <cache>/tmp/tmp.cpp_stderr.<host>.<pid>...; another ccache

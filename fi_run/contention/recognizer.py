@@ -129,6 +129,14 @@ _PREFIX = re.compile(
 )
 
 
+_CAMEL_EXCEPTION = re.compile(r"\b[A-Z][a-z]{1,20}(?:[A-Z][a-z]{1,20}){1,8}(?:Exception|Error)\b")
+_CAMEL_WORD = re.compile(r"(?<=[a-z])(?=[A-Z])")
+
+
+def _decamel(found: re.Match[str]) -> str:
+    return _CAMEL_WORD.sub(" ", found.group())
+
+
 @dataclass
 class _Line:
     raw: str  # the line as printed (cut to LINE_CHARS), for evidence
@@ -173,7 +181,12 @@ def tail_lines(text: str) -> list[_Line]:
             plain = _uncolour(part).rstrip()
             text_ = _normalize(plain)
             if text_:
-                lines.append(_Line(raw, plain, text_, text_.lower()))
+                low = text_.lower()
+                if "exception" in low or "error" in low:
+                    # ServerAlreadyBootingException -> "server already booting exception": the words of
+                    # Java/.NET exception names count like any other words.
+                    low = _CAMEL_EXCEPTION.sub(_decamel, text_).lower()
+                lines.append(_Line(raw, plain, text_, low))
     return lines
 
 
@@ -308,13 +321,13 @@ FEATURES: Final[dict[str, _Feature]] = {
         r"|\.nuget[/\\]packages|\.bundle[/\\]cache|yarn[/\\](?:cache[/\\])?v\d)(?:[/\\]|\b)",
     ),
     "mkdir": _Feature(
-        ("mkdir", "makedirs", "create directory", "creating directory"),
-        r"\bmkdir\b|\bmakedirs\b|\bcreat(?:e|ing) directory\b",
+        ("mkdir", "makedirs", "create directory", "creating directory", "make directory"),
+        r"\bmkdir\b|\bmakedirs\b|\bcreat(?:e|ing) directory\b|\bmake directory\b",
     ),
     # Windows: a denied rename/unlink/open is usually a file another process holds open
     "denied": _Feature(
         ("denied", "eperm", "eacces", "not permitted", "winerror 5", "os error 5", "error 5"),
-        r"\baccess is denied\b|\baccess denied\b|\bpermission denied\b|\beperm\b|\beacces\b"
+        r"\baccess is denied\b|\baccess denied\b|\bis denied\b|\bpermission denied\b|\beperm\b|\beacces\b"
         r"|\boperation not permitted\b|\[winerror 5\]|\(os error 5\)|\berror 5\b",
     ),
     "operation": _Feature(
@@ -529,6 +542,11 @@ _ANY_TOOL_DIRS: Final = "|".join(COMMAND_HINTS.values()) + (
 # Windows refuses to rename onto (or away) a file any process has open: the atomic replace every
 # installer and cache writer does is the operation antivirus and indexers break, wherever the file is.
 _RENAME: Final = re.compile(r"\brename\b|\bmove\b|\bmoving\b")
+# Windows refuses to delete an executable image some process has loaded with ACCESS_DENIED (overwriting
+# it is a SHARING_VIOLATION, which the generic tier knows anyway): a denied removal of an .exe/.dll is a
+# program still running. A denied copy is not: MSBuild's Copy task, which knows, does not retry those.
+_IMAGE: Final = re.compile(r"\.(?:exe|dll|pyd|node|sys)\b")
+_REMOVAL: Final = re.compile(r"\b(?:remove|removing|delete|deleting|unlink)\b")
 _SELF_LAUNCHER: Final = re.compile(r"[/\\]scripts[/\\](?:pip|pip3|uv|uvx)(?:[\d.]*)\.exe\b")
 
 
@@ -741,6 +759,10 @@ class _Judge:
                     return False
         return False
 
+    def _near(self, i: int, feature: str) -> bool:
+        """Whether line i, or a line just above it (the traceback frame that raised it), has a feature."""
+        return any(feature in self.features[j] for j in range(max(0, i - _BEFORE_WINDOW), i + 1))
+
     def _generic(self, i: int) -> _Finding | None:
         own = self.features[i]
         nxt = self.features[i + 1] if self.continues(i) else frozenset()
@@ -790,14 +812,15 @@ class _Judge:
                 "a file in a shared cache appeared or vanished under another writer",
                 (i,),
             )
-        if "exists" in own and "mkdir" in own and not denied:
+        if "exists" in own and not denied and self._near(i, "mkdir"):
             return _Finding(
                 "contention", TIER_GENERIC, "mkdir-race", "two processes created one directory", (i,)
             )
         if windows and denied and "operation" in own and "holder" not in own:
             if _SELF_LAUNCHER.search(low):
                 return None
-            if _RENAME.search(low) or _hint_dirs(self.command).search(low):
+            image = _IMAGE.search(low) is not None and _REMOVAL.search(low) is not None
+            if image or _RENAME.search(low) or _hint_dirs(self.command).search(low):
                 return _Finding(
                     "contention",
                     TIER_HINT,
