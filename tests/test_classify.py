@@ -239,6 +239,66 @@ def test_shared_cache_races_without_a_lock_word() -> None:
     ).retry
 
 
+# Wordings of tools the corpus does not hold, written from the tools' sources and docs: what the generic
+# tier is for. (windows, retried, line)
+KNOWN_WORDINGS = [
+    (False, True, "ERROR: Some other Meson process is already using this build directory. Exiting."),
+    (
+        False,
+        True,
+        "Error: Another active Homebrew update process is already in progress. Please wait for it to finish.",
+    ),
+    (
+        False,
+        True,
+        "Error: A `brew link` process has already locked /usr/local/Cellar/x. Please wait for it to finish.",
+    ),
+    (
+        False,
+        True,
+        "System management is locked by the application with pid 1234 (zypper). Close this application.",
+    ),
+    (
+        False,
+        True,
+        "error: the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end.",
+    ),
+    (False, True, "go: could not create module cache: mkdir /root/go/pkg/mod: file exists"),
+    (True, True, "Процесс не может получить доступ к файлу, так как этот файл занят другим процессом."),
+    (
+        True,
+        True,
+        "Le processus ne peut pas accéder au fichier car ce fichier est utilisé par un autre processus.",
+    ),
+    (
+        True,
+        True,
+        "OSError: [WinError 5] Access is denied: 'c:\\py\\lib\\site-packages\\np\\_umath.cp39-win_amd64.pyd'",
+    ),
+    (False, True, "portalocker.exceptions.LockException: [Errno 11] Resource temporarily unavailable"),
+    (
+        False,
+        True,
+        "org.apache.lucene.store.LockObtainFailedException: Lock held by another program: /es/node.lock",
+    ),
+    (
+        False,
+        True,
+        "android.database.sqlite.SQLiteDatabaseLockedException: database is locked (code 5 SQLITE_BUSY)",
+    ),
+    (False, False, "java.nio.channels.OverlappingFileLockException"),
+    (False, False, "listen tcp :8080: bind: address already in use"),
+    (False, False, "==> Pacman is currently in use, please wait..."),
+    (False, False, "Waiting for other package manager to release lock. Timeout in 9 seconds."),
+    (False, False, "E: Could not open lock file /var/lib/dpkg/lock-frontend - open (13: Permission denied)"),
+]
+
+
+@pytest.mark.parametrize(("windows", "retried", "line"), KNOWN_WORDINGS)
+def test_known_wordings_outside_the_corpus(windows: bool, retried: bool, line: str) -> None:
+    assert classify(line, windows=windows).retry is retried
+
+
 # --- the last failure decides -----------------------------------------------------------------------
 
 

@@ -597,6 +597,15 @@ BUILTIN: Final[tuple[Signature, ...]] = (
         example="sqlite3.OperationalError: database is locked",
         source="https://github.com/piskvorky/sqlitedict/issues/144",
     ),
+    # The result code's name, as drivers print it (Android's "(code 5 SQLITE_BUSY)", Go's sqlite3 errors).
+    Signature(
+        family="sqlite-busy",
+        pattern=r"\bSQLITE_BUSY\b",
+        description="SQLITE_BUSY by name: another connection holds the SQLite database lock",
+        example="SQLITE_BUSY: The database file is locked",
+        source="https://www.sqlite.org/rescode.html#busy",
+        code_based=True,
+    ),
     # SQLITE_BUSY_RECOVERY (261) as rusqlite and Deno describe it: another connection is recovering the WAL.
     Signature(
         family="sqlite-busy",

@@ -129,7 +129,7 @@ _PREFIX = re.compile(
 )
 
 
-_CAMEL_EXCEPTION = re.compile(r"\b[A-Z][a-z]{1,20}(?:[A-Z][a-z]{1,20}){1,8}(?:Exception|Error)\b")
+_CAMEL_EXCEPTION = re.compile(r"\b[A-Z][a-z]{1,20}(?:[A-Z][a-z]{1,20}){0,8}(?:Exception|Error)\b")
 _CAMEL_WORD = re.compile(r"(?<=[a-z])(?=[A-Z])")
 
 
@@ -202,7 +202,7 @@ class _Feature:
     regex: str  # searched in the lower-cased normalized line
 
 
-_W = r"[^\s]{1,40}"
+_W = r"[^\s]{1,40}"  # one word of a name ("`brew update`", "Gradle", "SwiftPM")
 # Windows' and .NET's "being used by another process" as localized Windows prints it (the code is often
 # missing from these lines: PowerShell, .NET IOException, Explorer-style dialogs copied into logs).
 _LOCALIZED_IN_USE: Final = (
@@ -210,14 +210,21 @@ _LOCALIZED_IN_USE: Final = (
     "正由另一进程使用",  # zh-CN .NET IOException
     "另一個程序正在使用此檔案",  # zh-TW
     "別のプロセスが使用中",  # ja-JP
-    "다른 프로세스에서",  # ko-KR ("...in another process")
+    "다른 프로세스가",  # ko-KR
+    "正由另一個程序使用",  # zh-TW .NET
+    "已锁定文件的一部分",  # zh-CN ERROR_LOCK_VIOLATION
+    "einen teil der datei gesperrt",  # de-DE ERROR_LOCK_VIOLATION
     "von einem anderen prozess verwendet",  # de-DE
     "utilisé par un autre processus",  # fr-FR
     "siendo utilizado por otro proceso",  # es-ES
     "utilizzato da un altro processo",  # it-IT
     "используется другим процессом",  # ru-RU
+    "занят другим процессом",  # ru-RU ERROR_SHARING_VIOLATION
+    "używany przez inny proces",  # pl-PL
+    "wordt gebruikt door een ander proces",  # nl-NL
+    "başka bir işlem tarafından kullanıldığından",  # noqa: RUF001 - tr-TR, its dotless i is the point
     "sendo usado por outro processo",  # pt-BR
-)  # one word of a name ("`brew update`", "Gradle", "SwiftPM")
+)
 
 FEATURES: Final[dict[str, _Feature]] = {
     # lock vocabulary: a lock, or a resource being in use / in progress / running. Not libuv's EBUSY text
@@ -271,7 +278,7 @@ FEATURES: Final[dict[str, _Feature]] = {
         r"|open|opened|being)\b"
         r"|\bpid\b ?[=:#(]? ?\d+|\bprocess(?: id)? ?[=:#(]? ?\d+|\bconcurrent(?:ly)?\b"
         r"|\bowner of (?:the )?lock\b|\block owner\b|\b(?:may|might|must) be in use\b"
-        r"|\bis (?:currently |still )?in use\b|\bonly one (?:copy|instance)\b"
+        r"|\bonly one (?:copy|instance)\b"
         r"|\bmultiple (?:\S+ )?instances\b",
     ),
     # transient errnos: the resource is busy right now
@@ -397,7 +404,8 @@ FEATURES: Final[dict[str, _Feature]] = {
         r"|\bpoison|\bnot consistent\b|\bchanged significantly\b|\binvalid argument\b"
         r"|\baddress already in use\b",
     ),
-    # a status line printed while waiting or before retrying
+    # a status line printed while waiting or before retrying: progressive forms ("waiting", "retrying in
+    # 5 s") are status whatever else the line says
     "wait": _Feature(
         (
             "wait",
@@ -406,7 +414,7 @@ FEATURES: Final[dict[str, _Feature]] = {
             "retrying",
             "retry in",
             "retry after",
-            "trying again",
+            "trying again in",
             "will retry",
             "still locked",
             "may take",
@@ -415,10 +423,15 @@ FEATURES: Final[dict[str, _Feature]] = {
             "try again in",
             "taking a long",
         ),
-        r"\bwaiting\b|\bwait (?:for|until)\b|\bplease wait\b|\bblocking\b|\bsleeping\b|\bretrying\b"
-        r"|\b(?:will )?retry (?:in|after) \d|\bretry \d+(?:/\d+)? in\b|\btrying again\b|\btry again in \d"
-        r"|\bstill locked\b|\bmay take (?:a|some)\b|\btrying to acquire\b|\bacquiring\b"
-        r"|\btaking a long time\b",
+        r"\bwaiting\b|\bblocking\b|\bsleeping\b|\bretrying\b|\b(?:will )?retry (?:in|after) \d"
+        r"|\bretry \d+(?:/\d+)? in\b|\btrying again in\b|\btry again in \d|\bstill locked\b"
+        r"|\bmay take (?:a|some)\b|\btrying to acquire\b|\bacquiring\b|\btaking a long time\b",
+    ),
+    # "please wait", "wait for it": a status line only when nothing on it says it failed; in an error
+    # message it is advice to the user ("Error: ... Please wait for it to finish or terminate it")
+    "wait_advice": _Feature(
+        ("wait", "trying again"),
+        r"\bplease wait\b|\bwait (?:for|until)\b|\btrying again\b",
     ),
     # the wait is over and it failed: not a wait line
     "gave_up": _Feature(
@@ -494,10 +507,13 @@ def _feature_regexes() -> tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ..
     return tuple((name, f.keywords, re.compile(f.regex)) for name, f in FEATURES.items())
 
 
-def _features(low: str) -> frozenset[str]:
+def _features(low: str, plain: str = "") -> frozenset[str]:
+    """The word classes a normalized, lower-cased line contains. ``plain``: the line with its prefixes,
+    which say whether it reports a failure ("Error: ...", "E: ...") even when the message itself does not."""
     found = []
     for name, keywords, regex in _feature_regexes():
-        if any(k in low for k in keywords) and regex.search(low):
+        text = plain.lower() if name == "failure" and plain else low
+        if any(k in text for k in keywords) and regex.search(text):
             found.append(name)
     return frozenset(found)
 
@@ -663,7 +679,7 @@ class _Judge:
         self.windows = windows
         self.command = command
         self.builtin = tuple(s for s in signatures if s.family != USER_FAMILY)
-        self.features = [_features(line.low) for line in lines]
+        self.features = [_features(line.low, line.plain) for line in lines]
         # Pre-scan: which lines can a catalogue pattern match at all? A pattern that starts with a literal
         # nominates the lines that contain it (a substring search; its match may go on into the next
         # line, when that continues this one); the others are searched over the joined tail, one
@@ -714,7 +730,8 @@ class _Judge:
         found = self._catalogue(i)
         if found is not None:
             return found
-        if "wait" in feats and "gave_up" not in feats:
+        advice_only = "failure" in feats or ("lock" in feats and "holder" in feats)
+        if ("wait" in feats or ("wait_advice" in feats and not advice_only)) and "gave_up" not in feats:
             return _Finding("wait", reason="a status line: the tool waits or retries by itself", lines=(i,))
         found = self._generic(i)
         if found is not None:
@@ -816,8 +833,19 @@ class _Judge:
             return _Finding(
                 "contention", TIER_GENERIC, "mkdir-race", "two processes created one directory", (i,)
             )
-        if windows and denied and "operation" in own and "holder" not in own:
+        if windows and denied and "holder" not in own and ("operation" in own or _IMAGE.search(low)):
             if _SELF_LAUNCHER.search(low):
+                return None
+            if "operation" not in own:  # a loaded image in a tool's own directory (pip's .pyd, npm's .node)
+                if _hint_dirs(self.command).search(low):
+                    return _Finding(
+                        "contention",
+                        TIER_HINT,
+                        "windows-access-denied",
+                        "Windows denied access to a program file another process has loaded",
+                        (i,),
+                        HINT_RETRIES,
+                    )
                 return None
             image = _IMAGE.search(low) is not None and _REMOVAL.search(low) is not None
             if image or _RENAME.search(low) or _hint_dirs(self.command).search(low):
