@@ -684,20 +684,23 @@ class _Judge:
         # nominates the lines that contain it (a substring search; its match may go on into the next
         # line, when that continues this one); the others are searched over the joined tail, one
         # substring-led regex search each, instead of every pattern on every line.
-        self.candidates: set[int] = set()
+        self.candidates: dict[int, set[int]] = {}  # line -> the catalogue entries that may match there
         joined = "\n".join(line.plain for line in lines)
         starts = [0]
         for line in lines:
             starts.append(starts[-1] + len(line.plain) + 1)
         import bisect
 
-        for sig in self.builtin:
+        for n, sig in enumerate(self.builtin):
             head = _literal_head(sig.pattern)
             if len(head) >= 3:
-                self.candidates.update(i for i, line in enumerate(lines) if head in line.plain)
+                if head in joined:
+                    for i, line in enumerate(lines):
+                        if head in line.plain:
+                            self.candidates.setdefault(i, set()).add(n)
                 continue
             for hit in _compile(_literal_start(sig.pattern)).finditer(joined):
-                self.candidates.add(bisect.bisect_right(starts, hit.start()) - 1)
+                self.candidates.setdefault(bisect.bisect_right(starts, hit.start()) - 1, set()).add(n)
         self.waits = _waits()
         self.never = _never()
 
@@ -743,11 +746,13 @@ class _Judge:
         return _Finding("none")
 
     def _catalogue(self, i: int) -> _Finding | None:
-        if i not in self.candidates:
+        nominated = self.candidates.get(i)
+        if not nominated:
             return None
         text = self.lines[i].plain
         message = self.message(i)
-        for sig in self.builtin:
+        for n in sorted(nominated):
+            sig = self.builtin[n]
             hit = _compile(sig.pattern).search(message)
             if hit is None or hit.start() > len(text):
                 continue  # a match that starts on the next line is that line's own
@@ -770,8 +775,9 @@ class _Judge:
                 text = self.lines[j].plain
                 if self.waits.search(text) or self.never.search(text):
                     return True
-                if j in self.candidates and any(
-                    _compile(s.pattern).search(text) and s.context is None for s in self.builtin
+                if any(
+                    _compile(self.builtin[n].pattern).search(text) and self.builtin[n].context is None
+                    for n in self.candidates.get(j, ())
                 ):
                     return False
         return False
