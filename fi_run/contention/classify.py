@@ -43,9 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="fi_run classify",
         description=(
-            "Say whether fi_run would retry a step that failed with this output (lock contention) and why: "
-            "the verdict, the tier that decided (catalogue, generic, windows-hint, user), the family, the "
-            "evidence lines and the holder check."
+            "Say whether fi_run would retry a step that failed with this output (lock contention), and why:\n"
+            "the verdict, the tier that decided (catalogue, generic, windows-hint, user), the family,\n"
+            "the evidence lines and the holder check. See docs/retries.md."
         ),
         epilog=(
             "Exit status: 0 if fi_run would retry, 1 if it would not, 2 for bad input.\n"

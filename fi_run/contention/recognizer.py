@@ -66,6 +66,7 @@ HOLDER_REPEATS: Final = 3  # the same live holder blocking this many attempts in
 _NEW_MESSAGE: Final = re.compile(r"[\w.-]{1,30}(?::|\[E?\d+\]:) ")  # "error: ", "rm: ", "error[E0425]: "
 _CONSOLE_WIDTHS: Final = frozenset({79, 80, 100, 119, 120, 132, 159, 160, 200})
 _HEADING_WINDOW: Final = 12
+_EVIDENCE_LINES: Final = 4
 _BLOCK_LINES: Final = 8  # lines above the last contention message that can belong to the same failure
 _CAUSE_WINDOW: Final = 3  # lines below a contention message whose "never" cause cancels it
 _BEFORE_WINDOW: Final = 4  # a traceback's raising frame is the line (or few lines) right above
@@ -994,7 +995,10 @@ def classify(
             block.append(j)
     last = min(block, key=lambda j: (_TIER_RANK[findings[j].tier], -j))
     found = findings[last]
-    evidence = tuple(dict.fromkeys(lines[j].raw for j in found.lines))
+    # The deciding line first, then the rest of its block (apt's "It is held by process N" line names the
+    # holder even when another line of the block decided).
+    shown = [*found.lines, *(j for j in sorted(block) for j in findings[j].lines)]
+    evidence = tuple(dict.fromkeys(lines[j].raw for j in shown))[:_EVIDENCE_LINES]
     base = Verdict(
         True, "contention", found.reason, found.tier, found.family, evidence, max_retries=found.max_retries
     )
@@ -1024,7 +1028,7 @@ def classify(
                 f'the command went on after it and failed for another reason ("{_short(lines[where].raw)}")'
             )
             return replace(base, retry=False, kind="unrelated", reason=reason)
-    message = " ".join(lines[j].text for j in found.lines)
+    message = " ".join(lines[j].text for j in dict.fromkeys(shown))
     pid = holder_pid(message)
     if pid is None or not check_holders:
         check = "" if pid is None else "not checked (the output is not live)"
