@@ -512,6 +512,26 @@ def test_a_step_held_by_a_dead_process_is_not_retried_and_names_the_file(tmp_pat
     assert f"stale lock; if no other process uses it, remove {lock}" in done.err
 
 
+def test_the_same_live_holder_blocking_three_attempts_stops_the_retries(tmp_path: Path) -> None:
+    holder = subprocess.Popen(py("import time; time.sleep(120)"))
+    try:
+        counter = tmp_path / "runs"
+        code = f"""
+            import sys
+            open({str(counter)!r}, "a").write("x")
+            print("error: lock {tmp_path}/state.lock is held by another process (pid {holder.pid})")
+            sys.exit(1)
+        """
+        done = run_fi_run("module", ["--retries", "10", "--", *py(code)], cwd=tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.status == 1
+    assert counter.read_text() == "xxx"
+    assert f"not retried: process {holder.pid} has held the lock through 3 attempts" in done.err
+    assert done.err.count("lock contention (lock-held") == 2
+
+
 # --- fi_run classify --------------------------------------------------------------------------------
 
 

@@ -883,7 +883,7 @@ def holder_pid(message: str) -> int | None:
     if found is None:
         return None
     pid = int(next(g for g in found.groups() if g))
-    return pid if pid > 0 else None
+    return pid if 0 < pid < 2**31 else None  # os.kill / OpenProcess take a C int
 
 
 def lock_path(message: str) -> str:
