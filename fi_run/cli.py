@@ -496,8 +496,8 @@ def signatures_text() -> str:
 
 
 # `fi_run report LOG` / `fi_run trace LOG -o FILE`: tools that read --log files; `fi_run classify FILE`:
-# would this output be retried, and why. A command named "report" is
-# unaffected: commands always come after '--'. Each tool's main(argv) returns a status or raises FiRunError.
+# would this output be retried, and why. A command named "report" is unaffected: commands always come
+# after '--'. Each tool's main(argv) returns a status or raises FiRunError.
 TOOLS: Final = {
     "report": "fi_run.observe.report",
     "trace": "fi_run.observe.trace",
