@@ -291,6 +291,14 @@ KNOWN_WORDINGS = [
     (False, False, "==> Pacman is currently in use, please wait..."),
     (False, False, "Waiting for other package manager to release lock. Timeout in 9 seconds."),
     (False, False, "E: Could not open lock file /var/lib/dpkg/lock-frontend - open (13: Permission denied)"),
+    (False, False, "error: cannot lock ref 'refs/tags/v1.0': reference already exists"),
+    (
+        False,
+        False,
+        'Error response from daemon: Conflict. The container name "/db" is already in use by container "4f2"',
+    ),
+    (False, False, "ERROR 1205 (HY000): Lock wait timeout exceeded; try restarting transaction"),
+    (False, False, 'ERROR: could not obtain lock on row in relation "jobs"'),
 ]
 
 

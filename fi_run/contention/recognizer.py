@@ -316,7 +316,10 @@ FEATURES: Final[dict[str, _Feature]] = {
     ),
     "ebusy": _Feature(("ebusy", "busy or locked"), r"\bebusy\b|\bresource busy or locked\b"),
     # a lock file that already exists (O_CREAT|O_EXCL lock protocol): held unless stale
-    "exists": _Feature(("exist",), r"\bfile exists\b|\beexist\b|\balready exists\b|\[errno 17\]"),
+    # EEXIST as the OS says it (an O_EXCL lock file, a mkdir that lost a race); not "reference already
+    # exists" and the like, which are a tool's own deterministic refusals
+    "exists": _Feature(("exist",), r"\bfile exists\b|\beexist\b|\bfile already exists\b|\[errno 17\]"),
+    "already_exists": _Feature(("already exist",), r"\balready exists\b"),
     "enoent": _Feature(
         ("no such file", "enoent", "not empty", "enotempty", "errno 2]"),
         r"\bno such file or directory\b|\benoent\b|\bdirectory not empty\b|\benotempty\b|\[errno 2\]",
@@ -396,6 +399,7 @@ FEATURES: Final[dict[str, _Feature]] = {
             "changed significantly",
             "invalid argument",
             "address already in use",
+            "conflict",
         ),
         r"\bno locks available\b|\benolck\b|\bread-only\b|\bread only file\b|\berofs\b|\bnot supported\b"
         r"|\bunsupported\b|\bnot implemented\b|\benosys\b|\bneeds? to be updated\b|\bout[ -]of[ -]date\b"
@@ -403,7 +407,7 @@ FEATURES: Final[dict[str, _Feature]] = {
         r"|\benospc\b|\bdisk full\b|\bquota\b|\bdeadlock\b|\bcorrupt|\breference broken\b"
         r"|\bbad file descriptor\b|\bi/o error\b|\banother (?:computer|host|machine)\b|\bbroken pipe\b"
         r"|\bpoison|\bnot consistent\b|\bchanged significantly\b|\binvalid argument\b"
-        r"|\baddress already in use\b",
+        r"|\baddress already in use\b|\bconflict\b",
     ),
     # a status line printed while waiting or before retrying: progressive forms ("waiting", "retrying in
     # 5 s") are status whatever else the line says
@@ -828,7 +832,7 @@ class _Judge:
             return _Finding(
                 "contention", TIER_GENERIC, "lock-file-exists", "a lock file another process created", (i,)
             )
-        if ("enoent" in own or "exists" in own) and "cache" in own and not denied:
+        if own & {"enoent", "exists", "already_exists"} and "cache" in own and not denied:
             return _Finding(
                 "contention",
                 TIER_GENERIC,
