@@ -318,7 +318,10 @@ FEATURES: Final[dict[str, _Feature]] = {
     # a lock file that already exists (O_CREAT|O_EXCL lock protocol): held unless stale
     # EEXIST as the OS says it (an O_EXCL lock file, a mkdir that lost a race); not "reference already
     # exists" and the like, which are a tool's own deterministic refusals
-    "exists": _Feature(("exist",), r"\bfile exists\b|\beexist\b|\bfile already exists\b|\[errno 17\]"),
+    "exists": _Feature(
+        ("exist",),
+        r"\bfile exists\b|\beexist\b|\bfile already exists\b|\[errno 17\]|\[winerror 183\]",
+    ),
     "already_exists": _Feature(("already exist",), r"\balready exists\b"),
     "enoent": _Feature(
         ("no such file", "enoent", "not empty", "enotempty", "errno 2]"),
@@ -427,15 +430,20 @@ FEATURES: Final[dict[str, _Feature]] = {
             "acquiring",
             "try again in",
             "taking a long",
+            "retry",
+            "attempt",
+            "backing off",
+            "will try again",
         ),
         r"\bwaiting\b|\bblocking\b|\bsleeping\b|\bretrying\b|\b(?:will )?retry (?:in|after) \d"
         r"|\bretry \d+(?:/\d+)? in\b|\btrying again in\b|\btry again in \d|\bstill locked\b"
-        r"|\bmay take (?:a|some)\b|\btrying to acquire\b|\bacquiring\b|\btaking a long time\b",
+        r"|\bmay take (?:a|some)\b|\btrying to acquire\b|\bacquiring\b|\btaking a long time\b"
+        r"|\b(?:retry|attempt|try) #?\d+ ?(?:of|/) ?\d+\b|\bbacking off\b|\bwill (?:try again|wait)\b",
     ),
     # "please wait", "wait for it": a status line only when nothing on it says it failed; in an error
     # message it is advice to the user ("Error: ... Please wait for it to finish or terminate it")
     "wait_advice": _Feature(
-        ("wait", "trying again"),
+        ("wait", "trying again"),  # "wait" also finds "will wait"
         r"\bplease wait\b|\bwait (?:for|until)\b|\btrying again\b",
     ),
     # the wait is over and it failed: not a wait line
@@ -563,11 +571,14 @@ _ANY_TOOL_DIRS: Final = "|".join(COMMAND_HINTS.values()) + (
 # Windows refuses to rename onto (or away) a file any process has open: the atomic replace every
 # installer and cache writer does is the operation antivirus and indexers break, wherever the file is.
 _RENAME: Final = re.compile(r"\brename\b|\bmove\b|\bmoving\b")
-# Windows refuses to delete an executable image some process has loaded with ACCESS_DENIED (overwriting
-# it is a SHARING_VIOLATION, which the generic tier knows anyway): a denied removal of an .exe/.dll is a
-# program still running. A denied copy is not: MSBuild's Copy task, which knows, does not retry those.
+# Windows refuses to delete an executable image some process has loaded with ACCESS_DENIED, and MinGW/
+# Cygwin tools report the sharing violation of opening a running .exe for writing as EACCES ("ld: cannot
+# open output file app.exe: Permission denied"): a denied removal or rewrite of an .exe/.dll is a program
+# still running. A denied copy is not: MSBuild's Copy task, which knows, does not retry those.
 _IMAGE: Final = re.compile(r"\.(?:exe|dll|pyd|node|sys)\b")
-_REMOVAL: Final = re.compile(r"\b(?:remove|removing|delete|deleting|unlink)\b")
+_REMOVAL: Final = re.compile(
+    r"\b(?:remove|removing|delete|deleting|unlink)\b|\boutput file\b|\bfor writing\b"
+)
 _SELF_LAUNCHER: Final = re.compile(r"[/\\]scripts[/\\](?:pip|pip3|uv|uvx)(?:[\d.]*)\.exe\b")
 
 
@@ -718,7 +729,7 @@ class _Judge:
             head.plain.endswith((":", ",", "(", "[", "-", "\u2026"))
             or nxt.raw[:1].isspace()
             or (nxt.plain[:1].islower() and _NEW_MESSAGE.match(nxt.plain) is None)
-            or nxt.low.startswith(("caused by", "cause", "because", "reason", "details", "detail:"))
+            or nxt.plain.lstrip().lower().startswith(("caused by", "cause", "because", "reason", "detail"))
             or len(head.raw) in _CONSOLE_WIDTHS  # cut by a console at its width
         )
 
