@@ -7,8 +7,9 @@ Steps, each bounded so that no output can make classification slow (see docs/ret
    command printed, classification handles at most 64 KB of short lines.
 2. **Messages, not lines.** Each line is normalized: terminal colours, timestamps and log prefixes
    (``#14 7.381``, ``[CRITICAL]``, ``│``, ``npm error``, ``E   ``) are stripped and JSON-escaped ``\\n``
-   becomes a line break. A message is a line together with the next one, so that a heading is judged with
-   its cause and a console-wrapped sentence is whole again.
+   becomes a line break. A message is a line together with the next one when that continues it (indented,
+   lower-case, "Caused by:"), so that a heading is judged with its cause and a console-wrapped sentence is
+   whole again.
 3. **Each message is judged** by two tiers. The catalogue (catalogue.py) holds high-confidence
    signatures, each from a real source. The generic tier asks for lock vocabulary *together with* holder
    evidence ("another process", "held by", "pid 42") or a transient errno (EAGAIN, EBUSY, ETXTBSY,
@@ -65,7 +66,7 @@ HINT_RETRIES: Final = 3  # a Windows access-denied hint is weaker evidence: fewe
 HOLDER_REPEATS: Final = 3  # the same live holder blocking this many attempts in a row: stop retrying
 _NEW_MESSAGE: Final = re.compile(r"[\w.-]{1,30}(?::|\[E?\d+\]:) ")  # "error: ", "rm: ", "error[E0425]: "
 _CONSOLE_WIDTHS: Final = frozenset({79, 80, 100, 119, 120, 132, 159, 160, 200})
-_HEADING_WINDOW: Final = 12
+_HEADING_WINDOW: Final = 12  # lines below a contention message where a wait turns it into a wait (bazel)
 _EVIDENCE_LINES: Final = 4
 _BLOCK_LINES: Final = 8  # lines above the last contention message that can belong to the same failure
 _CAUSE_WINDOW: Final = 3  # lines below a contention message whose "never" cause cancels it
@@ -654,14 +655,9 @@ def _literal_head(pattern: str) -> str:
     return "".join(head)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=512)  # every catalogue pattern, its scan form and its context rule stay compiled
 def _compile(pattern: str, flags: int = 0) -> re.Pattern[str]:
     return re.compile(pattern, flags)
-
-
-@lru_cache(maxsize=1)
-def _wait_or_never() -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{s.pattern})" for s in WAIT_LINES + NEVER_RETRY))
 
 
 @lru_cache(maxsize=1)
