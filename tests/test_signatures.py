@@ -18,28 +18,15 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 
 from fi_run.contention.catalogue import BUILTIN, NEVER_RETRY, WAIT_LINES, Signature
 from fi_run.contention.recognizer import _literal_start as _scan_form
-from fi_run.contention.recognizer import active_signatures, check_user_regex, classify
+from fi_run.contention.recognizer import active_signatures, check_user_regex
 
-
-class Match(NamedTuple):
-    family: str
-    line: str
-
-
-def find_contention(text: str, signatures: tuple[Signature, ...] | list[Signature]) -> Match | None:
-    """The recognizer's verdict as (family, evidence line), None when it would not retry.
-
-    The platform follows the signature set: the Windows set is the only one with windows_only entries."""
-    windows = any(s.windows_only for s in signatures)
-    verdict = classify(text, windows=windows, signatures=tuple(signatures))
-    return Match(verdict.family, verdict.line) if verdict.retry else None
-
+# The old module's interface, now a shim over the recognizer: (family, line) of the deciding line.
+from fi_run.contention.signatures import Match, find_contention
 
 CORPUS_DIR = Path(__file__).resolve().parents[2] / "shared" / "contention-corpus"
 POSITIVE_COLUMNS = ("family", "tool", "os", "line", "source")
