@@ -138,7 +138,7 @@ def _semaphore(where: str, text: str) -> LockRequest:
 
 
 def _regex(where: str, text: str) -> str:
-    from .contention.signatures import check_user_regex
+    from .contention.recognizer import check_user_regex
 
     problem = check_user_regex(text)
     if problem is not None:
@@ -484,7 +484,7 @@ def help_text() -> str:
 
 
 def signatures_text() -> str:
-    from .contention.signatures import BUILTIN
+    from .contention.catalogue import BUILTIN
 
     lines = []
     for sig in BUILTIN:
@@ -495,9 +495,14 @@ def signatures_text() -> str:
     return "\n".join(lines) + "\n"
 
 
-# `fi_run report LOG` / `fi_run trace LOG -o FILE`: tools that read --log files. A command named "report" is
-# unaffected: commands always come after '--'. Each tool's main(argv) returns a status or raises FiRunError.
-TOOLS: Final = {"report": "fi_run.observe.report", "trace": "fi_run.observe.trace"}
+# `fi_run report LOG` / `fi_run trace LOG -o FILE`: tools that read --log files; `fi_run classify FILE`:
+# would this output be retried, and why. A command named "report" is unaffected: commands always come
+# after '--'. Each tool's main(argv) returns a status or raises FiRunError.
+TOOLS: Final = {
+    "report": "fi_run.observe.report",
+    "trace": "fi_run.observe.trace",
+    "classify": "fi_run.contention.classify",
+}
 
 
 def _run(args: list[str], reporter: Reporter) -> int:

@@ -34,7 +34,7 @@ from fi_run_testing import (
 )
 
 from fi_run.contention import backoff
-from fi_run.contention.signatures import BUILTIN
+from fi_run.contention.catalogue import BUILTIN
 from fi_run.messages import Reporter
 from fi_run.observe.steplog import StepRecord
 from fi_run.step.attempts import run_attempts

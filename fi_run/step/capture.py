@@ -19,9 +19,10 @@ TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlock
 if TYPE_CHECKING:
     from typing import Final
 
-# How much of a failed attempt's output is examined for a contention signature: the end of it, where
-# tools print the error that stopped them.
-EXAMINE_BYTES: Final = 4 * 1024 * 1024
+# How much of a failed attempt's output is read for the contention recognizer: the end of it, where tools
+# print the error that stopped them. The recognizer looks at its last 64 K characters (TAIL_CHARS in
+# contention/recognizer.py), at most 4 UTF-8 bytes each: reading more would only cost decoding time.
+EXAMINE_BYTES: Final = 256 * 1024
 _CHUNK: Final = 1024 * 1024
 
 
