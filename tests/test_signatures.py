@@ -18,19 +18,37 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
 
 from fi_run.contention.catalogue import BUILTIN, NEVER_RETRY, WAIT_LINES, Signature
 from fi_run.contention.recognizer import _literal_start as _scan_form
-from fi_run.contention.recognizer import active_signatures, check_user_regex
+from fi_run.contention.recognizer import active_signatures, check_user_regex, classify
 
-# The old module's interface, now a shim over the recognizer: (family, line) of the deciding line.
-from fi_run.contention.signatures import Match, find_contention
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 CORPUS_DIR = Path(__file__).resolve().parents[2] / "shared" / "contention-corpus"
 POSITIVE_COLUMNS = ("family", "tool", "os", "line", "source")
 NEGATIVE_COLUMNS = ("kind", "tool", "line", "source")
+
+
+class Match(NamedTuple):
+    """The line that decided a contention verdict, and its family."""
+
+    family: str
+    line: str
+
+
+def find_contention(text: str, signatures: Sequence[Signature]) -> Match | None:
+    """The recognizer's verdict on ``text`` as a (family, line) pair, None when it would not retry. The
+    platform follows the signature set: only a Windows set (active_signatures(windows=True)) holds
+    windows_only entries."""
+    windows = any(s.windows_only for s in signatures)
+    verdict = classify(text, windows=windows, signatures=tuple(signatures))
+    return Match(verdict.family, verdict.line) if verdict.retry else None
+
 
 ALL_POSIX = active_signatures(windows=False)
 ALL_WINDOWS = active_signatures(windows=True)
