@@ -28,7 +28,7 @@ import select
 import sys
 import time
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # saves nothing: only a locked step imports this, and filelock imports typing
 if TYPE_CHECKING:
     import socket as _socket
     from typing import Final

@@ -16,7 +16,7 @@ from .outcome import Outcome
 # Type checkers skip the rest of this module off Windows; run_posix serves there.
 assert sys.platform == "win32"
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # not typing's: saves importing typing on an unlocked Windows step
 if TYPE_CHECKING:
     import subprocess
 
