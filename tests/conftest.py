@@ -13,7 +13,6 @@ from fi_run_testing import WAYS, Build, Procs, Ran, Runner, contended_build, run
 # #! lines, flock): not collected on Windows, which has its own runner (run_windows.py) and whose rules are
 # tested on Linux through the pure functions that take windows=.
 POSIX_ONLY = (
-    "test_cli.py",
     "test_contention.py",
     "test_lock_interrupts.py",
     "test_locks.py",
