@@ -484,6 +484,9 @@ def test_a_step_with_a_catastrophic_retry_on_regex_still_ends(tmp_path: Path) ->
     assert done.err.endswith("!\n")
 
 
+@pytest.mark.skipif(
+    sys.platform == "win32", reason="no SIGTERM on Windows: os.kill(pid, SIGTERM) is TerminateProcess there"
+)
 def test_sigterm_during_a_slow_user_regex_stops_the_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
