@@ -562,10 +562,11 @@ def test_the_same_live_holder_blocking_three_attempts_stops_the_retries(tmp_path
     holder = subprocess.Popen(py("import time; time.sleep(120)"))
     try:
         counter = tmp_path / "runs"
+        where = tmp_path.as_posix()  # no backslashes inside the child's string literal (Windows paths)
         code = f"""
             import sys
             open({str(counter)!r}, "a").write("x")
-            print("error: lock {tmp_path}/state.lock is held by another process (pid {holder.pid})")
+            print("error: lock {where}/state.lock is held by another process (pid {holder.pid})")
             sys.exit(1)
         """
         done = run_fi_run("module", ["--retries", "10", "--", *py(code)], cwd=tmp_path)

@@ -117,7 +117,12 @@ def test_only_a_logged_step_imports_the_schema(tmp_path: Path) -> None:
     logged = imported_modules(["--log", str(tmp_path / "log"), "--", sys.executable, "-c", ""], tmp_path)
     assert "fi_run.observe.schema" not in plain
     assert "fi_run.observe.schema" in logged
-    assert not logged & set(NEVER_ON_THE_PLAIN_PATH), sorted(logged & set(NEVER_ON_THE_PLAIN_PATH))
+    never = set(NEVER_ON_THE_PLAIN_PATH)
+    if sys.platform == "win32":
+        # Windows: every step starts its command with subprocess, and a logged one takes filelock's lock
+        # around the write (observe/winappend.py), with what filelock imports.
+        never -= {"subprocess", "filelock", "typing", "dataclasses", "re"}
+    assert not logged & never, sorted(logged & never)
 
 
 def test_the_writer_imports_no_dataclasses_or_json() -> None:
