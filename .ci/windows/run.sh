@@ -21,7 +21,7 @@ echo "== test suite under Wine ($(wrun 60 -- "$VPY" -c 'import sys; print(sys.ve
 rm -rf "$WINEPREFIX/drive_c/users/${USER:-$(id -un)}/AppData/Local/fi_run"
 t=$(date +%s)
 out=$WS/pytest.txt
-(cd "$REPO" && wrun 780 -- "$VPY" -m pytest -q -p no:cacheprovider -rfEs) > "$out" 2>&1
+(cd "$REPO" && wrun 780 -- "$VPY" -m pytest -p no:cacheprovider -rfEs) > "$out" 2>&1
 rc=$?
 echo "   pytest exit status $rc in $(took "$t"); full output: $out"
 echo "-- failed and errors:"
