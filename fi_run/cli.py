@@ -33,19 +33,28 @@ else:
 USAGE: Final = "fi_run [OPTIONS] -- COMMAND [ARG...]"
 
 
+# The longest --timeout / --lock-timeout: what setitimer accepts everywhere (BSD and macOS refuse more than
+# 10**8 s; Linux overflows at 1e10), about three years. Checked while parsing, before anything is spawned:
+# an error after the spawn would leave the command running without fi_run.
+MAX_SECONDS: Final = 100_000_000
+
+
 def _seconds(where: str, text: str) -> float | None:
     try:
-        value = float(text)
+        # float() and int() accept "1_0" as 10 (Python literal syntax); a mistyped number is refused.
+        value = -1.0 if "_" in text else float(text)
     except ValueError:
         value = -1.0
     if not (value >= 0 and value != float("inf")):  # also rejects nan
         raise UsageError(f"{where} expects seconds (a number >= 0), got {text!r}")
+    if value > MAX_SECONDS:
+        raise UsageError(f"{where} expects at most {MAX_SECONDS:g} seconds (0: no limit), got {text!r}")
     return value or None  # 0 means no limit, so a flag can switch off an environment default
 
 
 def _whole(where: str, text: str, minimum: int = 0) -> int:
     try:
-        value = int(text.strip())
+        value = minimum - 1 if "_" in text else int(text.strip())
     except ValueError:
         value = minimum - 1
     if value < minimum:

@@ -67,8 +67,9 @@ class Waiter:
             os.makedirs(waiters_dir, exist_ok=True)
             self._prefix = f"{time.monotonic_ns():020d}-{os.getpid()}-{port}"
             entry = os.path.join(waiters_dir, f"{self._prefix}.{kind}")
-            with open(entry, "w"):
-                pass
+            # O_EXCL | O_NOFOLLOW: never create a file through a symlink planted in a shared lock directory.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            os.close(os.open(entry, flags, 0o644))
         except OSError:
             return  # no loopback or no directory: poll instead
         self._sock = sock

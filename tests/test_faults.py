@@ -1,0 +1,158 @@
+"""fi_run under faults (issue 12): SIGKILL of fi_run itself, closed streams, doomed stamps, a full or
+read-only TMPDIR, torn --log records, numbers that could only fail after the spawn, small messages.
+
+Every test runs real processes; each one failed on the code before the fix it covers (see docs/faults.md).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+from fi_run_testing import HANG_TIMEOUT, base_environ, fi_run_argv, py, run_fi_run, wait_until
+
+if sys.platform == "win32":
+    pytest.skip("POSIX faults; Windows has its own (issue 13)", allow_module_level=True)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def _events(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").split() if path.exists() else []
+
+
+# --- 1. SIGKILL of fi_run while its command runs under --lock
+
+
+def test_sigkill_of_fi_run_keeps_the_lock_until_its_orphaned_command_ends(tmp_path: Path) -> None:
+    """The command inherits the lock's descriptor: the next holder waits for the orphan, as with flock(1)."""
+    events = tmp_path / "events"
+    locks = tmp_path / "locks"
+    first = py(
+        """
+        import sys, time
+        with open(sys.argv[1], "a") as f: f.write("A-start\\n")
+        time.sleep(2)
+        with open(sys.argv[1], "a") as f: f.write("A-end\\n")
+        """,
+        str(events),
+    )
+    holder = subprocess.Popen(
+        [*fi_run_argv("module"), "--lock-dir", str(locks), "--lock", "R", "--", *first],
+        cwd=tmp_path,
+        env=base_environ(),
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_until(lambda: "A-start" in _events(events), HANG_TIMEOUT)
+        holder.kill()  # SIGKILL: fi_run cannot release anything itself
+        holder.wait(HANG_TIMEOUT)
+        second = py('import sys\nwith open(sys.argv[1], "a") as f: f.write("B-start\\n")', str(events))
+        ran = run_fi_run("module", ["--lock-dir", str(locks), "--lock", "R", "--", *second], cwd=tmp_path)
+        assert ran.status == 0, ran.err
+        # Before the fix B-start came right after A-start: two holders inside one exclusive lock.
+        assert _events(events) == ["A-start", "A-end", "B-start"]
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        wait_until(lambda: "A-end" in _events(events), HANG_TIMEOUT)
+
+
+def test_a_normal_release_frees_the_lock_even_while_a_daemon_keeps_the_inherited_descriptor(
+    tmp_path: Path,
+) -> None:
+    """The trade-off's good half: a daemon the command leaves behind does not keep the lock when fi_run ends
+    normally, because fi_run unlocks the open file description itself."""
+    locks = tmp_path / "locks"
+    alive = tmp_path / "daemon-alive"
+    daemon = py(
+        """
+        import os, subprocess, sys, time
+        code = "import pathlib, sys, time; pathlib.Path(sys.argv[1]).write_text('x'); time.sleep(4)"
+        subprocess.Popen([sys.executable, "-c", code, sys.argv[1]], start_new_session=True, close_fds=False)
+        """,
+        str(alive),
+    )
+    ran = run_fi_run("module", ["--lock-dir", str(locks), "--lock", "R", "--", *daemon], cwd=tmp_path)
+    assert ran.status == 0, ran.err
+    assert wait_until(alive.exists, HANG_TIMEOUT)
+    ran = run_fi_run(
+        "module", ["--lock-dir", str(locks), "--lock", "R", "--lock-timeout", "1", "--", "true"], cwd=tmp_path
+    )
+    assert ran.status == 0, ran.err  # 75 (lock timeout) if the daemon's descriptor kept the lock
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--timeout", "1e10"], {}, "--timeout expects at most"),
+        ([], {"FI_RUN_TIMEOUT": "1e10"}, "FI_RUN_TIMEOUT expects at most"),
+        (["--lock-timeout", "1e300"], {}, "--lock-timeout expects at most"),
+        ([], {"FI_RUN_TIMEOUT": "1_0"}, "FI_RUN_TIMEOUT expects seconds"),
+        (["--retries", "1_0"], {}, "--retries expects a whole number"),
+        (["--semaphore", "R=1_0"], {}, "--semaphore expects a whole number"),
+    ],
+)
+def test_numbers_are_checked_before_anything_is_spawned(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    marker = tmp_path / "ran"
+    command = py("import sys; open(sys.argv[1], 'w').close()", str(marker))
+    ran = run_fi_run("module", [*args, "--lock-dir", str(tmp_path / "l"), "--", *command], env=env)
+    assert ran.status == 2
+    assert ran.err.startswith(f"fi_run: {message}"), ran.err
+    assert "Traceback" not in ran.err
+    assert not marker.exists()  # before the fix 1e10 ran the command, then exited 70 leaving it orphaned
+
+
+def test_the_largest_timeout_accepted_still_works(tmp_path: Path) -> None:
+    ran = run_fi_run("module", ["--timeout", "1e8", "--", sys.executable, "-c", "pass"])
+    assert ran.status == 0, ran.err
+
+
+def _kill_after_start(proc: subprocess.Popen[bytes], path: Path) -> None:
+    assert wait_until(path.exists, HANG_TIMEOUT)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(HANG_TIMEOUT)
+
+
+def test_sigkill_during_a_wait_leaves_the_holder_unharmed(tmp_path: Path) -> None:
+    """A waiter killed with SIGKILL leaves a stale doorbell entry; the holder's release still works and the
+    next waiter still gets in."""
+    locks = tmp_path / "locks"
+    started = tmp_path / "started"
+    holder = subprocess.Popen(
+        [
+            *fi_run_argv("module"),
+            "--lock-dir",
+            str(locks),
+            "--lock",
+            "R",
+            "--",
+            *py("import pathlib, sys, time; pathlib.Path(sys.argv[1]).touch(); time.sleep(2)", str(started)),
+        ],
+        env=base_environ(),
+        cwd=tmp_path,
+    )
+    waiter = subprocess.Popen(
+        [*fi_run_argv("module"), "--lock-dir", str(locks), "--lock", "R", "--", "true"],
+        env=base_environ(),
+        cwd=tmp_path,
+    )
+    try:
+        _kill_after_start(waiter, started)
+        time.sleep(0.2)
+        ran = run_fi_run("module", ["--lock-dir", str(locks), "--lock", "R", "--", "true"], cwd=tmp_path)
+        assert ran.status == 0, ran.err
+        assert holder.wait(HANG_TIMEOUT) == 0
+    finally:
+        for proc in (holder, waiter):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
