@@ -538,6 +538,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     The one place where fi_run's errors become exit statuses, for the step and for its tools alike.
     """
     reporter = Reporter()
+    from .step.stdio import reserve_closed
+
+    reserve_closed()  # before anything is opened: see stdio.py
     try:
         return _run(sys.argv[1:] if argv is None else list(argv), reporter)
     except FiRunError as exc:
@@ -564,6 +567,6 @@ def entrypoint() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):  # AttributeError: None, closed when Python started
             pass  # a closed or broken pipe: nothing more can be told to anyone
     os._exit(status)

@@ -75,7 +75,7 @@ class Reporter:
         try:
             self.stream.write(line)
             self.stream.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):  # sys.stderr is None when 2 was closed at start
             pass  # stderr closed or broken: nothing sensible left to tell anyone
 
     def error(self, text: str) -> None:

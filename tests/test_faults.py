@@ -156,3 +156,52 @@ def test_sigkill_during_a_wait_leaves_the_holder_unharmed(tmp_path: Path) -> Non
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+# --- 6. closed standard streams (fi_run ... >&-)
+
+
+def _with_closed(redirections: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    """fi_run started with some standard descriptors closed, by sh (``>&-``, ``2>&-``, ``<&-``)."""
+    return subprocess.run(
+        ["sh", "-c", f'exec "$@" {redirections}', "sh", *fi_run_argv("script"), *args],
+        cwd=cwd, env=base_environ(), capture_output=True, timeout=HANG_TIMEOUT, check=False,
+    )  # fmt: skip
+
+
+PROBE_FDS = """
+import os, sys
+closed = []
+for fd in (0, 1, 2):
+    try:
+        os.fstat(fd)
+    except OSError:
+        closed.append(str(fd))
+open(sys.argv[1], "w").write(",".join(closed))
+sys.exit(int(sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("redirections", [">&-", "2>&-", ">&- 2>&-", "<&- >&- 2>&-"])
+@pytest.mark.parametrize("lock", [False, True])
+@pytest.mark.parametrize("status", [0, 3])
+def test_closed_streams_pass_through_closed_and_the_commands_status_stands(
+    tmp_path: Path, redirections: str, lock: bool, status: int
+) -> None:
+    seen, stamp = tmp_path / "seen", tmp_path / "out.stamp"
+    locks = ["--lock-dir", str(tmp_path / "l"), "--lock", "R"] if lock else []
+    done = _with_closed(
+        redirections, [*locks, "--stamp", str(stamp), "--", *py(PROBE_FDS, str(seen), str(status))], tmp_path
+    )
+    assert done.returncode == status, done.stderr  # before the fix: 1, with a traceback
+    assert b"Traceback" not in done.stderr
+    assert stamp.exists() == (status == 0)
+    expected = sorted({"<&-": "0", ">&-": "1", "2>&-": "2"}[r] for r in redirections.split())
+    assert seen.read_text().split(",") == expected  # closed for the command, as without fi_run
+
+
+@pytest.mark.parametrize("redirections", [">&-", "2>&-", ">&- 2>&-"])
+def test_command_not_found_is_127_with_closed_streams(tmp_path: Path, redirections: str) -> None:
+    done = _with_closed(redirections, ["--", "no-such-command-fi-run-test"], tmp_path)
+    assert done.returncode == 127
+    assert b"Traceback" not in done.stderr

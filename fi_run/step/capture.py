@@ -70,8 +70,12 @@ class Capture:
         self.files: dict[int, int] = {}
         if not wanted:
             return
+        from .stdio import CLOSED
+
         stats: dict[int, os.stat_result] = {}
         for fd in (1, 2):
+            if fd in CLOSED:  # closed when fi_run started: the command gets it closed too (stdio.py)
+                continue
             try:
                 if os.isatty(fd) and not terminals:
                     continue

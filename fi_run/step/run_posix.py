@@ -93,11 +93,16 @@ def run_once(
     """Start the command, wait for it, and return its exit status.
 
     Raises NotExecutableError (126) if the kernel refuses to start it."""
-    file_actions = []
+    from .stdio import CLOSED
+
+    file_actions: list[tuple[int, int] | tuple[int, int, int]] = []
     if stdout is not None:
         file_actions.append((os.POSIX_SPAWN_DUP2, stdout, 1))
     if stderr is not None:
         file_actions.append((os.POSIX_SPAWN_DUP2, stderr, 2))
+    # Closed when fi_run started: closed for the command too, as without fi_run (stdio.py).
+    replaced = {1: stdout, 2: stderr}
+    file_actions.extend((os.POSIX_SPAWN_CLOSE, fd) for fd in sorted(CLOSED) if replaced.get(fd) is None)
     # With --timeout the command always gets a group of its own, so that everything it started can be
     # stopped; it then cannot read the terminal (documented). Otherwise a terminal's foreground job keeps
     # the command in its own group (see _terminal_foreground).
