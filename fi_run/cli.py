@@ -378,7 +378,13 @@ def _options_and_command(argv: Sequence[str]) -> tuple[list[str], list[str] | No
     if any(arg.startswith("@") for arg in options):
         from .step.rspfile import expand_response_files
 
-        options, command = _split_at_separator(expand_response_files(argv))
+        table = _flag_table()
+
+        def takes_value(word: str) -> bool:  # '--stamp @out': '@out' is the stamp, not a response file
+            option = table.get(word)
+            return option is not None and option.metavar is not None
+
+        options, command = _split_at_separator(expand_response_files(argv, takes_value=takes_value))
     return options, command
 
 

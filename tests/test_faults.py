@@ -20,6 +20,7 @@ if sys.platform == "win32":
     pytest.skip("POSIX faults; Windows has its own (issue 13)", allow_module_level=True)
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 
@@ -205,3 +206,101 @@ def test_command_not_found_is_127_with_closed_streams(tmp_path: Path, redirectio
     done = _with_closed(redirections, ["--", "no-such-command-fi-run-test"], tmp_path)
     assert done.returncode == 127
     assert b"Traceback" not in done.stderr
+
+
+# --- 7. doomed work: a stamp that could never be written fails before the command runs
+
+
+def _marker_command(marker: Path) -> list[str]:
+    return py("import sys; open(sys.argv[1], 'w').close()", str(marker))
+
+
+def test_a_stamp_name_too_long_for_its_temporary_file_fails_before_the_command(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    stamp = tmp_path / ("s" * 250)  # a legal name; its temporary name beside it is not
+    ran = run_fi_run("module", ["--stamp", str(stamp), "--", *_marker_command(marker)])
+    assert ran.status == 2, ran.err  # before the fix: the command ran, then 74
+    assert ran.err.startswith("fi_run: --stamp "), ran.err
+    assert "File name too long" in ran.err
+    assert not marker.exists()
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory that exists, where no file can be created but removing a missing one is ENOENT (so the
+    old stamp's removal succeeds): mode 0555 for a user; for root, a tmpfs with all its inodes used."""
+    directory = tmp_path / "full"
+    directory.mkdir()
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+        yield directory
+        directory.chmod(0o755)
+        return
+    mounted = ["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=16", "tmpfs", str(directory)]
+    if subprocess.run(mounted, check=False, capture_output=True).returncode != 0:
+        pytest.skip("root, but cannot mount a tmpfs here")
+    try:
+        for i in range(100):
+            try:
+                (directory / f"filler-{i}").touch()
+            except OSError:
+                break
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+def test_a_stamp_directory_that_cannot_be_written_fails_before_the_command(
+    tmp_path: Path, unwritable_dir: Path
+) -> None:
+    marker = tmp_path / "ran"
+    ran = run_fi_run("module", ["--stamp", str(unwritable_dir / "x.stamp"), "--", *_marker_command(marker)])
+    assert ran.status == 2, ran.err  # before the fix: the command ran, then 74
+    assert "could not be written after the command" in ran.err
+    assert not marker.exists()
+
+
+def test_a_temporary_stamp_file_left_by_a_killed_run_is_cleared_by_the_next_run(tmp_path: Path) -> None:
+    stamp = tmp_path / "x.stamp"
+    leftover = tmp_path / ".x.stamp.fi_run.tmp"  # what a SIGKILL between create and rename leaves
+    leftover.write_text("")
+    ran = run_fi_run("module", ["--stamp", str(stamp), "--", sys.executable, "-c", "pass"])
+    assert ran.status == 0, ran.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.stamp"]
+
+
+def test_sigkill_at_any_point_of_a_stamped_step_leaves_no_temporary_file_after_the_next_run(
+    tmp_path: Path,
+) -> None:
+    stamp = tmp_path / "out" / "x.stamp"
+    for delay in (0.0, 0.05, 0.1, 0.15, 0.2, 0.3):
+        proc = subprocess.Popen(
+            [*fi_run_argv("module"), "--stamp", str(stamp), "--", "true"],
+            env=base_environ(),
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        proc.kill()
+        proc.wait(HANG_TIMEOUT)
+    ran = run_fi_run("module", ["--stamp", str(stamp), "--", "true"])
+    assert ran.status == 0, ran.err
+    assert sorted(p.name for p in stamp.parent.iterdir()) == ["x.stamp"]
+
+
+# --- 11. small things
+
+
+@pytest.mark.parametrize("spelling", [["--stamp", "@out.stamp"], ["--stamp=@out.stamp"]])
+def test_an_option_value_starting_with_at_is_a_value_not_a_response_file(
+    tmp_path: Path, spelling: list[str]
+) -> None:
+    ran = run_fi_run("module", [*spelling, "--", "true"], cwd=tmp_path)
+    assert ran.status == 0, ran.err  # before the fix: "cannot read response file 'out.stamp'"
+    assert (tmp_path / "@out.stamp").is_file()
+
+
+def test_a_response_file_ending_in_an_option_gives_it_the_next_word_as_its_value(tmp_path: Path) -> None:
+    (tmp_path / "args.rsp").write_text("--quiet-on-success --stamp\n")
+    ran = run_fi_run("module", ["@args.rsp", "@out.stamp", "--", "true"], cwd=tmp_path)
+    assert ran.status == 0, ran.err
+    assert (tmp_path / "@out.stamp").is_file()
