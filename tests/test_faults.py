@@ -304,3 +304,74 @@ def test_a_response_file_ending_in_an_option_gives_it_the_next_word_as_its_value
     ran = run_fi_run("module", ["@args.rsp", "@out.stamp", "--", "true"], cwd=tmp_path)
     assert ran.status == 0, ran.err
     assert (tmp_path / "@out.stamp").is_file()
+
+
+# --- 5. a full or read-only $TMPDIR must not change the step's result
+
+
+def _mount_tmpfs(directory: Path, options: str) -> None:
+    directory.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(directory)], capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (root needed): {done.stderr.decode().strip()}")
+
+
+@pytest.fixture(params=["full", "read-only"])
+def bad_tmpdir(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    directory = tmp_path / "tmpdir"
+    _mount_tmpfs(directory, "size=256k" if request.param == "full" else "ro,size=64k")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+BIG_OUTPUT = """
+import sys
+line = "x" * 99 + "\\n"
+for i in range(10_000):  # about 1 MB on stdout, 4 times what the full TMPDIR has room for
+    sys.stdout.write(line)
+sys.stdout.write("last line\\n")
+sys.stderr.write("done on stderr\\n")
+"""
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_full_or_read_only_tmpdir_does_not_change_the_result(
+    tmp_path: Path, bad_tmpdir: Path, quiet: bool
+) -> None:
+    stamp = tmp_path / "x.stamp"
+    args = ["--quiet-on-success"] if quiet else []
+    ran = run_fi_run(
+        "module", [*args, "--stamp", str(stamp), "--", *py(BIG_OUTPUT)], env={"TMPDIR": str(bad_tmpdir)}
+    )
+    # before the fix: full, exit 1 with the output cut; read-only, exit 70
+    assert ran.status == 0, ran.err[-500:]
+    assert ran.out.endswith("last line\n")
+    assert len(ran.out) == 10_000 * 100 + len("last line\n")
+    assert stamp.exists()
+    warnings = [line for line in ran.err.splitlines() if line.startswith("fi_run:")]
+    assert len(warnings) == 1, ran.err
+    assert "cannot hold the command's output" in warnings[0]
+    assert "done on stderr" in ran.err
+
+
+def test_a_failure_is_not_retried_when_its_output_cannot_be_held(tmp_path: Path, bad_tmpdir: Path) -> None:
+    count = tmp_path / "count"
+    failing = py(
+        """
+        import sys
+        with open(sys.argv[1], "a") as f: f.write("x")
+        print("Text file busy")
+        sys.exit(1)
+        """,
+        str(count),
+    )
+    ran = run_fi_run(
+        "module", ["--retry-on", "Text file busy", "--", *failing], env={"TMPDIR": str(bad_tmpdir)}
+    )
+    assert ran.status == 1
+    assert count.read_text() == "x"  # one attempt: its output was never examined
+    assert "a failure is not retried" in ran.err

@@ -65,6 +65,12 @@ def _execute(spec: StepSpec, reporter: Reporter, record: StepRecord) -> int:
     executable = find_executable(spec.command[0], env, cwd=spec.cwd or spec.start_dir, windows=windows)
     reporter.debug(f"running {list(spec.command)!r} ({executable})")
     capture = Capture(wanted=spec.quiet_on_success or spec.retries > 0, terminals=spec.quiet_on_success)
+    if capture.unavailable is not None:  # a full or read-only $TMPDIR must not change the step's result
+        reporter.warning(
+            f"cannot hold the command's output ({capture.unavailable}): it is shown as it comes"
+            + (", even on success" if spec.quiet_on_success else "")
+            + (", and a failure is not retried" if spec.retries > 0 else "")
+        )
     result: StepResult | None = None
     with Interrupts() as interrupts:
         try:
