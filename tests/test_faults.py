@@ -375,3 +375,85 @@ def test_a_failure_is_not_retried_when_its_output_cannot_be_held(tmp_path: Path,
     assert ran.status == 1
     assert count.read_text() == "x"  # one attempt: its output was never examined
     assert "a failure is not retried" in ran.err
+
+
+# --- 4. --log records are whole or absent
+
+
+def _report(log: Path) -> str:
+    ran = run_fi_run("module", ["report", str(log)])
+    assert ran.status == 0, ran.err
+    assert "Traceback" not in ran.err
+    return ran.out
+
+
+def test_a_record_after_a_torn_line_starts_on_a_fresh_line(tmp_path: Path) -> None:
+    log = tmp_path / "steps.log"
+    assert run_fi_run("module", ["--log", str(log), "--", "true"]).status == 0
+    whole = log.read_bytes()
+    log.write_bytes(whole + whole[: len(whole) // 2])  # a writer cut short on a full disk
+    assert run_fi_run("module", ["--log", str(log), "--", "true"]).status == 0
+    lines = log.read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    assert lines[-2].startswith(b"{")  # before the fix it was glued to the half line before it
+    assert lines[-3] == whole[: len(whole) // 2]
+    report = _report(log)
+    assert "2 steps" in report, report
+    assert "skipped 1 unreadable line" in report, report
+
+
+def _is_record(line: bytes) -> bool:
+    import json
+
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+def test_a_log_on_a_full_tmpfs_loses_only_the_torn_record(tmp_path: Path) -> None:
+    mount = tmp_path / "small"
+    _mount_tmpfs(mount, "size=16k")
+    try:
+        log = mount / "steps.log"
+        assert run_fi_run("module", ["--log", str(log), "--", "true"]).status == 0
+        filler = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
+        try:  # the rest of the disk, to the last block
+            while os.write(filler, b"\0" * 512):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(filler)
+        warned = 0
+        for _ in range(40):  # fills the log's last page: a short write, then nothing fits
+            ran = run_fi_run("module", ["--log", str(log), "--", "true"])
+            assert ran.status == 0  # a log that cannot be written never fails the step
+            warned += "cannot write the log" in ran.err
+        assert warned
+        (mount / "filler").unlink()
+        for _ in range(2):
+            assert run_fi_run("module", ["--log", str(log), "--", "true"]).status == 0
+        lines = log.read_bytes().split(b"\n")
+        assert lines[-1] == b""
+        whole = [line for line in lines[:-1] if _is_record(line)]
+        torn = [line for line in lines[:-1] if not _is_record(line)]
+        assert len(torn) <= 1  # at most the one short write; every later record whole
+        assert _is_record(lines[-2])
+        assert _is_record(lines[-3])
+        report = _report(log)
+        assert f"{len(whole)} steps" in report, report
+        if torn:
+            assert "skipped 1 unreadable line" in report, report
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_report_skips_a_record_with_an_impossible_date(tmp_path: Path) -> None:
+    log = tmp_path / "steps.log"
+    assert run_fi_run("module", ["--log", str(log), "--", "true"]).status == 0
+    record = log.read_text()
+    log.write_text(record + record.replace('"start":', '"start":1e300,"was":', 1))
+    report = _report(log)  # before the fix: exit 70 (an OverflowError formatting the date)
+    assert "1 step" in report, report
+    assert "skipped 1 unreadable line" in report, report

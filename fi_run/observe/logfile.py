@@ -107,6 +107,18 @@ def _number(record: dict[str, object], key: str) -> float:
     return float(value)
 
 
+# Wall-clock times are shown as dates: one past the year 9999 (or before 1970) is no fi_run record, and
+# would make the date functions overflow (report once printed a traceback for start: 1e300).
+_LAST_TIMESTAMP = 253402300799.0
+
+
+def _timestamp(record: dict[str, object], key: str) -> float:
+    value = _number(record, key)
+    if not 0 <= value <= _LAST_TIMESTAMP:
+        raise _Bad(key)
+    return value
+
+
 def _integer(record: dict[str, object], key: str) -> int:
     value = record.get(key)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -168,8 +180,8 @@ def parse_record(record: object, source: str = "") -> Step:
         pid = record.get("pid")
         env_names = record.get("env_names")
         return Step(
-            start=_number(record, "start"),
-            end=_number(record, "end"),
+            start=_timestamp(record, "start"),
+            end=_timestamp(record, "end"),
             duration=_number(record, "duration"),
             argv=_texts(record.get("argv"), "argv"),
             status=_integer(record, "status"),

@@ -108,6 +108,16 @@ def encode(value: JSON) -> str:
     return one(value)
 
 
+def _last_byte(fd: int, size: int) -> bytes:
+    if not hasattr(os, "pread"):  # pragma: no cover - Windows: no pread; a seek would move the append point
+        return b"\n"
+    try:
+        last: bytes = os.pread(fd, 1, size - 1)
+    except OSError:
+        return b"\n"  # unreadable: assume whole, as before
+    return last
+
+
 def append(path: str, record: dict[str, JSON], reporter: Reporter) -> None:
     """Append ``record`` as one line. A log that cannot be written warns once and never fails the step."""
     data = (encode(record) + "\n").encode("ascii")
@@ -118,8 +128,18 @@ def append(path: str, record: dict[str, JSON], reporter: Reporter) -> None:
                 os.makedirs(parent)
             except FileExistsError:  # a file where a directory should be, somewhere on the way
                 raise NotADirectoryError(f"{parent!r} is not a directory") from None
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
+        # Read-write (appends are unchanged): the last byte is read to see whether the last line is whole.
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
         try:
+            # A writer cut short on a full disk leaves half a line; start on a fresh one, or this record
+            # would be glued to it and lost with it (the reader skips and counts the half line alone).
+            # Each record is one write() of one line, so whole records never interleave.
+            # A long record being written by another process also shows a last byte that is not a newline
+            # (the size grows page by page): if the size moved, that writer is alive and took care of its
+            # own line. Rarely this still adds an empty line, which readers skip (logfile.parse_lines).
+            size = os.fstat(fd).st_size
+            if size and _last_byte(fd, size) != b"\n" and os.fstat(fd).st_size == size:
+                data = b"\n" + data
             written = os.write(fd, data)
         finally:
             os.close(fd)
