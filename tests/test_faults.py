@@ -457,3 +457,45 @@ def test_report_skips_a_record_with_an_impossible_date(tmp_path: Path) -> None:
     report = _report(log)  # before the fix: exit 70 (an OverflowError formatting the date)
     assert "1 step" in report, report
     assert "skipped 1 unreadable line" in report, report
+
+
+# --- 3. the lock directory removed while steps hold and wait
+
+
+def test_the_lock_directory_removed_under_a_holder_and_a_waiter_never_admits_two_holders(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    events, locks = tmp_path / "events", tmp_path / "locks"
+    step = """
+        import sys, time
+        with open(sys.argv[1], "a") as f: f.write(sys.argv[2] + "-start\\n")
+        time.sleep(float(sys.argv[3]))
+        with open(sys.argv[1], "a") as f: f.write(sys.argv[2] + "-end\\n")
+        """
+
+    def start(tag: str, seconds: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [*fi_run_argv("module"), "--lock-dir", str(locks), "--lock", "R", "--",
+             *py(step, str(events), tag, seconds)],
+            cwd=tmp_path, env=base_environ(), stderr=subprocess.PIPE,
+        )  # fmt: skip
+
+    holder = start("A", "2")
+    try:
+        assert wait_until(lambda: "A-start" in _events(events), HANG_TIMEOUT)
+        waiter = start("B", "0")
+        time.sleep(0.5)  # B is waiting now
+        shutil.rmtree(locks)  # what rm -rf or a tmp cleaner does
+        assert waiter.wait(HANG_TIMEOUT) == 0
+        assert holder.wait(HANG_TIMEOUT) == 0
+        # before the fix: A-start, B-start, B-end, A-end (B entered 0.1 s after the removal)
+        assert _events(events) == ["A-start", "A-end", "B-start", "B-end"]
+        assert b"was removed while pid" in (waiter.stderr.read() if waiter.stderr else b"")
+        assert b"was removed while this step held it" in (holder.stderr.read() if holder.stderr else b"")
+    finally:
+        for proc in (holder,):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -95,8 +95,8 @@ def plan_locks(
     return plans
 
 
-def _holder_of(lock_path: str) -> str:
-    """'pid N: command' of whoever last took the lock, if that process still runs; else ''."""
+def _read_holder(lock_path: str) -> tuple[int, str] | None:
+    """(pid, command) of whoever last took the lock, if that process still runs."""
     try:
         fd = os.open(lock_path + ".holder", os.O_RDONLY | NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
         try:
@@ -106,14 +106,53 @@ def _holder_of(lock_path: str) -> str:
         pid_text, _, command = text.partition("\n")
         pid = int(pid_text)
     except (OSError, ValueError):
+        return None
+    return (pid, command) if _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    if os.name == "nt":  # pragma: no cover - os.kill(pid, 0) would terminate the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        pass
+    return True
+
+
+def _zombie(pid: int) -> bool:
+    """Finished but not yet reaped by its parent (Linux /proc; elsewhere never known, so False)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _held_identity(lock: BaseFileLock) -> tuple[int, int] | None:
+    fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
+    if not isinstance(fd, int):
+        return None
+    st = os.fstat(fd)
+    return (st.st_dev, st.st_ino)
+
+
+def _holder_of(lock_path: str) -> str:
+    """'pid N: command' of whoever last took the lock, if that process still runs; else ''."""
+    found = _read_holder(lock_path)
+    if found is None:
         return ""
-    if os.name != "nt":
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return ""
-        except OSError:
-            pass
+    pid, command = found
     command = command.strip()
     return f"pid {pid}: {command}" if command else f"pid {pid}"
 
@@ -129,6 +168,9 @@ class _Acquirer:
         # (lock, resource directory, is the gate), in acquisition order
         self.held: list[tuple[BaseFileLock, str, bool]] = []
         self._locks: dict[str, BaseFileLock] = {}
+        # lock path -> (its file's identity, the holder's pid) when this process first found it taken:
+        # to tell, once it gets the lock, whether the file it queued on was removed under a live holder.
+        self._busy: dict[str, tuple[tuple[int, int] | None, int | None]] = {}
         self.deadline = None if spec.lock_timeout is None else time.monotonic() + spec.lock_timeout
         self.started = time.monotonic()
         self.noticed = False
@@ -162,16 +204,54 @@ class _Acquirer:
                 self._ensured.add(path)
             lock = self._locks[path] = FileLock(path)
         try:
-            lock.acquire(blocking=False)
+            try:
+                lock.acquire(blocking=False)
+            except FileNotFoundError:  # the lock directory was removed (rm -rf, a tmp cleaner): make it again
+                self._remake(directory)
+                lock.acquire(blocking=False)
         except Timeout:
+            if path not in self._busy:
+                holder_found = _read_holder(path)
+                self._busy[path] = (_identity(path), holder_found[0] if holder_found else None)
             return False
         except OSError as exc:  # permissions, a full disk, a planted symlink: the place, not fi_run
             raise place_error("lock", path, exc) from None
+        held = _held_identity(lock)
+        if held is not None and _identity(path) != held:
+            # Removed between filelock's open and its flock: a lock on a file nobody else can find.
+            lock.release()
+            return False
         self.held.append((lock, directory, path.endswith(_GATE)))
         _pass_to_command(lock)
+        seen = self._busy.pop(path, None)
+        if seen is not None and seen[0] != held:
+            self._outlive(path, seen[1])
         if holder:
             self._write_holder(path)
         return True
+
+    def _remake(self, directory: str) -> None:
+        """Make the lock directory and the resource directory again, checked as the first time."""
+        self.lock_dir = prepare_lock_dir(self.spec)
+        prepare_resource_dir(directory, os.path.join(directory, _WAITERS), self.lock_dir)
+
+    def _outlive(self, path: str, pid: int | None) -> None:
+        """The file this step queued on was removed while ``pid`` held it, and this step now holds a new
+        one: nobody else can see the old holder any more, so wait here, holding the new lock (which keeps
+        later arrivals out too), until it has finished. Never two holders."""
+        if pid is None or not _alive(pid):
+            return
+        self.reporter.warning(
+            f"lock file {path!r} was removed while pid {pid} held it (rm -rf? a tmp cleaner?); "
+            f"waiting for pid {pid} to finish"
+        )
+        while _alive(pid) and not _zombie(pid):
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                raise LockTimeoutError(
+                    f"gave up after {self.spec.lock_timeout:g} s waiting for pid {pid}, which held {path!r} "
+                    "when it was removed"
+                )
+            time.sleep(0.05)
 
     def _wait(self, attempt: Callable[[], str | None], plan: _Plan, blocked_on: Callable[[], str]) -> None:
         """Call ``attempt`` until it succeeds (returns None), sleeping on the resource's doorbell between
@@ -250,6 +330,12 @@ class _Acquirer:
         released: dict[str, set[bool]] = {}  # resource directory -> {released its gate?, ...}
         while self.held:
             lock, directory, is_gate = self.held.pop()
+            held = _held_identity(lock)
+            if held is not None and _identity(lock.lock_file) != held:
+                self.reporter.warning(
+                    f"lock file {lock.lock_file!r} was removed while this step held it (rm -rf? a tmp "
+                    "cleaner?): a step that started after that may have run beside it"
+                )
             lock.release()
             released.setdefault(directory, set()).add(is_gate)
         if not released:
