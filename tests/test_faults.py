@@ -499,3 +499,20 @@ def test_the_lock_directory_removed_under_a_holder_and_a_waiter_never_admits_two
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_a_script_whose_interpreter_is_missing_is_127_bad_interpreter_as_in_bash(tmp_path: Path) -> None:
+    script = tmp_path / "tool"
+    script.write_text("#!/no/such/interpreter -x\necho hi\n")
+    script.chmod(0o755)
+    ran = run_fi_run("module", ["--", str(script)])
+    assert ran.status == 127  # before the fix: 126
+    assert ran.err.startswith("fi_run: cannot execute "), ran.err
+    assert "bad interpreter '/no/such/interpreter'" in ran.err
+
+
+def test_the_timeout_message_says_what_was_stopped_and_what_was_not(tmp_path: Path) -> None:
+    ran = run_fi_run("module", ["--timeout", "0.5", "--", "sleep", "30"])
+    assert ran.status == 124
+    assert "stopped 'sleep' and its process group" in ran.err  # no claim about everything it started
+    assert "setsid" in ran.err

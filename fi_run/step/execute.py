@@ -96,7 +96,8 @@ def _execute(spec: StepSpec, reporter: Reporter, record: StepRecord) -> int:
     assert result is not None
     if result.timed_out:
         reporter.error(
-            f"timed out after {spec.timeout:g} s: {spec.command[0]!r} and everything it started stopped"
+            f"timed out after {spec.timeout:g} s: stopped {spec.command[0]!r} and its process group "
+            "(a process that left the group, such as a setsid daemon, is not stopped)"
         )
         return result.status
     if result.status != 0:

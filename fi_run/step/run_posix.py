@@ -7,10 +7,11 @@ Python, and fi_run runs once per build step. No threads and no polling: the time
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
-from ..errors import NotExecutableError
+from ..errors import CommandNotFoundError, NotExecutableError
 from .outcome import Outcome, exit_status
 
 # Type checkers skip the rest of this module for Windows (mypy --platform win32); run_windows serves there.
@@ -80,6 +81,19 @@ class _Timer:
             self._kill(_signal.SIGKILL)
 
 
+def _missing_interpreter(executable: str) -> str | None:
+    """The interpreter a script's #! line names, when ENOENT came from it and not from the script."""
+    try:
+        with open(executable, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].split()
+    return os.fsdecode(words[0]) if words else None
+
+
 def run_once(
     executable: str,
     argv: tuple[str, ...],
@@ -126,6 +140,13 @@ def run_once(
     except OSError as exc:
         # The file was found and looked executable, but the kernel refused it: no #! line (ENOEXEC), a
         # missing #! interpreter, a noexec mount, arguments over ARG_MAX. A shell says 126 for these.
+        interpreter = _missing_interpreter(executable) if exc.errno == errno.ENOENT else None
+        if interpreter is not None:
+            # As bash: 127 and "bad interpreter" (the file is there; its #! names nothing that exists).
+            raise CommandNotFoundError(
+                f"cannot execute {argv[0]!r}: bad interpreter {interpreter!r} in its #! line: "
+                f"{exc.strerror or exc}"
+            ) from None
         raise NotExecutableError(f"cannot execute {argv[0]!r}: {exc.strerror or exc}") from None
     finally:
         if saved_cwd is not None:
