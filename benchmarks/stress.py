@@ -204,9 +204,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=12)
     args = parser.parse_args()
     env = prepare()
-    print(
-        f"{sys.version.split()[0]} on {sys.platform}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}"
-    )
+    when = time.strftime("%Y-%m-%d %H:%M")
+    print(f"{sys.version.split()[0]} on {sys.platform}, {os.cpu_count()} CPUs, {when}")
     failed = False
     for name, steps, kill_every in (
         ("stress", args.steps, None),
@@ -220,7 +219,8 @@ def main() -> None:
             checked = check_intervals(events)
             fair = fairness(log)
             print(
-                f"\n{name}: {steps} steps at -j{args.jobs}, hold {args.hold} s, {wall:.1f} s wall, {killed} fi_run killed"
+                f"\n{name}: {steps} steps at -j{args.jobs}, hold {args.hold} s, {wall:.1f} s wall, "
+                f"{killed} fi_run killed"
             )
             for key, value in {**checked, **fair}.items():
                 print(f"  {key:36} {value:.3f}" if isinstance(value, float) else f"  {key:36} {value}")
