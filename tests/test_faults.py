@@ -516,3 +516,80 @@ def test_the_timeout_message_says_what_was_stopped_and_what_was_not(tmp_path: Pa
     assert ran.status == 124
     assert "stopped 'sleep' and its process group" in ran.err  # no claim about everything it started
     assert "setsid" in ran.err
+
+
+# --- 8. fairness: first come, first served per resource, from the --log
+
+
+def _arrivals_and_acquisitions(log: Path) -> list[tuple[float, float, str]]:
+    """(arrival, acquisition, tag) of every logged step, from its lock entry; sorted by arrival."""
+    import json
+
+    rows = []
+    for line in log.read_text().splitlines():
+        record = json.loads(line)
+        (lock,) = record["locks"]
+        arrival = record["start"] + lock["wait_start"]
+        rows.append((arrival, arrival + lock["wait"], record["argv"][-1]))
+    return sorted(rows)
+
+
+def test_a_writer_that_arrived_first_is_not_overtaken_by_later_readers(tmp_path: Path) -> None:
+    """W arrives (and queues) before the readers; it is stopped (SIGSTOP) while the holder lets go, which is
+    how a waiter slow to wake looks. Before the fix the readers' polls took the free gate ahead of it; now
+    they queue behind it and the log shows acquisition in arrival order."""
+    locks, log, release = tmp_path / "locks", tmp_path / "steps.log", tmp_path / "release"
+
+    def waiting() -> int:
+        return len(list((_resource_dir_of(locks) / "waiters").glob("*")))
+
+    def holding() -> bool:
+        return (_resource_dir_of(locks) / "gate.lock.holder").exists()
+
+    base = [*fi_run_argv("module"), "--lock-dir", str(locks), "--log", str(log)]
+    hold = py("import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.01)", str(release))
+    quick = py("import sys", "tag")
+
+    def start(mode: str, tag: str, command: list[str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [*base, mode, "R", "--", *command[:-1], tag], cwd=tmp_path, env=base_environ(),
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+
+    procs = [start("--lock", "holder", [*hold, "holder"])]
+    try:
+        assert wait_until(holding, HANG_TIMEOUT)
+        writer = start("--lock", "writer", quick)
+        procs.append(writer)
+        assert wait_until(lambda: waiting() == 1, HANG_TIMEOUT)
+        for i in range(3):
+            procs.append(start("--shared-lock", f"reader{i}", quick))
+            assert wait_until(lambda i=i: waiting() == i + 2, HANG_TIMEOUT)
+        os.kill(writer.pid, signal.SIGSTOP)
+        release.touch()
+        time.sleep(0.6)  # six of the readers' polls
+        os.kill(writer.pid, signal.SIGCONT)
+        for proc in procs:
+            assert proc.wait(HANG_TIMEOUT) == 0
+        order = [
+            tag for _arrival, _acquired, tag in sorted(_arrivals_and_acquisitions(log), key=lambda r: r[1])
+        ]
+        assert [tag for _a, _q, tag in _arrivals_and_acquisitions(log)] == [
+            "holder",
+            "writer",
+            "reader0",
+            "reader1",
+            "reader2",
+        ]
+        assert order[:2] == ["holder", "writer"], order  # before the fix: the readers went ahead
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+                proc.kill()
+                proc.wait()
+
+
+def _resource_dir_of(locks: Path) -> Path:
+    found = [p for p in locks.glob("R-*") if p.is_dir()] if locks.is_dir() else []
+    return found[0] if found else locks / "missing"

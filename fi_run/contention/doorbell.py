@@ -86,6 +86,12 @@ class Waiter:
             return
         self._entry = entry
 
+    def ahead(self) -> bool:
+        """Is a live waiter for the gate older than this one? Then it is not this one's turn (FIFO)."""
+        if self._entry is None:
+            return False  # unregistered (no loopback): first come, first served cannot be kept; just try
+        return first_in_line(self._dir, before=os.path.basename(self._entry))
+
     def wait(self, seconds: float) -> None:
         """Sleep until rung or until ``seconds`` (at most SAFETY_POLL) have passed."""
         if self._sock is None:
@@ -115,6 +121,28 @@ class Waiter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def first_in_line(waiters_dir: str, before: str | None = None) -> bool:
+    """Is there a live gate waiter (older than the entry ``before``, if given) in ``waiters_dir``?
+
+    Entries sort in arrival order (their names start with the monotonic time of arrival). A waiter killed
+    with SIGKILL leaves its entry behind: its pid is checked, so it never holds up the line.
+    """
+    try:
+        names = sorted(name for name in os.listdir(waiters_dir) if name.endswith(".gate"))
+    except OSError:
+        return False
+    for name in names:
+        if before is not None and name >= before:
+            return False
+        try:
+            pid = int(name.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if _alive(pid) and pid != os.getpid():
+            return True
+    return False
 
 
 def ring(waiters_dir: str, kind: str, *, everyone: bool = False) -> None:

@@ -253,23 +253,43 @@ class _Acquirer:
                 )
             time.sleep(0.05)
 
-    def _wait(self, attempt: Callable[[], str | None], plan: _Plan, blocked_on: Callable[[], str]) -> None:
+    def _wait(
+        self,
+        attempt: Callable[[], str | None],
+        plan: _Plan,
+        blocked_on: Callable[[], str],
+        *,
+        fifo: bool = True,
+    ) -> None:
         """Call ``attempt`` until it succeeds (returns None), sleeping on the resource's doorbell between
         tries as the kind of waiter it names (see doorbell.py)."""
-        kind = attempt()
-        if kind is None:
-            return
-        from .doorbell import Waiter
+        from .doorbell import Waiter, first_in_line
 
-        with Waiter(os.path.join(plan.directory, _WAITERS), kind) as waiter:
+        waiters = os.path.join(plan.directory, _WAITERS)
+        # First come, first served: with others already queued for the gate, a newcomer queues behind them
+        # instead of slipping in during a hand-off (a reader past a waiting writer, say).
+        queued = fifo and first_in_line(waiters)
+        if not queued:
+            kind = attempt()
+            if kind is None:
+                return
+        else:
+            kind = "gate"
+        with Waiter(waiters, kind) as waiter:
             # Registered before the next try: a release between the failed try and the registration
             # would otherwise ring nobody.
-            while (kind := attempt()) is not None:
-                waiter.set_kind(kind)
+            while True:
+                if not (fifo and kind == "gate" and waiter.ahead()):
+                    kind = attempt()
+                    if kind is None:
+                        return
+                    waiter.set_kind(kind)
                 self._pause(waiter, plan, blocked_on)
 
     def _take(self, path: str, plan: _Plan, kind: str) -> None:
-        self._wait(lambda: None if self._try(path, plan.directory) else kind, plan, lambda: path)
+        # Only the gate has a line; draining the slots is waiting for holders already inside.
+        attempt = lambda: None if self._try(path, plan.directory) else kind  # noqa: E731
+        self._wait(attempt, plan, lambda: path, fifo=kind == "gate")
 
     def _pause(self, waiter: Waiter, plan: _Plan, blocked_on: Callable[[], str]) -> None:
         now = time.monotonic()
