@@ -564,7 +564,8 @@ def test_a_writer_that_arrived_first_is_not_overtaken_by_later_readers(tmp_path:
         assert wait_until(lambda: waiting() == 1, HANG_TIMEOUT)
         for i in range(3):
             procs.append(start("--shared-lock", f"reader{i}", quick))
-            assert wait_until(lambda i=i: waiting() == i + 2, HANG_TIMEOUT)
+            expected = i + 2
+            assert wait_until(lambda: waiting() == expected, HANG_TIMEOUT)  # noqa: B023 - used at once
         os.kill(writer.pid, signal.SIGSTOP)
         release.touch()
         time.sleep(0.6)  # six of the readers' polls
