@@ -594,3 +594,14 @@ def test_a_writer_that_arrived_first_is_not_overtaken_by_later_readers(tmp_path:
 def _resource_dir_of(locks: Path) -> Path:
     found = [p for p in locks.glob("R-*") if p.is_dir()] if locks.is_dir() else []
     return found[0] if found else locks / "missing"
+
+
+def test_taking_a_lock_freshens_a_lock_file_a_tmp_cleaner_would_find_old(tmp_path: Path) -> None:
+    locks = tmp_path / "locks"
+    assert run_fi_run("module", ["--lock-dir", str(locks), "--lock", "R", "--", "true"]).status == 0
+    gate = _resource_dir_of(locks) / "gate.lock"
+    month_ago = time.time() - 30 * 24 * 3600
+    os.utime(gate, (month_ago, month_ago))
+    assert run_fi_run("module", ["--lock-dir", str(locks), "--shared-lock", "R", "--", "true"]).status == 0
+    # before the fix the times stayed a month old: systemd-tmpfiles (10 days) would remove a file in use
+    assert time.time() - gate.stat().st_mtime < 3600

@@ -139,11 +139,26 @@ def _identity(path: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-def _held_identity(lock: BaseFileLock) -> tuple[int, int] | None:
+# Tmp cleaners remove files by age (systemd-tmpfiles: 10 days in /tmp, by the newest of atime, mtime and
+# ctime; macOS's periodic: 3 days by atime). Locking a file changes none of its times, so a lock file in daily
+# use would look abandoned: fi_run sets its times to now when it takes it and they are older than this.
+_FRESHEN_AFTER: Final = 24 * 3600.0
+
+
+def _held_identity(lock: BaseFileLock, *, freshen: bool = False) -> tuple[int, int] | None:
     fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
     if not isinstance(fd, int):
         return None
     st = os.fstat(fd)
+    if (
+        freshen
+        and os.utime in os.supports_fd
+        and time.time() - max(st.st_atime, st.st_mtime) > _FRESHEN_AFTER
+    ):
+        try:
+            os.utime(fd)
+        except OSError:
+            pass  # another user's file in a shared directory: its owner's runs freshen it
     return (st.st_dev, st.st_ino)
 
 
@@ -216,7 +231,7 @@ class _Acquirer:
             return False
         except OSError as exc:  # permissions, a full disk, a planted symlink: the place, not fi_run
             raise place_error("lock", path, exc) from None
-        held = _held_identity(lock)
+        held = _held_identity(lock, freshen=True)
         if held is not None and _identity(path) != held:
             # Removed between filelock's open and its flock: a lock on a file nobody else can find.
             lock.release()
