@@ -605,3 +605,19 @@ def test_taking_a_lock_freshens_a_lock_file_a_tmp_cleaner_would_find_old(tmp_pat
     assert run_fi_run("module", ["--lock-dir", str(locks), "--shared-lock", "R", "--", "true"]).status == 0
     # before the fix the times stayed a month old: systemd-tmpfiles (10 days) would remove a file in use
     assert time.time() - gate.stat().st_mtime < 3600
+
+
+def test_a_stale_waiter_entry_whose_pid_is_alive_again_does_not_hold_up_the_line(tmp_path: Path) -> None:
+    """A waiter killed with SIGKILL leaves its doorbell entry; its pid may since belong to another process
+    (here: this test). Its port is no longer bound, so it is not a waiter and the line moves."""
+    import socket
+
+    locks = tmp_path / "locks"
+    assert run_fi_run("module", ["--lock-dir", str(locks), "--lock", "R", "--", "true"]).status == 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    stale = _resource_dir_of(locks) / "waiters" / f"{1:020d}-{os.getpid()}-{port}.gate"
+    stale.touch()
+    ran = run_fi_run("module", ["--lock-dir", str(locks), "--lock-timeout", "3", "--lock", "R", "--", "true"])
+    assert ran.status == 0, ran.err  # 75 if the stale entry were taken for the head of the line

@@ -137,11 +137,28 @@ def first_in_line(waiters_dir: str, before: str | None = None) -> bool:
         if before is not None and name >= before:
             return False
         try:
-            pid = int(name.split("-")[1])
-        except (IndexError, ValueError):
+            _ns, pid_text, port_text = name.partition(".")[0].split("-")
+            pid, port = int(pid_text), int(port_text)
+        except ValueError:
             continue
-        if _alive(pid) and pid != os.getpid():
+        if pid != os.getpid() and _alive(pid) and _port_taken(port):
             return True
+    return False
+
+
+def _port_taken(port: int) -> bool:
+    """Is the waiter's loopback port still bound? A live pid alone could be a reused one: an entry left by
+    a killed waiter must never hold up the line (a live but stopped waiter does: docs/faults.md)."""
+    try:
+        probe = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    except OSError:
+        return True
+    try:
+        probe.bind((_LOOPBACK, port))
+    except OSError:
+        return True  # in use: the waiter still listens
+    finally:
+        probe.close()
     return False
 
 

@@ -283,6 +283,9 @@ class _Acquirer:
         waiters = os.path.join(plan.directory, _WAITERS)
         # First come, first served: with others already queued for the gate, a newcomer queues behind them
         # instead of slipping in during a hand-off (a reader past a waiting writer, say).
+        # Not on Windows yet: there a killed waiter's entry cannot be told from a live one (_alive), and it
+        # would hold up the line for good (issue 13).
+        fifo = fifo and os.name != "nt"
         queued = fifo and first_in_line(waiters)
         if not queued:
             kind = attempt()
