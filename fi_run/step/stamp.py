@@ -49,7 +49,10 @@ def prepare(path: str) -> None:
     tmp = temporary_name(path)
     try:
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o666))
-        os.unlink(tmp)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass  # another run of the same step removed it first: the check still passed
     except OSError as exc:
         raise UsageError(
             f"--stamp {path!r} could not be written after the command: cannot create {tmp!r} beside it "
