@@ -70,10 +70,19 @@ class Waiter:
             # O_EXCL | O_NOFOLLOW: never create a file through a symlink planted in a shared lock directory.
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
             os.close(os.open(entry, flags, 0o644))
+            self._sock = sock
+            self._entry = entry
         except OSError:
             return  # no loopback or no directory: poll instead
-        self._sock = sock
-        self._entry = entry
+        except BaseException:
+            # Interrupted (SIGINT, SIGTERM) right after the entry was made: the caller never gets this
+            # object to close, so the entry must go now, or it would look like a waiter to everyone.
+            try:
+                os.unlink(entry)
+            except (OSError, NameError):
+                pass
+            self._entry = None
+            raise
 
     def set_kind(self, kind: str) -> None:
         """Wait for something else now (an exclusive waiter that got the gate now waits to drain)."""
