@@ -41,7 +41,7 @@ from .lockdir import (
     resource_dir_name,
 )
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # saves nothing: only a locked step imports this, and filelock imports typing
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
     from typing import Final
@@ -49,7 +49,8 @@ if TYPE_CHECKING:
     from filelock import BaseFileLock
 
     from ..messages import Reporter
-    from ..observe.steplog import JSON, StepRecord
+    from ..observe.schema import JSON
+    from ..observe.steplog import StepRecord
     from ..step.spec import LockRequest, StepSpec
     from .doorbell import Waiter
 
