@@ -215,9 +215,12 @@ def _holder_of(lock_path: str) -> str:
 class _Acquirer:
     """Takes the planned locks one by one, waiting with the doorbell, within one deadline."""
 
-    def __init__(self, spec: StepSpec, reporter: Reporter) -> None:
+    def __init__(
+        self, spec: StepSpec, reporter: Reporter, on_wait: Callable[[str], None] | None = None
+    ) -> None:
         self.spec = spec
         self.reporter = reporter
+        self.on_wait = on_wait  # told the resource when a lock is not free at once (lending, jobserver.py)
         # (lock, resource directory, is the gate), in acquisition order
         self.held: list[tuple[BaseFileLock, str, bool]] = []
         self._locks: dict[str, BaseFileLock] = {}
@@ -264,6 +267,8 @@ class _Acquirer:
         kind = attempt()
         if kind is None:
             return
+        if self.on_wait is not None:
+            self.on_wait(plan.canonical)
         from .doorbell import Waiter
 
         with Waiter(os.path.join(plan.directory, _WAITERS), kind) as waiter:
@@ -368,15 +373,19 @@ def _stderr_is_tty() -> bool:
 
 
 @contextmanager
-def held_locks(spec: StepSpec, reporter: Reporter, record: StepRecord) -> Iterator[None]:
-    """Hold every lock the step asked for, in the global order; release them all on every exit path."""
+def held_locks(
+    spec: StepSpec, reporter: Reporter, record: StepRecord, on_wait: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """Hold every lock the step asked for, in the global order; release them all on every exit path.
+
+    ``on_wait(resource)`` is called each time a lock is not free at once, before the wait starts."""
     import filelock  # noqa: F401 - imported before any wait starts, so that logged waits are only waits
 
     from . import doorbell  # noqa: F401
 
     lock_dir = prepare_lock_dir(spec)
     plans = plan_locks(spec.locks, lock_dir, spec.start_dir, windows=os.name == "nt")
-    acquirer = _Acquirer(spec, reporter)
+    acquirer = _Acquirer(spec, reporter, on_wait)
     acquired: list[tuple[dict[str, JSON], float]] = []  # (log entry, when it was held)
     try:
         for plan in plans:

@@ -34,6 +34,7 @@ class StepRecord:
         self.started_mono = time.monotonic()
         self.attempts: list[dict[str, JSON]] = []
         self.locks: list[dict[str, JSON]] = []
+        self.loans: list[dict[str, JSON]] = []  # job slots lent to the jobserver (contention/jobserver.py)
 
     def offset(self) -> float:
         return time.monotonic() - self.started_mono
@@ -62,10 +63,27 @@ class StepRecord:
         self.locks.append(entry)
         return entry
 
+    def add_loan(self, resource: str | None) -> dict[str, JSON]:
+        """The slot was lent now, while waiting for ``resource`` (None: a retry back-off)."""
+        entry: dict[str, JSON] = {"start": round(self.offset(), 6), "duration": None, "resource": resource}
+        self.loans.append(entry)
+        return entry
+
+    def end_loan(self, entry: dict[str, JSON], *, credit: bool, lost: bool = False) -> None:
+        """The step goes on: with a token taken back, on credit (it repays one after its command: see
+        jobserver.REPAY_AFTER), or without one (lost: it could not take one back)."""
+        start = entry["start"]
+        assert isinstance(start, float)
+        entry["duration"] = round(self.offset() - start, 6)
+        if credit:
+            entry["credit"] = True
+        if lost:
+            entry["lost"] = True
+
     def to_json(self, spec: StepSpec, status: int, error: str | None) -> dict[str, JSON]:
         duration = self.offset()
         names = sorted({op.name if op.kind != "venv" else "VIRTUAL_ENV" for op in spec.env_ops})
-        return {
+        record: dict[str, JSON] = {
             "v": SCHEMA_VERSION,
             "pid": os.getpid(),
             "start": round(self.started_wall, 6),
@@ -81,6 +99,9 @@ class StepRecord:
             "stamp": spec.stamp,
             "env_names": list(names),
         }
+        if self.loans:  # only when the step lent its slot: records of steps that did not stay as they were
+            record["lent"] = list(self.loans)
+        return record
 
 
 def encode(value: JSON) -> str:
