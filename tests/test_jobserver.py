@@ -280,6 +280,26 @@ def test_a_step_waiting_for_a_lock_lends_its_slot_and_an_independent_step_runs(t
     # Four jobs at once under -j3: both loans and both independent steps.
     assert most_at_once([*waits.values(), spans["i1"], spans["i2"]]) == 4
 
+    # The loans, as `fi_run report` and `fi_run trace` show them.
+    report = _tool("report", "--json", str(build.log))
+    (lent,) = json.loads(report)["lent"]
+    assert (lent["resource"], lent["loans"], lent["steps"]) == (os.path.realpath(resource), 2, 2)
+    assert lent["seconds"] == pytest.approx(sum(end - start for start, end in waits.values()), abs=0.01)
+    assert "job slots lent" in _tool("report", str(build.log))
+    trace = json.loads(_tool("trace", str(build.log)))
+    begins = [e for e in trace["traceEvents"] if e.get("cat") == "lent" and e["ph"] == "b"]
+    ends = [e for e in trace["traceEvents"] if e.get("cat") == "lent" and e["ph"] == "e"]
+    assert len(begins) == len(ends) == 2
+    assert {e["args"]["resource"] for e in begins} == {os.path.realpath(resource)}
+
+
+def _tool(*args: str) -> str:
+    done = subprocess.run(
+        [str(console_script()), *args], capture_output=True, text=True, timeout=HANG_TIMEOUT, check=False
+    )
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    return done.stdout
+
 
 def test_no_jobserver_and_auto_without_the_mark_lend_nothing(tmp_path: Path) -> None:
     """An outer make's jobserver (MAKEFLAGS without fi_run's mark): --lend-slot auto leaves it alone;

@@ -47,6 +47,17 @@ class Lock:
 
 
 @dataclass(frozen=True)
+class Loan:
+    """The step's ninja job slot, given back to the jobserver while it waited (fi-run jobserver)."""
+
+    start: float  # seconds from the step's start
+    duration: float | None  # None: the step ended before it took the slot back (interrupted, failed)
+    resource: str | None  # the lock it waited for; None: a retry back-off
+    credit: bool = False  # it ran before a token came back, and repaid one after its command
+    lost: bool = False  # it could not take a token back within the bound
+
+
+@dataclass(frozen=True)
 class Step:
     """One log line: one fi_run invocation."""
 
@@ -64,6 +75,7 @@ class Step:
     stamp: str | None = None
     env_names: tuple[str, ...] = ()
     source: str = ""  # file:line it came from
+    loans: tuple[Loan, ...] = ()  # "lent" in the record: only steps that lent their job slot have it
 
     @property
     def retried(self) -> tuple[Attempt, ...]:
@@ -165,6 +177,19 @@ def parse_record(record: object, source: str = "") -> Step:
                     held=None if held is None else _number(entry, "held"),
                 )
             )
+        loans = []
+        if record.get("lent") is not None:
+            for entry in _objects(record.get("lent"), "lent"):
+                duration = entry.get("duration")
+                loans.append(
+                    Loan(
+                        start=_number(entry, "start"),
+                        duration=None if duration is None else _number(entry, "duration"),
+                        resource=_text(entry, "resource"),
+                        credit=entry.get("credit") is True,
+                        lost=entry.get("lost") is True,
+                    )
+                )
         pid = record.get("pid")
         env_names = record.get("env_names")
         return Step(
@@ -182,6 +207,7 @@ def parse_record(record: object, source: str = "") -> Step:
             stamp=_text(record, "stamp"),
             env_names=() if env_names is None else _texts(env_names, "env_names"),
             source=source,
+            loans=tuple(loans),
         )
     except _Bad as exc:
         raise ValueError(f"missing or malformed field {exc.args[0]!r}") from None
