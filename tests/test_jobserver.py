@@ -233,6 +233,27 @@ def test_help(tmp_path: Path) -> None:
     assert done.stdout.startswith("usage: fi-run jobserver [-j N] -- COMMAND")
 
 
+def test_an_old_ninja_is_warned_about_and_its_steps_are_not_told_to_lend(tmp_path: Path) -> None:
+    fake = tmp_path / "bin" / "ninja"  # a ninja 1.11: no jobserver client
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = --version ]; then echo 1.11.1; exit 0; fi\n'
+        'echo "mark=${FI_RUN_JOBSERVER-unset} makeflags=$MAKEFLAGS"\n'
+    )
+    fake.chmod(0o755)
+    done = subprocess.run(
+        [str(console_script()), "jobserver", "-j", "2", "--", str(fake)],
+        capture_output=True,
+        text=True,
+        timeout=HANG_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert "cannot use a jobserver (1.13 can)" in only_fi_run_line(done.stderr)
+    assert done.stdout.startswith("mark=unset makeflags=-j2 --jobserver-auth=fifo:")
+
+
 # --- lending
 
 

@@ -618,7 +618,8 @@ def main(argv: Sequence[str]) -> int:
             marked = False  # the steps must not lend into a jobserver nobody reads
             reporter.warning(
                 f"jobserver: ninja {'.'.join(map(str, version))} cannot use a jobserver (1.13 can): it runs "
-                "its own default -j and the steps do not lend their slots; give ninja -j N instead"
+                "its own default -j and the steps do not lend their slots; "
+                "run ninja -j N without fi-run jobserver"
             )
     tokens = jobs - 1
     status = 0
