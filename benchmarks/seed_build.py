@@ -12,6 +12,7 @@ just a number. The ways, at -j16:
       takes one back if there is one or runs on credit and repays it after (the default);
   (c0) as (c), but a lock holder waits for a token before its command (FI_RUN_LEND_REPAY=0);
   (d) as (b), plus one ninja pool of depth 1 per venv (docs/jobserver.md's pattern), no jobserver;
+  (d1) as (d), but only the installs in the pool: the shared import steps wait for installs in job slots;
   (u) unwrapped, no pool: steps collide (ninja -k 0, failures counted).
 Reported: wall time, CPU time of all the build's processes, failures, (a)/(b), and (b) over the DAG lower
 bound: the largest of total work / 16, the critical path, and per venv its serialized exclusive work plus one
@@ -50,13 +51,15 @@ def generate(way: str, build: str, scale: float) -> None:
     locks = shlex.quote(os.path.join(build, "locks"))
     lines = ["pool venv\n  depth = 1\n"] + [f"pool venv{v}\n  depth = 1\n" for v in range(VENVS)]
     wrap = f"{fi_run} --lock-dir {locks} --stamp $out"
-    if way in ("b", "b+", "c", "c0", "d"):
-        pool = "\n  pool = $venv_pool" if way == "d" else ""
+    if way in ("b", "b+", "c", "c0", "d", "d1"):
+        pool = "\n  pool = $venv_pool" if way in ("d", "d1") else ""
+        import_pool = pool if way == "d" else ""
         lines.append(
             f"rule install\n  command = {wrap} --lock $venv -- {sim} exclusive $venv {install_s}{pool}\n"
         )
         lines.append(
-            f"rule import\n  command = {wrap} --shared-lock $venv -- {sim} shared $venv {import_s}{pool}\n"
+            f"rule import\n  command = {wrap} --shared-lock $venv -- {sim} shared $venv {import_s}"
+            f"{import_pool}\n"
         )
         if way == "b+":
             lines.append(f"rule work\n  command = {wrap} -- sleep {independent_s}\n")
@@ -139,6 +142,7 @@ NAMES = {
     "c": "(c) locks, fi-run jobserver, repay",
     "c0": "(c0) as (c), token before command",
     "d": "(d) locks + depth-1 pool per venv",
+    "d1": "(d1) as (d), installs only in pool",
     "u": "(u) unwrapped, no pool",
 }
 
