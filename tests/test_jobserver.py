@@ -270,10 +270,13 @@ def _held_outside(build: Build, resource: Path, until: Sequence[Path]) -> subpro
     return holder
 
 
-def test_a_step_waiting_for_a_lock_lends_its_slot_and_an_independent_step_runs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("repay", ["1", "0"], ids=["repay-after", "token-before-command"])
+def test_a_step_waiting_for_a_lock_lends_its_slot_and_an_independent_step_runs(
+    tmp_path: Path, repay: str
+) -> None:
     """-j3: two steps wait for a lock held elsewhere; two independent steps that can only finish together
     (each waits for the other to start) run meanwhile: four jobs at once, which ninja only starts because
-    the waiting steps gave their slots back."""
+    the waiting steps gave their slots back. Either way of taking the slot back (FI_RUN_LEND_REPAY)."""
     build = Build(tmp_path)
     resource = tmp_path / "venv"
     started = [tmp_path / "i1.started", tmp_path / "i2.started"]
@@ -284,7 +287,7 @@ def test_a_step_waiting_for_a_lock_lends_its_slot_and_an_independent_step_runs(t
     build.step("q", build.record("q", "--waiters", str(build.locks / "*" / "waiters" / "*"), "2"), after=True)
     build.step("i1", build.record("i1", "--touch", str(started[0]), "--wait", str(started[1])))
     build.step("i2", build.record("i2", "--touch", str(started[1]), "--wait", str(started[0])))
-    done = build.run(jobs=3)
+    done = build.run(jobs=3, FI_RUN_LEND_REPAY=repay)
     assert holder.wait(HANG_TIMEOUT) == 0
     assert done.returncode == 0, done.stdout + done.stderr
     assert server_warnings(done.stderr) == []
