@@ -511,8 +511,9 @@ def signatures_text() -> str:
     return "\n".join(lines) + "\n"
 
 
-# `fi_run report LOG` / `fi_run trace LOG -o FILE`: tools that read --log files. A command named "report" is
-# unaffected: commands always come after '--'. Each tool's main(argv) returns a status or raises FiRunError.
+# `fi_run report LOG` / `fi_run trace LOG -o FILE`: tools that read --log files; `fi_run jobserver -- ninja`
+# runs a build under fi_run's jobserver (docs/jobserver.md). A command named "report" is unaffected: commands
+# always come after '--'. Each tool's main(argv) returns a status or raises FiRunError.
 TOOLS: Final = {
     "report": "fi_run.observe.report",
     "trace": "fi_run.observe.trace",
