@@ -358,6 +358,68 @@ def test_no_jobserver_and_auto_without_the_mark_lend_nothing(tmp_path: Path) -> 
     os.close(fd)
 
 
+def test_a_lock_timeout_takes_the_lent_token_back_before_exiting(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    os.write(fd, b"++")
+    build = Build(tmp_path)
+    resource = tmp_path / "venv"
+    release = tmp_path / "release"
+    holder = _held_outside(build, resource, [release])
+    try:
+        done = subprocess.run(
+            [*build.fi_run("--lock", str(resource), "--lock-timeout", "0.5"), *build.record("late")],
+            env=base_environ(
+                {"MAKEFLAGS": f"-j3 --jobserver-auth=fifo:{fifo}", "FI_RUN_JOBSERVER": f"fifo:{fifo}"}
+            ),
+            capture_output=True,
+            text=True,
+            timeout=HANG_TIMEOUT,
+            check=False,
+        )
+    finally:
+        release.touch()
+        holder.wait(HANG_TIMEOUT)
+    assert done.returncode == 75
+    assert "gave up after 0.5 s" in only_fi_run_line(done.stderr)
+    (record,) = [r for r in build.records() if r["argv"][2] == "late"]
+    (loan,) = record["lent"]
+    assert loan["duration"] is not None
+    assert "lost" not in loan
+    assert os.read(fd, 100) == b"++", "the token lent while waiting is back"
+    os.close(fd)
+
+
+def test_a_step_that_cannot_take_its_slot_back_says_so_within_the_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process, on a real fifo: the lent token is taken by someone else and never comes back."""
+    import io
+
+    from fi_run.messages import Reporter
+    from fi_run.observe.steplog import StepRecord
+    from fi_run.step.interrupts import Interrupts
+
+    monkeypatch.setattr(js, "REPAY_BOUND_SECONDS", 0.3)  # instead of a minute
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    err = io.StringIO()
+    record = StepRecord()
+    with Interrupts() as interrupts:
+        lender = js.Lender(f"fifo:{fifo}", Reporter(stream=err), record, interrupts, repay_after=True)
+        lender.lend("/some/venv")
+        assert os.read(fd, 10) == b"+"  # another job takes the lent token
+        lender.take_back()  # none there: the command runs on credit
+        assert record.loans[0]["credit"] is True
+        lender.settle()  # waits at most the bound for a token to repay with, then gives up
+    assert "could not take the job slot back from the jobserver within 0.3 s" in err.getvalue()
+    assert record.loans[0].get("lost") is True
+    assert lender.owed == 0
+    os.close(fd)
+
+
 def test_a_lent_slot_is_taken_back_after_a_retry_back_off(tmp_path: Path) -> None:
     from lock_testing import UV_2767_MESSAGE
 

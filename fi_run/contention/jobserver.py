@@ -298,6 +298,7 @@ class Lender:
         self.repay_after = repay_after
         self._tokens: _Tokens | None = None
         self._loan: dict[str, JSON] | None = None  # the open loan's log entry: lent, not yet taken back
+        self._credit: dict[str, JSON] | None = None  # the loan whose token is still to be repaid
         self.owed = 0  # tokens this step must still take: 1 while lent, or while running on credit
         self.broken = False
 
@@ -346,6 +347,7 @@ class Lender:
     def _close_loan(self, *, credit: bool) -> None:
         assert self._loan is not None
         self.record.end_loan(self._loan, credit=credit)
+        self._credit = self._loan if credit else None
         self._loan = None
         if not credit:
             self.owed = 0
@@ -358,6 +360,8 @@ class Lender:
         if self._loan is not None:
             self.record.end_loan(self._loan, credit=False, lost=True)
             self._loan = None
+        elif self._credit is not None:
+            self._credit["lost"] = True  # ran on credit and never repaid
         self.owed = 0
 
     def settle(self) -> None:
