@@ -420,6 +420,44 @@ def test_a_step_that_cannot_take_its_slot_back_says_so_within_the_bound(
     os.close(fd)
 
 
+def test_a_signal_right_after_the_token_is_written_still_finds_the_loan_noted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGINT delivered just after the token went into the fifo: the step ends (Interrupted) with the loan
+    noted, and settle() takes the token back, so none is lost or left over."""
+    import io
+
+    from fi_run.messages import Reporter
+    from fi_run.observe.steplog import StepRecord
+    from fi_run.step.interrupts import Interrupted, Interrupts
+
+    give = js._Tokens.give
+
+    def give_then_signal(self: js._Tokens) -> None:
+        give(self)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(js._Tokens, "give", give_then_signal)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    record = StepRecord()
+    with Interrupts() as interrupts:
+        lender = js.Lender(
+            f"fifo:{fifo}", Reporter(stream=io.StringIO()), record, interrupts, repay_after=True
+        )
+        with pytest.raises(Interrupted):
+            lender.lend("/some/venv")
+        assert lender.owed == 1
+        assert len(record.loans) == 1
+        lender.settle()
+    assert lender.owed == 0
+    assert record.loans[0]["duration"] is not None
+    with pytest.raises(BlockingIOError):
+        os.read(fd, 10)  # the token went back out of the fifo: nothing left over
+    os.close(fd)
+
+
 def test_a_lent_slot_is_taken_back_after_a_retry_back_off(tmp_path: Path) -> None:
     from lock_testing import UV_2767_MESSAGE
 

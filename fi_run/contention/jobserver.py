@@ -302,41 +302,51 @@ class Lender:
         self.owed = 0  # tokens this step must still take: 1 while lent, or while running on credit
         self.broken = False
 
+    # Token I/O and the bookkeeping that goes with it run with signals recorded, not raised (the step is
+    # always idle here: waiting for a lock or backing off): a signal between writing a token and noting the
+    # loan would otherwise lose track of it. The signal is raised right after, by interrupts.idle().
+
     def lend(self, resource: str | None = None) -> None:
-        """Give one token back (once: a step holds at most one slot). Never raises: a jobserver that
-        cannot be used means the step simply keeps its slot."""
+        """Give one token back (once: a step holds at most one slot). A jobserver that cannot be used
+        means the step simply keeps its slot (one warning)."""
         if self.owed or self.broken:
             return
+        self.interrupts.spawning()
         try:
-            if self._tokens is None:
-                self._tokens = _Tokens(self.auth)
-            self._tokens.give()
-        except OSError as exc:
-            self.broken = True
-            self.reporter.warning(f"cannot lend the job slot to the jobserver {self.auth!r}: {exc}")
-            return
-        self.owed = 1
-        self._loan = self.record.add_loan(resource)
+            try:
+                if self._tokens is None:
+                    self._tokens = _Tokens(self.auth)
+                self._tokens.give()
+            except OSError as exc:
+                self.broken = True
+                self.reporter.warning(f"cannot lend the job slot to the jobserver {self.auth!r}: {exc}")
+                return
+            self.owed = 1
+            self._loan = self.record.add_loan(resource)
+        finally:
+            self.interrupts.idle()
 
     def take_back(self) -> None:
         """Before the command: take a token back. REPAY_AFTER: only if one is there now, else run on credit
-        and repay in settle(); otherwise wait for one, interruptibly (the locks are held, so a signal must
-        end the wait), at most REPAY_BOUND_SECONDS."""
+        and repay in settle(); otherwise wait for one, at most REPAY_BOUND_SECONDS, and stop waiting at a
+        signal (the locks are held: the step must end)."""
         if not self.owed or self._tokens is None or self._loan is None:
             return
-        if self.repay_after:
-            if self._tokens.take(0):
-                self._close_loan(credit=False)
-            else:
-                self._close_loan(credit=True)  # still owed: settle() repays it
-            return
-        deadline = time.monotonic() + REPAY_BOUND_SECONDS
-        self.interrupts.idle()  # a signal now raises Interrupted, which ends the wait
-        while not self._tokens.take(deadline - time.monotonic()):
-            if time.monotonic() >= deadline:
-                self._give_up(REPAY_BOUND_SECONDS)
+        self.interrupts.spawning()
+        try:
+            if self.repay_after:
+                self._close_loan(credit=not self._tokens.take(0))  # credit: still owed, settle() repays
                 return
-        self._close_loan(credit=False)
+            deadline = time.monotonic() + REPAY_BOUND_SECONDS
+            while self.interrupts.signum is None:
+                if self._tokens.take(deadline - time.monotonic()):
+                    self._close_loan(credit=False)
+                    return
+                if time.monotonic() >= deadline:
+                    self._give_up(REPAY_BOUND_SECONDS)
+                    return
+        finally:
+            self.interrupts.idle()  # raises Interrupted if a signal came: settle() then repays, bounded
 
     def sleep(self, seconds: float) -> None:
         """A retry back-off: lend for its length, then take the slot back as before a command."""
