@@ -51,7 +51,7 @@ def append_cost(directory: str, count: int = 2000) -> float:
     for _ in range(count):
         record = StepRecord()
         record.add_attempt(0.0, 0, None, None)
-        append(path, record.to_json(spec, 0, None), reporter)
+        append(path, record.finish(spec, 0, None), reporter)
     return (time.perf_counter() - start) / count
 
 

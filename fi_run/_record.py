@@ -1,14 +1,16 @@
 """A frozen ``@dataclass(frozen=True)`` for the hot path, without importing dataclasses.
 
-``import dataclasses`` pulls in inspect and re: about 20 ms on this kind of machine, more than Python's own
-start-up, paid by every build step. fi_run's records need only keyword/positional construction,
-immutability, equality and a repr, which this provides. Type checkers see the real ``dataclass`` (the
-modules import it under ``TYPE_CHECKING``), so mypy checks the fields as usual.
+``import dataclasses`` pulls in inspect and re: 10 to 20 ms on this kind of machine, about as much as
+Python's own start-up. That is saved on every step without locks; a locked step imports filelock, which
+imports dataclasses anyway (docs/performance.md, "The import budget"). fi_run's records need only
+keyword/positional (or keyword-only) construction, immutability, equality and a repr, which this provides.
+Type checkers see the real ``dataclass`` (the modules import it under ``TYPE_CHECKING``), so mypy checks
+the fields as usual.
 """
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlocked step (docs/performance.md)
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, TypeVar
@@ -16,20 +18,20 @@ if TYPE_CHECKING:
     _T = TypeVar("_T")
 
 
-def dataclass(*, frozen: bool) -> Callable[[type[_T]], type[_T]]:
+def dataclass(*, frozen: bool, kw_only: bool = False) -> Callable[[type[_T]], type[_T]]:
     if not frozen:
         raise ValueError("fi_run records are always frozen")
-    return _make_record
+    return lambda cls: _make_record(cls, kw_only)
 
 
-def _make_record(cls: type[_T]) -> type[_T]:
+def _make_record(cls: type[_T], kw_only: bool) -> type[_T]:
     names = tuple(cls.__dict__.get("__annotations__", {}))
     defaults = {name: cls.__dict__[name] for name in names if name in cls.__dict__}
     qualname = cls.__qualname__
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        if len(args) > len(names):
-            raise TypeError(f"{qualname}() takes at most {len(names)} positional arguments")
+        if len(args) > (0 if kw_only else len(names)):
+            raise TypeError(f"{qualname}() takes at most {0 if kw_only else len(names)} positional arguments")
         values = dict(zip(names, args, strict=False))
         for name, value in kwargs.items():
             if name not in names or name in values:

@@ -1,6 +1,7 @@
 """fi_run's own messages: one line each on stderr, prefixed ``fi_run:``, optionally coloured.
 
-The child's output is never touched or coloured here; only fi_run's own lines go through this module.
+The child's output is never touched or coloured here; only fi_run's own lines go through this module, and
+``fi_run report`` takes its colours and its colour decision from here too (one palette, one rule).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlocked step (docs/performance.md)
 if TYPE_CHECKING:
     from typing import Final, TextIO
 
@@ -20,10 +21,14 @@ QUIET: Final = 0
 NORMAL: Final = 1
 VERBOSE: Final = 2
 
-_RED: Final = "\x1b[1;31m"
-_YELLOW: Final = "\x1b[1;33m"
-_DIM: Final = "\x1b[2m"
-_RESET: Final = "\x1b[0m"
+# The palette: fi_run's own lines use RED (errors), YELLOW (warnings) and DIM (notes); the report adds BOLD
+# headings and CYAN resources.
+BOLD: Final = "\x1b[1m"
+RED: Final = "\x1b[1;31m"
+YELLOW: Final = "\x1b[1;33m"
+CYAN: Final = "\x1b[36m"
+DIM: Final = "\x1b[2m"
+RESET: Final = "\x1b[0m"
 
 
 def colour_wanted(environ: dict[str, str] | os._Environ[str], stream_is_tty: bool) -> bool:
@@ -43,6 +48,22 @@ def colour_wanted(environ: dict[str, str] | os._Environ[str], stream_is_tty: boo
     return stream_is_tty and environ.get("TERM") != "dumb"
 
 
+def is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no such method, or a closed stream
+        return False
+
+
+def colour_for(stream: TextIO) -> bool:
+    """Whether to colour what goes to ``stream`` (colour_wanted, from its being a terminal); on Windows,
+    also make the console understand the colours."""
+    colour = colour_wanted(os.environ, is_terminal(stream))
+    if colour and os.name == "nt":  # pragma: no cover - Windows only
+        _enable_windows_ansi()
+    return colour
+
+
 class Reporter:
     """Writes fi_run's own lines to stderr at the chosen verbosity."""
 
@@ -58,40 +79,34 @@ class Reporter:
 
     def _use_colour(self) -> bool:
         if self._colour is None:
-            try:
-                tty = self.stream.isatty()
-            except (AttributeError, ValueError):
-                tty = False
-            self._colour = colour_wanted(os.environ, tty)
-            if self._colour and os.name == "nt":  # pragma: no cover - Windows only
-                _enable_windows_ansi()
+            self._colour = colour_for(self.stream)
         return self._colour
 
     def _emit(self, colour: str, text: str) -> None:
         # One line, always: a message with an embedded newline would read as two build-log lines.
         text = text.replace("\r", "\\r").replace("\n", "\\n")
-        prefix = f"{colour}{PREFIX}{_RESET}" if self._use_colour() else PREFIX
+        prefix = f"{colour}{PREFIX}{RESET}" if self._use_colour() else PREFIX
         line = f"{prefix} {text}\n"
         try:
             self.stream.write(line)
             self.stream.flush()
         except (OSError, ValueError):
-            pass  # stderr closed or broken: nothing sensible left to tell anyone
+            pass  # stderr closed or broken (try/except, not contextlib.suppress: saves ~2 ms per step)
 
     def error(self, text: str) -> None:
-        self._emit(_RED, text)
+        self._emit(RED, text)
 
     def warning(self, text: str) -> None:
         if self.verbosity >= NORMAL:
-            self._emit(_YELLOW, text)
+            self._emit(YELLOW, text)
 
     def info(self, text: str) -> None:
         if self.verbosity >= NORMAL:
-            self._emit(_DIM, text)
+            self._emit(DIM, text)
 
     def debug(self, text: str) -> None:
         if self.verbosity >= VERBOSE:
-            self._emit(_DIM, text)
+            self._emit(DIM, text)
 
 
 def _enable_windows_ansi() -> None:  # pragma: no cover - Windows only

@@ -1,12 +1,37 @@
-"""Fixtures: fi_run run three ways (in-process main(argv), python -m fi_run, the fi-run console script)."""
+"""Fixtures (fi_run run three ways, background processes) and the modules that run only on POSIX."""
 
 from __future__ import annotations
 
 import signal
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
-from fi_run_testing import WAYS, Ran, Runner, run_fi_run
+from fi_run_testing import WAYS, Build, Procs, Ran, Runner, contended_build, run_fi_run
+
+# Modules that test POSIX behaviour (process groups, POSIX signals, /proc, /bin/sh under ninja, x bits and
+# #! lines, flock): not collected on Windows, which has its own runner (run_windows.py) and whose rules are
+# tested on Linux through the pure functions that take windows=.
+POSIX_ONLY = (
+    "test_cli.py",
+    "test_contention.py",
+    "test_lock_interrupts.py",
+    "test_locks.py",
+    "test_log.py",
+    "test_ninja.py",
+    "test_report.py",
+    "test_run.py",
+    "test_signals.py",
+    "test_trace.py",
+)
+collect_ignore = list(POSIX_ONLY) if sys.platform == "win32" else []
+
+
+def pytest_report_header() -> str | None:
+    if collect_ignore:
+        return f"POSIX-only, not collected here: {', '.join(collect_ignore)}"
+    return None
+
 
 # The tests send SIGINT, SIGTERM and SIGHUP and expect what a build gets under ninja: default dispositions.
 # A runner that starts the suite with some of them ignored (nohup, a background job of a non-interactive
@@ -18,7 +43,7 @@ for _name in ("SIGINT", "SIGTERM", "SIGHUP"):
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
 
 @pytest.fixture(params=WAYS)
@@ -28,10 +53,7 @@ def fi_run_way(request: pytest.FixtureRequest) -> str:
     return way
 
 
-@pytest.fixture
-def fi_run(fi_run_way: str) -> Runner:
-    """Run fi_run the way of ``fi_run_way``: fi_run(args, env=..., cwd=..., merge_stderr=...) -> Ran."""
-
+def _runner(way: str) -> Runner:
     def run(
         args: Sequence[str],
         *,
@@ -39,22 +61,31 @@ def fi_run(fi_run_way: str) -> Runner:
         cwd: str | os.PathLike[str] | None = None,
         merge_stderr: bool = False,
     ) -> Ran:
-        return run_fi_run(fi_run_way, args, env=env, cwd=cwd, merge_stderr=merge_stderr)
+        return run_fi_run(way, args, env=env, cwd=cwd, merge_stderr=merge_stderr)
 
     return run
+
+
+@pytest.fixture
+def fi_run(fi_run_way: str) -> Runner:
+    """Run fi_run the way of ``fi_run_way``: fi_run(args, env=..., cwd=..., merge_stderr=...) -> Ran."""
+    return _runner(fi_run_way)
 
 
 @pytest.fixture
 def fi_run_module() -> Runner:
     """fi_run as ``python -m fi_run``: for tests that need only one way."""
+    return _runner("module")
 
-    def run(
-        args: Sequence[str],
-        *,
-        env: Mapping[str, str | None] | None = None,
-        cwd: str | os.PathLike[str] | None = None,
-        merge_stderr: bool = False,
-    ) -> Ran:
-        return run_fi_run("module", args, env=env, cwd=cwd, merge_stderr=merge_stderr)
 
-    return run
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    """Background processes of one test: killed, with everything they started, when the test ends."""
+    with Procs() as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
+    """The contended build (fi_run_testing.contended_build), run once a session and shared by its readers."""
+    return contended_build(tmp_path_factory.mktemp("contended"))

@@ -6,7 +6,7 @@ It claims RESOURCE_DIR/.sim.lock atomically (O_CREAT | O_EXCL, the way git claim
 instance holds it, it prints uv#2767's exact message to stderr, appends a line to RESOURCE_DIR/failures
 and exits 2, without waiting: a tool that does not wait for its own lock. Otherwise it is inside the
 resource for HOLD_SECONDS, recording ``enter``/``exit`` lines in RESOURCE_DIR/sim.log (one O_APPEND write
-each, the format tests/lock_testing.py's overlap checker reads), then removes .sim.lock and exits 0.
+each, the format tests/fi_run_testing.py's overlap checker reads), then removes .sim.lock and exits 0.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import stat
 import subprocess
 import sys
@@ -21,14 +22,13 @@ import pytest
 from fi_run_testing import Ran, Runner, only_fi_run_line, py
 
 from fi_run import __version__
-from fi_run.cli import OPTIONS, epilog, parse, requested_action
+from fi_run.cli import ACTIONS, OPTIONS, epilog, parse, requested_action
 from fi_run.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT, EXIT_USAGE, UsageError
 from fi_run.messages import NORMAL, QUIET, VERBOSE
 from fi_run.step.environment import EnvOp
-from fi_run.step.spec import DEFAULT_RETRIES
+from fi_run.step.spec import DEFAULT_RETRIES, LockRequest
 
-if sys.platform == "win32":  # process groups, POSIX signals, /bin/sh under ninja, x bits and #! lines
-    pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
+assert sys.platform != "win32"  # POSIX only: conftest.POSIX_ONLY keeps it from being collected on Windows
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -271,162 +271,173 @@ def test_bad_invocation_prints_one_line_naming_the_value_and_writes_no_stamp(
         assert [p.name for p in stamp.parent.iterdir() if p.name != "stamp"] == []
 
 
-# --- good invocations
+# --- good invocations: each row an argv (and environment) and the StepSpec fields it must give
 
 
-def test_parse_defaults() -> None:
-    spec = parse(["--", "tool", "arg"], {}, "/build/out")
-    assert spec.command == ("tool", "arg")
-    assert spec.start_dir == "/build/out"
-    assert spec.env_ops == ()
-    assert spec.stamp is None
-    assert spec.cwd is None
-    assert spec.outputs == ()
-    assert spec.timeout is None
-    assert spec.quiet_on_success is False
-    assert spec.verbosity == NORMAL
-    assert spec.locks == ()
-    assert spec.retries == DEFAULT_RETRIES
-    assert spec.retry_on == ()
-    assert spec.lock_dir is None
-    assert spec.lock_timeout is None
+@dataclass(frozen=True)
+class Good:
+    id: str
+    command_line: str  # fi_run's arguments, split as a shell would
+    expected: dict[str, object]  # StepSpec field -> value
+    environ: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def argv(self) -> list[str]:
+        return shlex.split(self.command_line)
 
 
-def test_parse_makes_paths_absolute_against_the_start_directory() -> None:
-    spec = parse(
-        [
-            "--stamp",
-            "gen/x.stamp",
-            "--cwd",
-            "../src",
-            "--output",
-            "gen/x.h",
-            "--lock-dir",
-            "/abs/locks",
-            "--",
-            "t",
-        ],
-        {},
-        "/build/out",
-    )
-    assert spec.stamp == "/build/out/gen/x.stamp"
-    assert spec.cwd == "/build/src"
-    assert spec.outputs == ("/build/out/gen/x.h",)
-    assert spec.lock_dir == "/abs/locks"
+START = "/build/out"  # the directory fi_run starts in (ninja's build directory)
+INLINE = {
+    "stamp": "/build/out/s",
+    "timeout": 2.5,
+    "env_ops": (EnvOp("set", "A", "b"),),
+    "retries": 3,
+    "locks": (LockRequest("R", "semaphore", 2),),
+}
 
-
-def test_parse_keeps_environment_operations_in_command_line_order() -> None:
-    spec = parse(
-        [
-            "--env",
-            "A=1",
-            "--unset",
-            "B",
-            "--prepend-path",
-            "PATH=tools/bin",
-            "--venv",
-            "venv",
-            "--env",
-            "A=2",
-            "--",
-            "t",
-        ],
-        {},
-        "/b",
-    )
-    assert spec.env_ops == (
-        EnvOp("set", "A", "1"),
-        EnvOp("unset", "B"),
-        EnvOp("prepend", "PATH", "tools/bin"),
-        EnvOp("venv", "venv"),
-        EnvOp("set", "A", "2"),
-    )
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [("A=", EnvOp("set", "A", "")), ("A=b=c", EnvOp("set", "A", "b=c")), ("A==", EnvOp("set", "A", "="))],
-)
-def test_env_value_may_be_empty_or_contain_equals(value: str, expected: EnvOp) -> None:
-    spec = parse(["--env", value, "--", "t"], {}, "/b")
-    assert spec.env_ops == (expected,)
-
-
-def test_inline_option_values_are_the_same_as_separate_ones() -> None:
-    inline = parse(
-        ["--stamp=s", "--timeout=2.5", "--env=A=b", "--retries=3", "--semaphore=R=2", "--", "t"], {}, "/b"
-    )
-    separate = parse(
-        [
-            "--stamp",
-            "s",
-            "--timeout",
-            "2.5",
-            "--env",
-            "A=b",
-            "--retries",
-            "3",
-            "--semaphore",
-            "R=2",
-            "--",
-            "t",
-        ],
-        {},
-        "/b",
-    )
-    assert inline == separate
-    assert inline.stamp == "/b/s"
-    assert inline.timeout == 2.5
-    assert inline.env_ops == (EnvOp("set", "A", "b"),)
-    assert inline.retries == 3
-    assert [(lock.resource, lock.mode, lock.slots) for lock in inline.locks] == [("R", "semaphore", 2)]
-
-
-def test_everything_after_the_separator_is_the_command_even_options_and_a_second_separator() -> None:
-    spec = parse(["--", "tool", "--stamp", "x", "--", "@notexpanded.rsp", "--bogus"], {}, "/b")
-    assert spec.command == ("tool", "--stamp", "x", "--", "@notexpanded.rsp", "--bogus")
-    assert spec.stamp is None
-
-
-def test_short_flags() -> None:
-    assert requested_action(["-h"]) == "help"
-    verbose = parse(["-v", "--", "t"], {}, "/b")
-    quiet = parse(["-q", "--", "t"], {}, "/b")
-    assert verbose.verbosity == VERBOSE
-    assert quiet.verbosity == QUIET
-
-
-def test_environment_defaults_apply_when_no_flag_is_given() -> None:
-    spec = parse(
-        ["--", "t"],
+GOOD: tuple[Good, ...] = (
+    Good(
+        "defaults",
+        "-- tool arg",
+        {
+            "command": ("tool", "arg"),
+            "start_dir": START,
+            "env_ops": (),
+            "stamp": None,
+            "cwd": None,
+            "outputs": (),
+            "timeout": None,
+            "quiet_on_success": False,
+            "verbosity": NORMAL,
+            "locks": (),
+            "retries": DEFAULT_RETRIES,
+            "retry_on": (),
+            "lock_dir": None,
+            "lock_timeout": None,
+            "log": None,
+        },
+    ),
+    Good(
+        "paths absolute against the start directory",
+        "--stamp gen/x.stamp --cwd ../src --output gen/x.h --lock-dir /abs/locks --log fi_run.log -- t",
+        {
+            "stamp": "/build/out/gen/x.stamp",
+            "cwd": "/build/src",
+            "outputs": ("/build/out/gen/x.h",),
+            "lock_dir": "/abs/locks",
+            "log": "/build/out/fi_run.log",
+        },
+    ),
+    Good(
+        "environment operations in command-line order",
+        "--env A=1 --unset B --prepend-path PATH=tools/bin --venv venv --env A=2 -- t",
+        {
+            "env_ops": (
+                EnvOp("set", "A", "1"),
+                EnvOp("unset", "B"),
+                EnvOp("prepend", "PATH", "tools/bin"),
+                EnvOp("venv", "venv"),
+                EnvOp("set", "A", "2"),
+            )
+        },
+    ),
+    Good("empty env value", "--env A= -- t", {"env_ops": (EnvOp("set", "A", ""),)}),
+    Good("env value holding =", "--env A=b=c -- t", {"env_ops": (EnvOp("set", "A", "b=c"),)}),
+    Good("env value that is =", "--env A== -- t", {"env_ops": (EnvOp("set", "A", "="),)}),
+    Good(
+        "inline values",
+        "--stamp=s --timeout=2.5 --env=A=b --retries=3 --semaphore=R=2 -- t",
+        INLINE,
+    ),
+    Good(
+        "separate values, the same as inline ones",
+        "--stamp s --timeout 2.5 --env A=b --retries 3 --semaphore R=2 -- t",
+        INLINE,
+    ),
+    Good(
+        "locks in the order given",
+        "--lock a --shared-lock b --semaphore c=3 --lock d -- t",
+        {
+            "locks": (
+                LockRequest("a", "exclusive"),
+                LockRequest("b", "shared"),
+                LockRequest("c", "semaphore", 3),
+                LockRequest("d", "exclusive"),
+            )
+        },
+    ),
+    Good(
+        "lock timeout, contention patterns, quiet on success",
+        "--lock-timeout 30 --retry-on busy --retry-on 'is locked' --quiet-on-success -- t",
+        {"lock_timeout": 30.0, "retry_on": ("busy", "is locked"), "quiet_on_success": True},
+    ),
+    Good(
+        "everything after the separator is the command, options and a second separator too",
+        "-- tool --stamp x -- @notexpanded.rsp --bogus",
+        {"command": ("tool", "--stamp", "x", "--", "@notexpanded.rsp", "--bogus"), "stamp": None},
+    ),
+    Good("-v", "-v -- t", {"verbosity": VERBOSE}),
+    Good("--verbose", "--verbose -- t", {"verbosity": VERBOSE}),
+    Good("-q", "-q -- t", {"verbosity": QUIET}),
+    Good("--quiet", "--quiet -- t", {"verbosity": QUIET}),
+    Good(
+        "environment defaults apply when no flag is given",
+        "-- t",
+        {
+            "timeout": 7.0,
+            "quiet_on_success": True,
+            "retries": 0,
+            "lock_dir": "/build/out/l",
+            "lock_timeout": 3.0,
+            "log": "/build/out/x.log",
+            "verbosity": VERBOSE,
+        },
         {
             "FI_RUN_TIMEOUT": "7",
             "FI_RUN_QUIET_ON_SUCCESS": "yes",
             "FI_RUN_RETRIES": "0",
             "FI_RUN_LOCK_DIR": "l",
+            "FI_RUN_LOCK_TIMEOUT": "3",
+            "FI_RUN_LOG": "x.log",
+            "FI_RUN_VERBOSE": "on",
         },
-        "/b",
-    )
-    assert spec.timeout == 7
-    assert spec.quiet_on_success is True
-    assert spec.retries == 0
-    assert spec.lock_dir == "/b/l"
-
-
-def test_flags_win_over_environment_defaults() -> None:
-    spec = parse(
-        ["--timeout", "0", "--retries", "2", "--", "t"],
+    ),
+    Good("FI_RUN_QUIET", "-- t", {"verbosity": QUIET}, {"FI_RUN_QUIET": "true"}),
+    Good("--lend-slot", "--lend-slot never -- t", {"lend_slot": "never"}, {"FI_RUN_LEND_SLOT": "always"}),
+    Good("FI_RUN_LEND_SLOT", "-- t", {"lend_slot": "always"}, {"FI_RUN_LEND_SLOT": " Always "}),
+    Good("--lend-slot default", "-- t", {"lend_slot": "auto"}),
+    Good(
+        "flags win over environment defaults",
+        "--timeout 0 --retries 2 -- t",
+        {"timeout": None, "retries": 2},  # --timeout 0: no limit, overriding the environment's 0.5
         {"FI_RUN_TIMEOUT": "0.5", "FI_RUN_RETRIES": "0"},
-        "/b",
-    )
-    assert spec.timeout is None  # 0: no limit, overriding the environment's 0.5
-    assert spec.retries == 2
+    ),
+    Good(
+        "an empty environment default is unset",
+        "-- t",
+        {"timeout": None, "quiet_on_success": False, "verbosity": NORMAL},
+        {"FI_RUN_TIMEOUT": "", "FI_RUN_QUIET_ON_SUCCESS": "", "FI_RUN_VERBOSE": ""},
+    ),
+)
 
 
-def test_an_empty_environment_default_is_ignored() -> None:
-    spec = parse(["--", "t"], {"FI_RUN_TIMEOUT": "", "FI_RUN_QUIET_ON_SUCCESS": ""}, "/b")
-    assert spec.timeout is None
-    assert spec.quiet_on_success is False
+@pytest.mark.parametrize("case", GOOD, ids=[case.id for case in GOOD])
+def test_good_invocation_parses_to_its_step_spec(case: Good) -> None:
+    spec = parse(case.argv, case.environ, START)
+    assert {name: getattr(spec, name) for name in case.expected} == case.expected
+
+
+def test_the_good_table_uses_every_option_and_every_environment_default() -> None:
+    used = {arg.partition("=")[0] for case in GOOD for arg in case.argv[: case.argv.index("--")]}
+    environ = {name for case in GOOD for name in case.environ}
+    actions = set(ACTIONS)  # --help, --version, --list-signatures print and exit: tested below
+    assert {flag for option in OPTIONS for flag in option.flags} - actions - used == set()
+    assert {option.env for option in OPTIONS if option.env} - environ == set()
+
+
+def test_help_is_asked_for_by_short_and_long_flags() -> None:
+    assert requested_action(["-h"]) == "help"
+    assert requested_action(["--help"]) == "help"
 
 
 def test_parse_errors_are_usage_errors() -> None:

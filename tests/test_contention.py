@@ -17,7 +17,7 @@ import sys
 from typing import TYPE_CHECKING
 
 import pytest
-from lock_testing import (
+from fi_run_testing import (
     CONTENTION_SIM,
     HANG_TIMEOUT,
     UV_2767_MESSAGE,
@@ -30,11 +30,11 @@ from lock_testing import (
     run,
     run_fi_run,
     run_ninja,
-    write_ninja,
+    write_edges,
 )
 
 from fi_run.contention import backoff
-from fi_run.contention.signatures import BUILTIN
+from fi_run.contention.catalogue import BUILTIN
 from fi_run.messages import Reporter
 from fi_run.observe.steplog import StepRecord
 from fi_run.step.attempts import run_attempts
@@ -42,8 +42,7 @@ from fi_run.step.capture import Capture
 from fi_run.step.interrupts import Interrupts
 from fi_run.step.spec import StepSpec
 
-if sys.platform == "win32":  # process groups, POSIX signals, /proc, flock(1), sh
-    pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
+assert sys.platform != "win32"  # POSIX only: conftest.POSIX_ONLY keeps it from being collected on Windows
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -99,7 +98,7 @@ def _sim_build(
         stamp = f"stamps/{i}"
         sim: Argv = [sys.executable, CONTENTION_SIM, resource, "0.05"]
         edges.append((stamp, sim if wrapper is None else [*wrapper, "--stamp", stamp, "--", *sim]))
-    write_ninja(build, edges)
+    write_edges(build, edges)
     return build, resource
 
 
@@ -115,29 +114,28 @@ def test_unwrapped_simulator_steps_fail_under_ninja_j16(tmp_path: Path) -> None:
     for attempt in range(3):
         build, resource = _sim_build(tmp_path, f"bare{attempt}", None)
         done = run_ninja(build, "-j16", "-k", "0")
-        failed = done.out.count("FAILED: ")
-        seen.append((done.status, failed, len(_failures(resource))))
-        if done.status != 0:
+        failed = done.stdout.count("FAILED: ")
+        seen.append((done.returncode, failed, len(_failures(resource))))
+        if done.returncode != 0:
             break
     print(f"\nunwrapped simulator, {SIM_STEPS} steps at -j16: (ninja status, failed steps, failures) {seen}")
     status, failed, failures = seen[-1]
     assert status != 0, f"no simulator step ever collided in 3 builds: {seen}"
     assert failed >= 1
     assert failures == failed
-    assert UV_2767_MESSAGE in done.out
+    assert UV_2767_MESSAGE in done.stdout
 
 
 def test_default_retry_lets_every_simulator_step_succeed(tmp_path: Path) -> None:
     build, resource = _sim_build(tmp_path, "retry", fi_run_argv())
     done = run_ninja(build, "-j16")
-    assert done.status == 0, done.out[-4000:]
+    assert done.returncode == 0, done.stdout[-4000:]
     assert len(list((build / "stamps").iterdir())) == SIM_STEPS
-    retries = retry_lines(done.out)
+    retries = retry_lines(done.stdout)
     print(
         f"\nsimulator with default retry, {SIM_STEPS} steps at -j16: "
         f"{len(_failures(resource))} failed attempts, "
-        f"{len(retries)} retry lines, highest retry {max((int(m[3]) for m in retries), default=0)}, "
-        f"{done.seconds:.1f} s"
+        f"{len(retries)} retry lines, highest retry {max((int(m[3]) for m in retries), default=0)}"
     )
     assert retries, "no step ever collided, so retry was not exercised"
     assert len(retries) == len(_failures(resource)), "one retry line per failed attempt"
@@ -145,7 +143,7 @@ def test_default_retry_lets_every_simulator_step_succeed(tmp_path: Path) -> None
         assert match["family"] == "windows-lock-violation"
         assert match["line"] == UV_2767_MESSAGE
     # The failed attempts' output is dropped: the message shows up only inside fi_run's retry lines.
-    shown = [line for line in done.out.splitlines() if "Could not try lock" in line]
+    shown = [line for line in done.stdout.splitlines() if "Could not try lock" in line]
     assert len(shown) == len(retries)
     result = analyse(read_log(resource / "sim.log"))
     assert len(result.entered) == SIM_STEPS
@@ -157,11 +155,11 @@ def test_lock_means_no_simulator_attempt_ever_fails(tmp_path: Path) -> None:
     wrapper: Argv = [*fi_run_argv(), "--lock-dir", tmp_path / "locks", "--lock", tmp_path / "lock-venv"]
     build, resource = _sim_build(tmp_path, "lock", wrapper)
     done = run_ninja(build, "-j16")
-    assert done.status == 0, done.out[-4000:]
-    print(f"\nsimulator with --lock, {SIM_STEPS} steps at -j16: {done.seconds:.1f} s")
+    assert done.returncode == 0, done.stdout[-4000:]
+    print(f"\nsimulator with --lock, {SIM_STEPS} steps at -j16")
     assert _failures(resource) == []
-    assert "lock contention" not in done.out
-    assert "Could not try lock" not in done.out
+    assert "lock contention" not in done.stdout
+    assert "Could not try lock" not in done.stdout
     result = analyse(read_log(resource / "sim.log"), exclusive_kinds={"sim"})
     assert result.violations == []
     assert len(result.entered) == SIM_STEPS
@@ -187,7 +185,7 @@ def test_a_failure_without_a_contention_signature_runs_once_and_passes_its_statu
     tmp_path: Path,
 ) -> None:
     command, counter = counted(tmp_path, 'echo "error: no such file: foo.c" >&2; exit 5')
-    done = run_fi_run(["--", *command], cwd=tmp_path)
+    done = run_fi_run("module", ["--", *command], cwd=tmp_path)
     assert done.status == 5
     assert attempts(counter) == 1
     assert done.err == "error: no such file: foo.c\n"
@@ -195,11 +193,11 @@ def test_a_failure_without_a_contention_signature_runs_once_and_passes_its_statu
 
 def test_retries_0_disables_retry_even_on_a_contention_signature(tmp_path: Path) -> None:
     command, counter = counted(tmp_path, f"{SAY_UV}; exit 2")
-    done = run_fi_run(["--retries", "0", "--", *command], cwd=tmp_path)
+    done = run_fi_run("module", ["--retries", "0", "--", *command], cwd=tmp_path)
     assert done.status == 2
     assert attempts(counter) == 1
     assert done.err == UV_2767_MESSAGE + "\n"
-    env_done = run_fi_run(["--", *command], cwd=tmp_path, env={"FI_RUN_RETRIES": "0"})
+    env_done = run_fi_run("module", ["--", *command], cwd=tmp_path, env={"FI_RUN_RETRIES": "0"})
     assert env_done.status == 2
     assert attempts(counter) == 2  # one more attempt: the environment default disables retry too
 
@@ -207,7 +205,7 @@ def test_retries_0_disables_retry_even_on_a_contention_signature(tmp_path: Path)
 def test_retry_on_adds_a_signature_and_the_step_succeeds_on_its_second_attempt(tmp_path: Path) -> None:
     body = 'if [ "$n" -eq 1 ]; then echo "tool: my custom busy, try later" >&2; exit 1; fi; echo built'
     command, counter = counted(tmp_path, body)
-    done = run_fi_run(["--retry-on", "custom busy", "--", *command], cwd=tmp_path)
+    done = run_fi_run("module", ["--retry-on", "custom busy", "--", *command], cwd=tmp_path)
     assert done.status == 0, done.err
     assert attempts(counter) == 2
     assert done.out == "built\n"
@@ -221,7 +219,7 @@ def test_retry_on_adds_a_signature_and_the_step_succeeds_on_its_second_attempt(t
 
 def test_without_retry_on_the_custom_message_is_not_contention(tmp_path: Path) -> None:
     command, counter = counted(tmp_path, 'echo "tool: my custom busy, try later" >&2; exit 1')
-    done = run_fi_run(["--", *command], cwd=tmp_path)
+    done = run_fi_run("module", ["--", *command], cwd=tmp_path)
     assert done.status == 1
     assert attempts(counter) == 1
 
@@ -232,7 +230,7 @@ def test_only_the_final_attempts_output_is_shown_with_one_line_per_retry(tmp_pat
         f'if [ "$n" -lt 3 ]; then {SAY_UV}; exit 2; fi'
     )
     command, counter = counted(tmp_path, body)
-    done = run_fi_run(["--", *command], cwd=tmp_path)
+    done = run_fi_run("module", ["--", *command], cwd=tmp_path)
     assert done.status == 0
     assert attempts(counter) == 3
     assert done.out == "attempt 3 stdout\n"
@@ -245,7 +243,7 @@ def test_only_the_final_attempts_output_is_shown_with_one_line_per_retry(tmp_pat
 def test_retries_are_capped_and_the_last_attempts_status_passes_through(tmp_path: Path) -> None:
     body = f'echo "attempt $n" >&2; {SAY_UV}; exit $((10 + n))'
     command, counter = counted(tmp_path, body)
-    done = run_fi_run(["--retries", "2", "--", *command], cwd=tmp_path)
+    done = run_fi_run("module", ["--retries", "2", "--", *command], cwd=tmp_path)
     assert attempts(counter) == 3
     assert done.status == 13
     lines = done.err.splitlines()
@@ -259,7 +257,7 @@ def test_a_wait_line_in_a_failures_output_does_not_cause_a_retry(tmp_path: Path)
         'echo "error: could not compile `foo`" >&2; exit 101'
     )
     command, counter = counted(tmp_path, body)
-    done = run_fi_run(["--", *command], cwd=tmp_path)
+    done = run_fi_run("module", ["--", *command], cwd=tmp_path)
     assert done.status == 101
     assert attempts(counter) == 1
     assert "lock contention" not in done.err
@@ -267,14 +265,14 @@ def test_a_wait_line_in_a_failures_output_does_not_cause_a_retry(tmp_path: Path)
 
 def test_a_successful_command_printing_a_contention_line_is_not_retried(tmp_path: Path) -> None:
     command, counter = counted(tmp_path, f"{SAY_UV}; exit 0")
-    done = run_fi_run(["--", *command], cwd=tmp_path)
+    done = run_fi_run("module", ["--", *command], cwd=tmp_path)
     assert done.status == 0
     assert attempts(counter) == 1
     assert done.err == UV_2767_MESSAGE + "\n"
 
 
 def test_list_signatures_prints_every_builtin_family(tmp_path: Path) -> None:
-    done = run_fi_run(["--list-signatures"], cwd=tmp_path)
+    done = run_fi_run("module", ["--list-signatures"], cwd=tmp_path)
     assert done.status == 0
     assert done.err == ""
     listed = {line.split(":")[0].split(" (")[0] for line in done.out.splitlines() if not line.startswith(" ")}
@@ -398,7 +396,7 @@ def _git_build(tmp_path: Path, name: str, wrapped: bool) -> tuple[Path, Path]:
         stamp = f"stamps/{i}"
         add: Argv = [git, "-C", repo, "add", f"file{i}"]
         edges.append((stamp, [*fi_run_argv(), "--stamp", stamp, "--", *add] if wrapped else add))
-    write_ninja(build, edges)
+    write_edges(build, edges)
     return build, repo
 
 
@@ -419,21 +417,21 @@ def test_unwrapped_git_add_steps_fail_on_the_index_lock_under_ninja_j16(tmp_path
     for attempt in range(5):
         build, repo = _git_build(tmp_path, f"bare{attempt}", wrapped=False)
         done = run_ninja(build, "-j16", "-k", "0", env=git_environ(tmp_path))
-        seen.append((done.status, done.out.count("FAILED: "), len(_ls_files(tmp_path, repo))))
-        if done.status != 0:
+        seen.append((done.returncode, done.stdout.count("FAILED: "), len(_ls_files(tmp_path, repo))))
+        if done.returncode != 0:
             break
     print(f"\nunwrapped git add x{GIT_FILES} at -j16: (ninja status, failed steps, files in index) {seen}")
-    assert done.status != 0, f"git never collided on its index in 5 builds: {seen}"
-    assert "index.lock': File exists" in done.out
+    assert done.returncode != 0, f"git never collided on its index in 5 builds: {seen}"
+    assert "index.lock': File exists" in done.stdout
     assert seen[-1][2] < GIT_FILES  # the failed adds are missing from the index
 
 
 def test_default_retry_lets_40_concurrent_git_adds_all_succeed(tmp_path: Path) -> None:
     build, repo = _git_build(tmp_path, "retry", wrapped=True)
     done = run_ninja(build, "-j16", env=git_environ(tmp_path))
-    assert done.status == 0, done.out[-4000:]
-    retries = retry_lines(done.out)
-    print(f"\ngit add x{GIT_FILES} with default retry at -j16: {len(retries)} retries, {done.seconds:.1f} s")
+    assert done.returncode == 0, done.stdout[-4000:]
+    retries = retry_lines(done.stdout)
+    print(f"\ngit add x{GIT_FILES} with default retry at -j16: {len(retries)} retries")
     assert {m["family"] for m in retries} <= {"git-index-lock"}
     assert _ls_files(tmp_path, repo) == sorted(f"file{i}" for i in range(GIT_FILES))
     assert len(list((build / "stamps").iterdir())) == GIT_FILES

@@ -25,32 +25,24 @@ def _rung(waiter: Waiter) -> bool:
     return True
 
 
+def ring_from_another_process(waiters: str, kind: str, *, everyone: bool = False) -> None:
+    """ring() skips the caller's own entries, so the waiters must belong to other processes: ring from one."""
+    code = f"from fi_run.contention.doorbell import ring; ring({waiters!r}, {kind!r}, everyone={everyone})"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_a_release_wakes_only_the_oldest_waiter_of_its_kind(tmp_path: Path) -> None:
     waiters = str(tmp_path / "waiters")
-    # The ring skips the caller's own entries, so the waiters must belong to other processes: fake that by
-    # ringing from a child process.
     with (
         Waiter(waiters, "gate") as first,
         Waiter(waiters, "gate") as second,
         Waiter(waiters, "drain") as drain,
     ):
-        ring_from_child = [
-            sys.executable,
-            "-c",
-            f"from fi_run.contention.doorbell import ring; ring({waiters!r}, 'gate')",
-        ]
-        subprocess.run(ring_from_child, check=True)
+        ring_from_another_process(waiters, "gate")
         assert _rung(first)
         assert not _rung(second)
         assert not _rung(drain)
-        subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                f"from fi_run.contention.doorbell import ring; ring({waiters!r}, 'drain', everyone=True)",
-            ],
-            check=True,
-        )
+        ring_from_another_process(waiters, "drain", everyone=True)
         assert _rung(drain)
         assert not _rung(first)
         assert not _rung(second)
@@ -63,14 +55,7 @@ def test_a_waiter_that_changes_kind_keeps_its_place_in_line(tmp_path: Path) -> N
         names = sorted(os.listdir(waiters))
         assert [name.rpartition(".")[2] for name in names] == ["drain", "drain"]
         assert names[0].startswith(older._prefix)
-        subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                f"from fi_run.contention.doorbell import ring; ring({waiters!r}, 'drain')",
-            ],
-            check=True,
-        )
+        ring_from_another_process(waiters, "drain")
         assert _rung(older)
         assert not _rung(younger)
     assert os.listdir(waiters) == []  # entries are removed when a waiter is done
@@ -85,14 +70,7 @@ def test_the_entry_of_a_dead_waiter_is_skipped_and_removed(tmp_path: Path) -> No
     stale = waiters / f"{0:020d}-{int(dead.stdout)}-9.gate"  # older than anyone, and its process is gone
     stale.touch()
     with Waiter(str(waiters), "gate") as live:
-        subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                f"from fi_run.contention.doorbell import ring; ring({str(waiters)!r}, 'gate')",
-            ],
-            check=True,
-        )
+        ring_from_another_process(str(waiters), "gate")
         assert _rung(live)
     assert not stale.exists()
 

@@ -9,20 +9,12 @@ import sys
 from typing import TYPE_CHECKING
 
 import pytest
-from lock_testing import Procs, fi_run_argv, finish, start_holder, wait_until, write_scripts
+from fi_run_testing import Procs, fi_run_argv, finish, start_holder, wait_until, write_scripts
 
-if sys.platform == "win32":  # process groups, POSIX signals, /proc, flock(1), sh
-    pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
+assert sys.platform != "win32"  # POSIX only: conftest.POSIX_ONLY keeps it from being collected on Windows
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
-
-
-@pytest.fixture
-def procs() -> Iterator[Procs]:
-    with Procs() as started:
-        yield started
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

@@ -20,9 +20,9 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
-from fi_run_testing import ninja_binary, process_gone
-from lock_testing import (
+from fi_run_testing import (
     HANG_TIMEOUT,
+    Analysis,
     Holder,
     LogError,
     Procs,
@@ -31,7 +31,9 @@ from lock_testing import (
     fi_run_argv,
     file_contains,
     finish,
+    ninja_binary,
     open_paths_under,
+    process_gone,
     read_log,
     redirected_output,
     run_fi_run,
@@ -39,7 +41,7 @@ from lock_testing import (
     start_holder,
     tree_listing,
     wait_until,
-    write_ninja,
+    write_edges,
     write_scripts,
 )
 
@@ -47,23 +49,25 @@ from fi_run.contention.locks import _probe, canonical_resource, plan_locks, reso
 from fi_run.errors import EXIT_TEMPFAIL, UsageError
 from fi_run.step.spec import LockRequest
 
-if sys.platform == "win32":  # process groups, POSIX signals, /proc, flock(1), sh
-    pytest.skip("POSIX behaviour; Windows has its own runner (run_windows.py)", allow_module_level=True)
+assert sys.platform != "win32"  # POSIX only: conftest.POSIX_ONLY keeps it from being collected on Windows
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Sequence
     from pathlib import Path
-
-
-@pytest.fixture
-def procs() -> Iterator[Procs]:
-    with Procs() as started:
-        yield started
 
 
 @pytest.fixture
 def scripts(tmp_path: Path) -> Scripts:
     return write_scripts(tmp_path / "scripts")
+
+
+@pytest.fixture
+def holder(tmp_path: Path, scripts: Scripts, lock_dir: Path, resource: Path, procs: Procs) -> Holder:
+    """A fi_run holding the exclusive lock on ``resource`` (as h.0 in tmp_path/order.log) until released."""
+    return start_holder(
+        procs, scripts, ["--lock-dir", lock_dir, "--lock", resource], log=tmp_path / "order.log", tag="h.0",
+        control=tmp_path / "ctl", cwd=tmp_path,
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -164,39 +168,43 @@ def test_step_scripts_record_a_real_overlap_that_the_checker_catches(
 # --- real ninja at high -j over one resource
 
 
+def step_edge(
+    scripts: Scripts,
+    log: Path,
+    lock_dir: Path,
+    stamp: str,
+    lock_args: Sequence[str | os.PathLike[str]],
+    tag: str,
+    hold: str,
+) -> tuple[str, list[str | os.PathLike[str]]]:
+    """A ninja edge: fi_run with ``lock_args`` around step.sh, inside the resource as ``tag``, ``hold`` s."""
+    command: list[str | os.PathLike[str]] = ["sh", scripts.step, log, tag, hold]
+    return stamp, [*fi_run_argv(), "--lock-dir", lock_dir, *lock_args, "--stamp", stamp, "--", *command]
+
+
+def build_and_analyse(build: Path, log: Path, jobs: int, exclusive_kinds: Iterable[str] = ()) -> Analysis:
+    """ninja -jJOBS in ``build`` must succeed; what its steps' enter/exit log shows."""
+    done = run_ninja(build, f"-j{jobs}")
+    assert done.returncode == 0, done.stdout[-4000:]
+    return analyse(read_log(log), exclusive_kinds=exclusive_kinds)
+
+
 def test_lock_lets_only_one_of_200_steps_inside_at_ninja_j32(
     tmp_path: Path, scripts: Scripts, lock_dir: Path, resource: Path
 ) -> None:
     log = tmp_path / "overlap.log"
     build = tmp_path / "build"
-    steps = write_ninja(
+    steps = write_edges(
         build,
         (
-            (
-                f"stamps/x{i}.stamp",
-                [
-                    *fi_run_argv(),
-                    "--lock-dir",
-                    lock_dir,
-                    "--lock",
-                    "../resource",
-                    "--stamp",
-                    f"stamps/x{i}.stamp",
-                    "--",
-                    "sh",
-                    scripts.step,
-                    log,
-                    f"x.{i}",
-                    "0.01",
-                ],
+            step_edge(
+                scripts, log, lock_dir, f"stamps/x{i}.stamp", ["--lock", "../resource"], f"x.{i}", "0.01"
             )
             for i in range(200)
         ),
     )
-    done = run_ninja(build, "-j32")
-    assert done.status == 0, done.out[-4000:]
-    result = analyse(read_log(log), exclusive_kinds={"x"})
-    print(f"\n--lock: {steps} steps, -j32, max concurrency {result.max_concurrency}, {done.seconds:.1f} s")
+    result = build_and_analyse(build, log, 32, {"x"})
+    print(f"\n--lock: {steps} steps, -j32, max concurrency {result.max_concurrency}")
     assert result.violations == []
     assert result.max_concurrency == 1
     assert sorted(result.entered) == sorted(f"x.{i}" for i in range(200))
@@ -219,37 +227,26 @@ def test_shared_lock_readers_overlap_and_writers_are_alone_at_ninja_j32(
             tags.append(f"r.{readers}")
             readers += 1
     assert (readers, writers) == (150, 20)
-    steps = write_ninja(
+    steps = write_edges(
         build,
         (
-            (
+            step_edge(
+                scripts,
+                log,
+                lock_dir,
                 f"stamps/{tag}",
-                [
-                    *fi_run_argv(),
-                    "--lock-dir",
-                    lock_dir,
-                    "--lock" if tag.startswith("w.") else "--shared-lock",
-                    resource,
-                    "--stamp",
-                    f"stamps/{tag}",
-                    "--",
-                    "sh",
-                    scripts.step,
-                    log,
-                    tag,
-                    "0.02" if tag.startswith("w.") else "0.05",
-                ],
+                ["--lock" if tag.startswith("w.") else "--shared-lock", resource],
+                tag,
+                "0.02" if tag.startswith("w.") else "0.05",
             )
             for tag in tags
         ),
     )
 
-    done = run_ninja(build, "-j32")
-    assert done.status == 0, done.out[-4000:]
-    result = analyse(read_log(log), exclusive_kinds={"w"})
+    result = build_and_analyse(build, log, 32, {"w"})
     print(
         f"\n--shared-lock: {steps} steps ({readers} readers, {writers} writers), -j32, "
-        f"max readers together {result.max_by_kind.get('r')}, {done.seconds:.1f} s"
+        f"max readers together {result.max_by_kind.get('r')}"
     )
     assert result.violations == []
     assert result.max_by_kind["w"] == 1
@@ -264,34 +261,23 @@ def test_semaphore_never_exceeds_its_count_and_reaches_it_at_ninja_j32(
 ) -> None:
     log = tmp_path / "overlap.log"
     build = tmp_path / "build"
-    steps = write_ninja(
+    steps = write_edges(
         build,
         (
-            (
+            step_edge(
+                scripts,
+                log,
+                lock_dir,
                 f"stamps/s{i}.stamp",
-                [
-                    *fi_run_argv(),
-                    "--lock-dir",
-                    lock_dir,
-                    "--semaphore",
-                    "../resource=3",
-                    "--stamp",
-                    f"stamps/s{i}.stamp",
-                    "--",
-                    "sh",
-                    scripts.step,
-                    log,
-                    f"s.{i}",
-                    "0.2",
-                ],
+                ["--semaphore", "../resource=3"],
+                f"s.{i}",
+                "0.2",
             )
             for i in range(60)
         ),
     )
-    done = run_ninja(build, "-j32")
-    assert done.status == 0, done.out[-4000:]
-    result = analyse(read_log(log))
-    figures = f"max concurrency {result.max_concurrency}, {done.seconds:.1f} s"
+    result = build_and_analyse(build, log, 32)
+    figures = f"max concurrency {result.max_concurrency}"
     print(f"\n--semaphore R=3: {steps} steps, -j32, {figures}")
     assert result.max_concurrency == 3
     assert len(result.entered) == 60
@@ -313,27 +299,10 @@ def test_separate_builds_spelling_one_resource_differently_share_its_lock(
     builds = []
     for kind, spelling in spellings.items():
         build = tmp_path / f"build_{kind}"
-        write_ninja(
+        write_edges(
             build,
             (
-                (
-                    f"stamps/{i}",
-                    [
-                        *fi_run_argv(),
-                        "--lock-dir",
-                        lock_dir,
-                        "--lock",
-                        spelling,
-                        "--stamp",
-                        f"stamps/{i}",
-                        "--",
-                        "sh",
-                        scripts.step,
-                        log,
-                        f"{kind}.{i}",
-                        "0.01",
-                    ],
-                )
+                step_edge(scripts, log, lock_dir, f"stamps/{i}", ["--lock", spelling], f"{kind}.{i}", "0.01")
                 for i in range(20)
             ),
         )
@@ -446,7 +415,7 @@ def test_plan_locks_orders_globally_and_merges_spellings_of_one_resource(tmp_pat
 
 
 def test_every_spelling_from_any_directory_waits_for_the_same_lock(
-    tmp_path: Path, scripts: Scripts, lock_dir: Path, resource: Path, procs: Procs
+    tmp_path: Path, scripts: Scripts, lock_dir: Path, resource: Path, procs: Procs, holder: Holder
 ) -> None:
     (tmp_path / "alias").symlink_to(resource, target_is_directory=True)
     deep = tmp_path / "a" / "b"
@@ -454,10 +423,6 @@ def test_every_spelling_from_any_directory_waits_for_the_same_lock(
     before = tree_listing(resource)
     canonical = os.path.realpath(resource)
     log = tmp_path / "order.log"
-    holder = start_holder(
-        procs, scripts, ["--lock-dir", lock_dir, "--lock", resource], log=log, tag="h.0",
-        control=tmp_path / "ctl", cwd=tmp_path,
-    )  # fmt: skip
     # (working directory, how the lock dir is given, how the resource is spelled)
     ways: list[tuple[Path | str, list[str], str]] = [
         (tmp_path, ["--lock-dir", str(lock_dir)], "resource"),
@@ -470,6 +435,7 @@ def test_every_spelling_from_any_directory_waits_for_the_same_lock(
     for number, (cwd, lock_dir_args, spelling) in enumerate(ways):
         marker = tmp_path / f"ran-{number}"
         timed_out = run_fi_run(
+            "module",
             [*lock_dir_args, "--lock-timeout", "0.3", "--lock", spelling, "--", "touch", marker],
             cwd=cwd,
             env={"FI_RUN_LOCK_DIR": str(lock_dir)} if not lock_dir_args else None,
@@ -515,7 +481,7 @@ def test_lock_files_are_never_written_inside_the_resource(
     """uv locks <venv>/.lock itself; fi_run must not touch the resource, whichever kind of lock."""
     before = tree_listing(resource)
     for mode in (["--lock", "resource"], ["--shared-lock", "resource"], ["--semaphore", "resource=2"]):
-        done = run_fi_run(["--lock-dir", lock_dir, *mode, "--", "true"], cwd=tmp_path)
+        done = run_fi_run("module", ["--lock-dir", lock_dir, *mode, "--", "true"], cwd=tmp_path)
         assert done.status == 0, done.err
     assert tree_listing(resource) == before
     assert not (resource / ".lock").exists()
@@ -526,7 +492,7 @@ def test_lock_files_are_never_written_inside_the_resource(
 
 def test_default_lock_dir_is_private_to_the_user(tmp_path: Path, resource: Path) -> None:
     default = f"/tmp/fi_run-locks-{os.getuid()}"
-    done = run_fi_run(["--lock", resource, "--", "true"], cwd=tmp_path)  # FI_RUN_LOCK_DIR is unset
+    done = run_fi_run("module", ["--lock", resource, "--", "true"], cwd=tmp_path)  # FI_RUN_LOCK_DIR is unset
     assert done.status == 0, done.err
     ours = os.path.join(default, resource_dir_name(os.path.realpath(resource)))
     try:
@@ -554,30 +520,12 @@ def test_steps_taking_two_locks_in_opposite_orders_do_not_deadlock(
         order = ["A", "B"] if i % 2 == 0 else ["B", "A"]
         locks = [arg for name in order for arg in ("--lock", f"../{name}")]
         stamp = f"stamps/{''.join(order)}{i}"
-        edges.append(
-            (
-                stamp,
-                [
-                    *fi_run_argv(),
-                    "--lock-dir",
-                    lock_dir,
-                    *locks,
-                    "--stamp",
-                    stamp,
-                    "--",
-                    "sh",
-                    scripts.step,
-                    log,
-                    f"x.{i}",
-                    "0.01",
-                ],
-            )
-        )
-    steps = write_ninja(build, edges)
-    done = run_ninja(build, "-j16")  # a deadlock ends in run()'s hang guard, which kills the build
-    assert done.status == 0, done.out[-4000:]
-    result = analyse(read_log(log), exclusive_kinds={"x"})
-    print(f"\n{{A,B}}/{{B,A}}: {steps} steps, -j16, {done.seconds:.1f} s")
+        edges.append(step_edge(scripts, log, lock_dir, stamp, locks, f"x.{i}", "0.01"))
+    steps = write_edges(build, edges)
+    result = build_and_analyse(
+        build, log, 16, {"x"}
+    )  # a deadlock ends in run()'s hang guard, which kills the build
+    print(f"\n{{A,B}}/{{B,A}}: {steps} steps, -j16")
     assert len(list((build / "stamps").iterdir())) == 40
     assert result.violations == []  # every step needs both: one at a time
     assert len(result.entered) == 40
@@ -620,13 +568,9 @@ def _wait_all_waiting(waiters: list[tuple[subprocess.Popen[bytes], Path]], notic
 
 
 def test_sigkilled_holder_and_its_command_do_not_block_the_waiters(
-    tmp_path: Path, scripts: Scripts, lock_dir: Path, resource: Path, procs: Procs
+    tmp_path: Path, scripts: Scripts, lock_dir: Path, resource: Path, procs: Procs, holder: Holder
 ) -> None:
     log = tmp_path / "order.log"
-    holder = start_holder(
-        procs, scripts, ["--lock-dir", lock_dir, "--lock", resource], log=log, tag="h.0",
-        control=tmp_path / "ctl", cwd=tmp_path,
-    )  # fmt: skip
     child = holder.child_pid
     assert os.getpgid(child) == child != holder.proc.pid, "the command runs in a process group of its own"
     waiters = _start_waiters(procs, tmp_path, scripts, lock_dir, resource, log, 3)
@@ -652,17 +596,13 @@ def test_sigkilled_holder_and_its_command_do_not_block_the_waiters(
 
 
 def test_sigkill_of_fi_run_alone_frees_the_lock_though_its_orphaned_command_runs_on(
-    tmp_path: Path, scripts: Scripts, lock_dir: Path, resource: Path, procs: Procs
+    tmp_path: Path, scripts: Scripts, lock_dir: Path, resource: Path, procs: Procs, holder: Holder
 ) -> None:
     """What happens: the lock is fi_run's open file description, not inherited by the command (Python's
     descriptors are non-inheritable), so the kernel releases it when fi_run dies. The orphaned command
     keeps running, unprotected, while the waiters go ahead. fi_run cannot prevent that without holding a
     descriptor in the command itself; it is what SIGKILL of a supervisor means."""
     log = tmp_path / "order.log"
-    holder = start_holder(
-        procs, scripts, ["--lock-dir", lock_dir, "--lock", resource], log=log, tag="h.0",
-        control=tmp_path / "ctl", cwd=tmp_path,
-    )  # fmt: skip
     child = holder.child_pid
     lock_files = os.fspath(lock_dir.resolve()) + os.sep
     child_fds = [os.readlink(f"/proc/{child}/fd/{fd}") for fd in os.listdir(f"/proc/{child}/fd")]
@@ -692,16 +632,13 @@ def test_sigkill_of_fi_run_alone_frees_the_lock_though_its_orphaned_command_runs
 
 
 def test_lock_timeout_exits_75_naming_resource_and_holder_without_running_the_command(
-    tmp_path: Path, scripts: Scripts, lock_dir: Path, resource: Path, procs: Procs
+    tmp_path: Path, lock_dir: Path, resource: Path, holder: Holder
 ) -> None:
-    holder = start_holder(
-        procs, scripts, ["--lock-dir", lock_dir, "--lock", resource], log=tmp_path / "log", tag="h.0",
-        control=tmp_path / "ctl", cwd=tmp_path,
-    )  # fmt: skip
     stamp, ran = tmp_path / "out" / "waiter.stamp", tmp_path / "ran"
     stamp.parent.mkdir()
     stamp.write_text("stale\n")
     done = run_fi_run(
+        "module",
         [
             *("--lock-dir", lock_dir, "--lock-timeout", "0.5", "--lock", "resource", "--stamp", stamp),
             "--",
@@ -724,15 +661,14 @@ def test_lock_timeout_exits_75_naming_resource_and_holder_without_running_the_co
 
 
 def test_lock_timeout_default_comes_from_the_environment_and_0_switches_it_off(
-    tmp_path: Path, scripts: Scripts, lock_dir: Path, resource: Path, procs: Procs
+    tmp_path: Path, lock_dir: Path, resource: Path, procs: Procs, holder: Holder
 ) -> None:
-    holder = start_holder(
-        procs, scripts, ["--lock-dir", lock_dir, "--lock", resource], log=tmp_path / "log", tag="h.0",
-        control=tmp_path / "ctl", cwd=tmp_path,
-    )  # fmt: skip
     env = {"FI_RUN_LOCK_TIMEOUT": "0.5"}
     done = run_fi_run(
-        ["--lock-dir", lock_dir, "--lock", resource, "--", "touch", tmp_path / "ran"], cwd=tmp_path, env=env
+        "module",
+        ["--lock-dir", lock_dir, "--lock", resource, "--", "touch", tmp_path / "ran"],
+        cwd=tmp_path,
+        env=env,
     )
     assert done.status == 75
     assert len(done.err.splitlines()) == 1
@@ -773,7 +709,9 @@ def test_lock_timeout_default_comes_from_the_environment_and_0_switches_it_off(
 def _free_within_a_second(tmp_path: Path, lock_dir: Path, resource: Path) -> None:
     """Another process gets the lock at once (a leaked lock would make it exit 75)."""
     probe = run_fi_run(
-        ["--lock-dir", lock_dir, "--lock-timeout", "1", "--lock", resource, "--", "true"], cwd=tmp_path
+        "module",
+        ["--lock-dir", lock_dir, "--lock-timeout", "1", "--lock", resource, "--", "true"],
+        cwd=tmp_path,
     )
     assert probe.status == 0, probe.err
 
@@ -863,12 +801,8 @@ def test_lock_timeout_on_a_later_lock_releases_the_ones_already_taken(
 
 
 def test_sigint_to_the_process_group_of_a_holder_exits_130_and_frees_the_lock(
-    tmp_path: Path, scripts: Scripts, lock_dir: Path, resource: Path, procs: Procs
+    tmp_path: Path, lock_dir: Path, resource: Path, holder: Holder
 ) -> None:
-    holder = start_holder(
-        procs, scripts, ["--lock-dir", lock_dir, "--lock", resource], log=tmp_path / "log", tag="h.0",
-        control=tmp_path / "ctl", cwd=tmp_path,
-    )  # fmt: skip
     os.killpg(holder.proc.pid, signal.SIGINT)  # as ninja does on Ctrl-C: to the step's process group
     assert finish(holder.proc) == 130
     wait_until(lambda: process_gone(holder.child_pid), "the interrupted command to be gone")
@@ -897,12 +831,8 @@ def _read_pty_until(master: int, text: bytearray, done: Callable[[], bool], time
 
 
 def test_wait_notice_on_a_terminal_names_the_resource_and_holder_once(
-    tmp_path: Path, scripts: Scripts, lock_dir: Path, resource: Path, procs: Procs
+    tmp_path: Path, lock_dir: Path, resource: Path, procs: Procs, holder: Holder
 ) -> None:
-    holder = start_holder(
-        procs, scripts, ["--lock-dir", lock_dir, "--lock", resource], log=tmp_path / "log", tag="h.0",
-        control=tmp_path / "ctl", cwd=tmp_path,
-    )  # fmt: skip
     notice = waiting_notice(os.path.realpath(resource), holder)
     master, slave = pty.openpty()
     try:
@@ -929,12 +859,8 @@ def test_wait_notice_on_a_terminal_names_the_resource_and_holder_once(
 
 
 def test_no_wait_notice_when_stderr_is_a_pipe_unless_verbose(
-    tmp_path: Path, scripts: Scripts, lock_dir: Path, resource: Path, procs: Procs
+    tmp_path: Path, lock_dir: Path, resource: Path, procs: Procs, holder: Holder
 ) -> None:
-    holder = start_holder(
-        procs, scripts, ["--lock-dir", lock_dir, "--lock", resource], log=tmp_path / "log", tag="h.0",
-        control=tmp_path / "ctl", cwd=tmp_path,
-    )  # fmt: skip
     notice = waiting_notice(os.path.realpath(resource), holder)
     quiet = procs.start_fi_run(
         ["--lock-dir", lock_dir, "--lock", resource, "--", "true"],
@@ -981,7 +907,7 @@ def test_a_lock_directory_where_no_lock_can_be_taken_is_refused_in_one_line(tmp_
     with pytest.raises(UsageError, match=r"^cannot use file locks in lock directory '/sys'"):
         _probe("/sys")
     done = run_fi_run(
-        ["--lock-dir", "/sys", "--lock", tmp_path, "--", "touch", tmp_path / "ran"], cwd=tmp_path
+        "module", ["--lock-dir", "/sys", "--lock", tmp_path, "--", "touch", tmp_path / "ran"], cwd=tmp_path
     )
     assert done.status == 2
     assert done.err.startswith("fi_run: cannot use file locks in lock directory '/sys'")

@@ -13,27 +13,29 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from fi_run_testing import only_fi_run_line
-from lock_testing import (
-    CONTENTION_SIM,
+from fi_run_testing import (
+    FAILING,
     HANG_TIMEOUT,
+    IMPORT_STEPS,
+    INSTALL_STEPS,
+    LICENCE_STEPS,
+    RETRY_STEPS,
+    SECRET,
+    TOTAL_STEPS,
     UV_2767_MESSAGE,
+    Build,
     Procs,
-    clean_environ,
-    fi_run_argv,
+    base_environ,
+    only_fi_run_line,
     run_fi_run,
-    run_ninja,
     start_holder,
-    write_ninja,
     write_scripts,
 )
 
-if sys.platform == "win32":  # ninja runs /bin/sh here; the simulator build and the holders are POSIX
-    pytest.skip("POSIX build steps", allow_module_level=True)
+assert sys.platform != "win32"  # POSIX only: conftest.POSIX_ONLY keeps it from being collected on Windows
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -55,85 +57,10 @@ RECORD_KEYS = {
     "locks",
     "stamp",
     "env_names",
+    "lent",
 }
 ATTEMPT_KEYS = {"start", "duration", "status", "family", "line"}
 LOCK_KEYS = {"resource", "mode", "slots", "wait_start", "wait", "held"}
-SECRET = "hunter2"  # an --env value: must never reach the log
-
-# The contended build: (group, steps, what each step runs)
-RETRY_STEPS = 12  # simulator on venv-a, no lock: collides, fi_run retries
-INSTALL_STEPS = 12  # simulator on venv-b under --lock: never collides, waits instead
-IMPORT_STEPS = 12  # readers of venv-b under --shared-lock
-LICENCE_STEPS = 8  # --semaphore licence=2
-FAILING = {"fail/false": ["false"], "fail/missing": ["no-such-tool-for-fi-run"]}
-TOTAL_STEPS = RETRY_STEPS + INSTALL_STEPS + IMPORT_STEPS + LICENCE_STEPS + len(FAILING)
-
-
-@dataclass(frozen=True)
-class Build:
-    directory: Path
-    log: Path
-    venv_a: Path
-    venv_b: Path
-    licence: Path
-    stamps: tuple[str, ...]  # every step's stamp, relative to the build directory
-    status: int
-    out: str
-    seconds: float
-
-    def text(self) -> str:
-        return self.log.read_text(encoding="utf-8")
-
-    def records(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.text().splitlines()]
-
-
-def _write_build(root: Path) -> tuple[Path, Path, Path, Path, tuple[str, ...]]:
-    build = root / "build"
-    venv_a, venv_b, licence = root / "venv-a", root / "venv-b", root / "licence"
-    for directory in (venv_a, venv_b, licence):
-        directory.mkdir(parents=True)
-    py = sys.executable
-    wrapper: Argv = [*fi_run_argv(), "--lock-dir", root / "locks", "--env", f"BUILD_TOKEN={SECRET}"]
-    edges: list[tuple[str, Argv]] = []
-    for i in range(RETRY_STEPS):
-        edges.append((f"retry/{i}", [py, CONTENTION_SIM, venv_a, "0.1"]))
-    for i in range(INSTALL_STEPS):
-        edges.append((f"install/{i}", ["--lock", venv_b, "--", py, CONTENTION_SIM, venv_b, "0.05"]))
-    for i in range(IMPORT_STEPS):
-        edges.append((f"import/{i}", ["--shared-lock", venv_b, "--", "sleep", "0.05"]))
-    for i in range(LICENCE_STEPS):
-        edges.append((f"licence/{i}", ["--semaphore", f"{licence}=2", "--", "sleep", "0.1"]))
-    for stamp, command in FAILING.items():
-        edges.append((stamp, list(command)))
-    full: list[tuple[str, Argv]] = []
-    for stamp, rest in edges:
-        tail = rest if "--" in rest else ["--", *rest]
-        full.append((stamp, [*wrapper, "--stamp", stamp, *tail]))
-    write_ninja(build, full)
-    return build, venv_a, venv_b, licence, tuple(stamp for stamp, _ in edges)
-
-
-_BUILDS: dict[str, Build] = {}
-
-
-def contended_build(factory: pytest.TempPathFactory) -> Build:
-    """Run the contended build once per test session (test_report and test_trace share it)."""
-    if "build" not in _BUILDS:
-        root = factory.mktemp("contended")
-        build, venv_a, venv_b, licence, stamps = _write_build(root)
-        log = root / "fi_run.log"
-        done = run_ninja(build, "-j16", "-k", "0", env={"FI_RUN_LOG": os.fspath(log)})
-        _BUILDS["build"] = Build(
-            build, log, venv_a, venv_b, licence, stamps, done.status, done.out, done.seconds
-        )
-        print(f"\ncontended build: {TOTAL_STEPS} steps at -j16 in {done.seconds:.1f} s")
-    return _BUILDS["build"]
-
-
-@pytest.fixture(scope="session")
-def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
-    return contended_build(tmp_path_factory)
 
 
 def by_stamp(build: Build) -> dict[str, dict[str, Any]]:
@@ -311,7 +238,10 @@ def test_64_concurrent_writers_with_long_lines_neither_interleave_nor_lose_a_lin
 def test_an_unwritable_log_warns_once_and_the_step_still_succeeds(tmp_path: Path, where: str) -> None:
     (tmp_path / "file").write_text("a regular file, not a directory\n")
     done = run_fi_run(
-        ["--stamp", "out/s.stamp", "--", "sh", "-c", "echo built"], cwd=tmp_path, env={"FI_RUN_LOG": where}
+        "module",
+        ["--stamp", "out/s.stamp", "--", "sh", "-c", "echo built"],
+        cwd=tmp_path,
+        env={"FI_RUN_LOG": where},
     )
     assert done.status == 0
     assert done.out == "built\n"
@@ -323,7 +253,7 @@ def test_an_unwritable_log_warns_once_and_the_step_still_succeeds(tmp_path: Path
 
 def test_an_unwritable_log_with_quiet_prints_nothing_and_succeeds(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
-    done = run_fi_run(["--quiet", "--log", "file/log", "--", "true"], cwd=tmp_path)
+    done = run_fi_run("module", ["--quiet", "--log", "file/log", "--", "true"], cwd=tmp_path)
     assert (done.status, done.err) == (0, "")
 
 
@@ -337,7 +267,7 @@ def _only_record(log: Path) -> dict[str, Any]:
 
 
 def test_a_missing_command_is_logged_with_127_and_the_error(tmp_path: Path) -> None:
-    done = run_fi_run(["--log", "log", "--", "no-such-tool-for-fi-run"], cwd=tmp_path)
+    done = run_fi_run("module", ["--log", "log", "--", "no-such-tool-for-fi-run"], cwd=tmp_path)
     assert done.status == 127
     record = _only_record(tmp_path / "log")
     assert record["status"] == 127
@@ -347,7 +277,7 @@ def test_a_missing_command_is_logged_with_127_and_the_error(tmp_path: Path) -> N
 
 def test_a_stamp_directory_that_cannot_be_created_is_logged_with_2_and_the_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
-    done = run_fi_run(["--log", "log", "--stamp", "file/x/s.stamp", "--", "true"], cwd=tmp_path)
+    done = run_fi_run("module", ["--log", "log", "--stamp", "file/x/s.stamp", "--", "true"], cwd=tmp_path)
     assert done.status == 2
     record = _only_record(tmp_path / "log")
     assert record["status"] == 2
@@ -371,7 +301,7 @@ def test_a_lock_timeout_is_logged_with_75_and_the_error(tmp_path: Path) -> None:
         )
         try:
             done = run_fi_run(
-                [*lock_args, "--lock-timeout", "0.3", "--log", "log", "--", "true"], cwd=tmp_path
+                "module", [*lock_args, "--lock-timeout", "0.3", "--log", "log", "--", "true"], cwd=tmp_path
             )
         finally:
             holder.release()
@@ -389,6 +319,7 @@ def test_the_log_option_wins_over_fi_run_log_and_relative_paths_are_from_the_sta
 ) -> None:
     (tmp_path / "sub").mkdir()
     done = run_fi_run(
+        "module",
         ["--log", "logs/flag.log", "--cwd", "sub", "--", "true"],
         cwd=tmp_path,
         env={"FI_RUN_LOG": os.fspath(tmp_path / "env.log")},
@@ -402,6 +333,7 @@ def test_the_log_option_wins_over_fi_run_log_and_relative_paths_are_from_the_sta
 
 def test_outer_environment_values_never_reach_the_log(tmp_path: Path) -> None:
     done = run_fi_run(
+        "module",
         ["--env", f"A={SECRET}", "--prepend-path", f"PATH={tmp_path}", "--unset", "HOME", "--", "true"],
         cwd=tmp_path,
         env={"FI_RUN_LOG": "log", "API_TOKEN": "s3cr3t-token"},
@@ -425,7 +357,7 @@ def test_a_logged_step_imports_none_of_the_log_reading_tools(tmp_path: Path) -> 
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tmp_path,
-        env=clean_environ(),
+        env=base_environ(),
         capture_output=True,
         text=True,
         check=False,

@@ -13,24 +13,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from fi_run_testing import console_script, only_fi_run_line, run_fi_run
-from lock_testing import clean_environ
-from test_log import FAILING, TOTAL_STEPS, Build, contended_build
+from fi_run_testing import (
+    FAILING,
+    TOTAL_STEPS,
+    Build,
+    base_environ,
+    console_script,
+    failed_with_one_line,
+    run_fi_run,
+    run_tool,
+)
 
 from fi_run.observe import report
 
-if sys.platform == "win32":  # the contended build is POSIX
-    pytest.skip("POSIX build steps", allow_module_level=True)
+assert sys.platform != "win32"  # POSIX only: conftest.POSIX_ONLY keeps it from being collected on Windows
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 FAMILY = "windows-lock-violation"
-
-
-@pytest.fixture(scope="session")
-def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
-    return contended_build(tmp_path_factory)
 
 
 def report_cli(
@@ -39,15 +40,7 @@ def report_cli(
     env: Mapping[str, str | None] | None = None,
     via: Sequence[str] = (sys.executable, "-m", "fi_run", "report"),
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*via, *(os.fspath(a) for a in args)],
-        cwd=cwd,
-        env=clean_environ(env),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return run_tool([*via, *args], cwd=cwd, env=base_environ(env), merge_stderr=False)
 
 
 def report_json(log: Path | str, cwd: Path) -> dict[str, Any]:
@@ -287,10 +280,7 @@ def test_a_log_of_only_broken_lines_says_so(tmp_path: Path) -> None:
 )
 def test_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "empty.log").write_text("")
-    done = report_cli(args, tmp_path)
-    assert done.returncode == 2
-    assert done.stdout == ""
-    assert only_fi_run_line(done.stderr).startswith(message)
+    assert failed_with_one_line(report_cli(args, tmp_path), 2).startswith(message)
 
 
 def test_help_exits_0_and_names_the_options(tmp_path: Path) -> None:
@@ -323,7 +313,7 @@ def test_standard_input_is_read_for_a_dash(build: Build) -> None:
         [sys.executable, "-m", "fi_run", "report", "--json", "-"],
         input=build.log.read_bytes(),
         capture_output=True,
-        env=clean_environ(),
+        env=base_environ(),
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -349,7 +339,7 @@ def test_a_terminal_gets_colour(build: Build) -> None:
         proc = subprocess.Popen(
             [sys.executable, "-m", "fi_run", "report", build.log],
             cwd=build.directory,
-            env=clean_environ({"TERM": "xterm", "COLUMNS": "100"}),
+            env=base_environ({"TERM": "xterm", "COLUMNS": "100"}),
             stdin=subprocess.DEVNULL,
             stdout=slave,
             stderr=subprocess.PIPE,

@@ -14,15 +14,19 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from fi_run_testing import only_fi_run_line
-from lock_testing import UV_2767_MESSAGE, clean_environ
-from test_log import TOTAL_STEPS, Build, contended_build
+from fi_run_testing import (
+    TOTAL_STEPS,
+    UV_2767_MESSAGE,
+    Build,
+    base_environ,
+    failed_with_one_line,
+    run_tool,
+)
 
 from fi_run.observe.logfile import Log, parse_record
 from fi_run.observe.trace import assign_slots, build_trace
 
-if sys.platform == "win32":  # the contended build is POSIX
-    pytest.skip("POSIX build steps", allow_module_level=True)
+assert sys.platform != "win32"  # POSIX only: conftest.POSIX_ONLY keeps it from being collected on Windows
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -31,21 +35,8 @@ if TYPE_CHECKING:
 Event = dict[str, Any]
 
 
-@pytest.fixture(scope="session")
-def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
-    return contended_build(tmp_path_factory)
-
-
 def trace_cli(args: Sequence[str | os.PathLike[str]], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fi_run", "trace", *(os.fspath(a) for a in args)],
-        cwd=cwd,
-        env=clean_environ(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return run_tool([sys.executable, "-m", "fi_run", "trace", *args], cwd=cwd, merge_stderr=False)
 
 
 # --- the validator
@@ -363,10 +354,7 @@ def test_broken_lines_are_skipped_counted_and_the_rest_traced(build: Build, tmp_
 )
 def test_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "empty.log").write_text("")
-    done = trace_cli(args, tmp_path)
-    assert done.returncode == 2
-    assert done.stdout == ""
-    assert only_fi_run_line(done.stderr).startswith(message)
+    assert failed_with_one_line(trace_cli(args, tmp_path), 2).startswith(message)
 
 
 def test_help_and_the_module_entry_point(tmp_path: Path) -> None:
@@ -378,7 +366,7 @@ def test_help_and_the_module_entry_point(tmp_path: Path) -> None:
     module = subprocess.run(
         [sys.executable, "-m", "fi_run.observe.trace", "empty.log"],
         cwd=tmp_path,
-        env=clean_environ(),
+        env=base_environ(),
         capture_output=True,
         text=True,
         check=False,

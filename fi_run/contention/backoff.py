@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # not typing's: saves typing (~6 ms) on an unlocked step that retries
 if TYPE_CHECKING:
     from typing import Final
 

@@ -27,7 +27,7 @@ import os
 import select
 import time
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # saves nothing: only a locked step imports this, and filelock imports typing
 if TYPE_CHECKING:
     import socket as _socket
     from typing import Final

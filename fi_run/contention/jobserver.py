@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from typing import Final, Protocol
 
     from ..messages import Reporter
-    from ..observe.steplog import JSON, StepRecord
+    from ..observe.schema import JSON
+    from ..observe.steplog import StepRecord
     from ..step.interrupts import Interrupts
 
     class _Server(Protocol):

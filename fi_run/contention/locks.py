@@ -31,7 +31,7 @@ from contextlib import contextmanager
 
 from ..errors import LockTimeoutError, UsageError
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # saves nothing: only a locked step imports this, and filelock imports typing
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
     from typing import Final
@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from filelock import BaseFileLock
 
     from ..messages import Reporter
-    from ..observe.steplog import JSON, StepRecord
+    from ..observe.schema import JSON
+    from ..observe.steplog import StepRecord
     from ..step.spec import LockRequest, StepSpec
     from .doorbell import Waiter
 

@@ -1,4 +1,4 @@
-"""Reading --log files: one JSON object per line (see fi_run/steplog.py), for ``fi_run report`` and ``trace``.
+"""Reading --log files: one JSON object per line (schema.py), for ``fi_run report`` and ``fi_run trace``.
 
 Only these tools import this module (and json with it), never a build step. A line that is not a whole
 record (a writer killed mid-line on a full disk, a foreign line, a hand edit) is skipped and counted, never
@@ -14,77 +14,18 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..errors import UsageError
+from .schema import Attempt, Loan, Lock, Step
+
 if TYPE_CHECKING:
-    import argparse
     from collections.abc import Callable, Iterable, Sequence
-    from typing import NoReturn
 
 # How many skipped lines are named (file:line) in messages and in --json; the count is always exact.
 SKIPPED_NAMED = 10
 
 
-class LogReadError(Exception):
-    """A log file that cannot be read at all (missing, a directory, no permission): one line for the user."""
-
-
-@dataclass(frozen=True)
-class Attempt:
-    start: float  # seconds from the step's start
-    duration: float
-    status: int
-    family: str | None  # set when this attempt's failure matched a contention signature
-    line: str | None  # the output line that matched
-
-
-@dataclass(frozen=True)
-class Lock:
-    resource: str  # the real path fi_run locked
-    mode: str  # exclusive, shared or semaphore
-    slots: int
-    wait_start: float  # seconds from the step's start
-    wait: float
-    held: float | None
-
-
-@dataclass(frozen=True)
-class Loan:
-    """The step's ninja job slot, given back to the jobserver while it waited (fi-run jobserver)."""
-
-    start: float  # seconds from the step's start
-    duration: float | None  # None: the step ended before it took the slot back (interrupted, failed)
-    resource: str | None  # the lock it waited for; None: a retry back-off
-    credit: bool = False  # it ran before a token came back, and repaid one after its command
-    lost: bool = False  # it could not take a token back within the bound
-
-
-@dataclass(frozen=True)
-class Step:
-    """One log line: one fi_run invocation."""
-
-    start: float  # wall clock, epoch seconds
-    end: float
-    duration: float  # monotonic-derived
-    argv: tuple[str, ...]
-    status: int
-    attempts: tuple[Attempt, ...]
-    locks: tuple[Lock, ...]
-    pid: int | None = None
-    cwd: str | None = None
-    command_cwd: str | None = None
-    error: str | None = None
-    stamp: str | None = None
-    env_names: tuple[str, ...] = ()
-    source: str = ""  # file:line it came from
-    loans: tuple[Loan, ...] = ()  # "lent" in the record: only steps that lent their job slot have it
-
-    @property
-    def retried(self) -> tuple[Attempt, ...]:
-        """The attempts that failed on contention and were run again (every matched one but a last)."""
-        return tuple(a for a in self.attempts[:-1] if a.family is not None)
-
-    @property
-    def lock_wait(self) -> float:
-        return sum(lock.wait for lock in self.locks)
+class LogReadError(UsageError):
+    """A log file that cannot be read at all (missing, a directory, no permission): one line, exit 2."""
 
 
 @dataclass
@@ -112,39 +53,84 @@ class _Bad(Exception):
     pass
 
 
-def _number(record: dict[str, object], key: str) -> float:
-    value = record.get(key)
+def _number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _Bad(key)
+        raise _Bad
     return float(value)
 
 
-def _integer(record: dict[str, object], key: str) -> int:
-    value = record.get(key)
+def _integer(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _Bad(key)
+        raise _Bad
     return value
 
 
-def _text(record: dict[str, object], key: str, *, optional: bool = True) -> str | None:
-    value = record.get(key)
-    if value is None and optional:
-        return None
+def _text(value: object) -> str:
     if not isinstance(value, str):
-        raise _Bad(key)
+        raise _Bad
     return value
 
 
-def _texts(value: object, key: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise _Bad(key)
-    return tuple(value)
-
-
-def _objects(value: object, key: str) -> list[dict[str, object]]:
-    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        raise _Bad(key)
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _Bad
     return value
+
+
+def _texts(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _Bad
+    return tuple(_text(item) for item in value)
+
+
+def _records(record_type: type[Attempt | Lock | Loan]) -> Callable[[object], tuple[object, ...]]:
+    def check(value: object) -> tuple[object, ...]:
+        if not isinstance(value, list):
+            raise _Bad
+        return tuple(_record(record_type, item) for item in value)
+
+    return check
+
+
+# One check per field type that schema.py uses, keyed by the annotation's text: a new field of a known type
+# needs nothing here. "X | None" fields also accept null.
+_CHECKS: dict[str, Callable[[object], object]] = {
+    "int": _integer,
+    "float": _number,
+    "str": _text,
+    "bool": _boolean,
+    "tuple[str, ...]": _texts,
+    "tuple[Attempt, ...]": _records(Attempt),
+    "tuple[Lock, ...]": _records(Lock),
+    "tuple[Loan, ...]": _records(Loan),
+}
+
+
+def _record(record_type: type[Step | Attempt | Lock | Loan], value: object, **extra: object) -> object:
+    """A decoded JSON object -> the schema record, every field checked against its annotation. A missing
+    key takes the field's default (older logs lack newer fields); keys the schema does not know are ignored
+    (newer logs)."""
+    if not isinstance(value, dict):
+        raise _Bad
+    fields: dict[str, object] = {}
+    for name, annotation in record_type.__annotations__.items():
+        if name in extra:
+            continue
+        if name not in value:
+            if not hasattr(record_type, name):  # no default: required
+                raise _Bad(name)
+            continue
+        text = str(annotation)
+        item = value[name]
+        optional = text.endswith(" | None")
+        if item is None and optional:
+            fields[name] = None
+            continue
+        try:
+            fields[name] = _CHECKS[text.removesuffix(" | None")](item)
+        except _Bad as exc:
+            raise _Bad(exc.args[0] if exc.args else name) from None
+    return record_type(**fields, **extra)  # type: ignore[arg-type]  # each field checked above
 
 
 def parse_record(record: object, source: str = "") -> Step:
@@ -152,65 +138,13 @@ def parse_record(record: object, source: str = "") -> Step:
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
     try:
-        if _integer(record, "v") < 1:
-            raise _Bad("v")
-        attempts = tuple(
-            Attempt(
-                start=_number(a, "start"),
-                duration=_number(a, "duration"),
-                status=_integer(a, "status"),
-                family=_text(a, "family"),
-                line=_text(a, "line"),
-            )
-            for a in _objects(record.get("attempts"), "attempts")
-        )
-        locks = []
-        for entry in _objects(record.get("locks"), "locks"):
-            held = entry.get("held")
-            locks.append(
-                Lock(
-                    resource=str(_text(entry, "resource", optional=False)),
-                    mode=str(_text(entry, "mode", optional=False)),
-                    slots=_integer(entry, "slots"),
-                    wait_start=_number(entry, "wait_start"),
-                    wait=_number(entry, "wait"),
-                    held=None if held is None else _number(entry, "held"),
-                )
-            )
-        loans = []
-        if record.get("lent") is not None:
-            for entry in _objects(record.get("lent"), "lent"):
-                duration = entry.get("duration")
-                loans.append(
-                    Loan(
-                        start=_number(entry, "start"),
-                        duration=None if duration is None else _number(entry, "duration"),
-                        resource=_text(entry, "resource"),
-                        credit=entry.get("credit") is True,
-                        lost=entry.get("lost") is True,
-                    )
-                )
-        pid = record.get("pid")
-        env_names = record.get("env_names")
-        return Step(
-            start=_number(record, "start"),
-            end=_number(record, "end"),
-            duration=_number(record, "duration"),
-            argv=_texts(record.get("argv"), "argv"),
-            status=_integer(record, "status"),
-            attempts=attempts,
-            locks=tuple(locks),
-            pid=None if pid is None else _integer(record, "pid"),
-            cwd=_text(record, "cwd"),
-            command_cwd=_text(record, "command_cwd"),
-            error=_text(record, "error"),
-            stamp=_text(record, "stamp"),
-            env_names=() if env_names is None else _texts(env_names, "env_names"),
-            source=source,
-            loans=tuple(loans),
-        )
+        step = _record(Step, record, source=source)
     except _Bad as exc:
         raise ValueError(f"missing or malformed field {exc.args[0]!r}") from None
+    assert isinstance(step, Step)
+    if step.v < 1:
+        raise ValueError("missing or malformed field 'v'")
+    return step
 
 
 def parse_lines(data: bytes, name: str, log: Log) -> None:
@@ -285,63 +219,3 @@ def step_label(step: Step) -> str:
     if base and step.stamp[len(base) : len(base) + 1] in ("/", "\\") and step.stamp.startswith(base):
         return step.stamp[len(base) + 1 :]
     return step.stamp
-
-
-# --- what `fi_run report` and `fi_run trace` share on the command line
-
-
-class ToolUsageError(Exception):
-    pass
-
-
-def tool_parser(prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
-    """An ArgumentParser whose errors are one ``fi_run: ...`` line (exit 2), like every fi_run error."""
-    import argparse
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message: str) -> NoReturn:
-            raise ToolUsageError(f"{self.prog.removeprefix('fi_run ')}: {message} (see {self.prog} --help)")
-
-    return Parser(
-        prog=prog,
-        description=description,
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-
-
-def parse_and_read(
-    parser: argparse.ArgumentParser,
-    argv: Sequence[str] | None,
-    check: Callable[[argparse.Namespace], str | None] = lambda args: None,
-) -> tuple[argparse.Namespace, Log] | int:
-    """A tool's arguments and the logs they name, or the exit status to return: 0 after --help, 2 after
-    one ``fi_run:`` line for a bad option or an unreadable log. ``check`` returns a usage problem or None."""
-    try:
-        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
-        problem = check(args)
-        if problem is not None:
-            parser.error(problem)
-    except ToolUsageError as exc:
-        return fail(str(exc))
-    except SystemExit as exc:  # --help
-        return exc.code if isinstance(exc.code, int) else 0
-    try:
-        return args, read_logs(args.logs)
-    except LogReadError as exc:
-        return fail(str(exc))
-
-
-def fail(message: str) -> int:
-    """fi_run's one error line on stderr; the exit status of a tool that could not do its work."""
-    sys.stderr.write(f"fi_run: {message}\n")
-    sys.stderr.flush()
-    return 2
-
-
-def safe_stdout() -> None:
-    """A command line or path the console cannot encode is shown escaped, never a UnicodeEncodeError."""
-    import io
-
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(errors="backslashreplace")

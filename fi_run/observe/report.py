@@ -1,6 +1,6 @@
 """``fi_run report LOG...``: what held a build up, from fi_run's --log / FI_RUN_LOG lines.
 
-Also ``python -m fi_run.report LOG...``. Imported only by that subcommand, never by a build step.
+Also ``python -m fi_run.observe.report LOG...``. Imported only by that subcommand, never by a build step.
 
 The terminal summary answers, in this order: how many steps, which failed, how often fi_run retried on
 contention (by signature family) and at what cost, and which shared resource made steps wait (per resource:
@@ -29,25 +29,21 @@ if __name__ == "__main__" and not __package__:
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     __package__ = "fi_run.observe"
 
-from .logfile import (
-    parse_and_read,
-    percentile,
-    safe_stdout,
-    short_command,
-    step_label,
-    tool_parser,
-)
+from ..messages import BOLD, CYAN, DIM, RED, RESET, YELLOW
+from .logfile import percentile, short_command, step_label
+from .tools import parse_and_read, safe_stdout, tool_parser, write_stdout
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Final
 
-    from .logfile import Log, Step
+    from .logfile import Log
+    from .schema import Step
 
 REPORT_VERSION: Final = 1
 DEFAULT_TOP: Final = 5
 
-# The --json document's keys, documented (README, "fi_run report --json"): a test keeps this in step.
+# The --json document's keys: --help lists them; tests/test_docs.py keeps docs/reference.md in step.
 JSON_KEYS: Final = {
     "report_version": "1; incremented when a key changes meaning or goes away (new keys may be added)",
     "files": "the logs read, as given",
@@ -66,13 +62,6 @@ JSON_KEYS: Final = {
     "fi-run jobserver while steps waited; seconds lent, loans repaid after the command (credit); most "
     "seconds first",
 }
-
-_BOLD: Final = "\x1b[1m"
-_RED: Final = "\x1b[1;31m"
-_YELLOW: Final = "\x1b[33m"
-_CYAN: Final = "\x1b[36m"
-_DIM: Final = "\x1b[2m"
-_RESET: Final = "\x1b[0m"
 
 
 def _r(value: float) -> float:
@@ -202,7 +191,7 @@ def lent_by_resource(steps: list[Step]) -> list[Lent]:
     lent: dict[str | None, Lent] = {}
     for step in steps:
         seen: set[str | None] = set()
-        for loan in step.loans:
+        for loan in step.lent:
             entry = lent.setdefault(loan.resource, Lent(loan.resource))
             entry.loans += 1
             # A loan the step never closed (it ended first) lasted until the step's end.
@@ -313,7 +302,7 @@ class _Style:
         self.colour = colour
 
     def __call__(self, code: str, text: str) -> str:
-        return f"{code}{text}{_RESET}" if self.colour and text else text
+        return f"{code}{text}{RESET}" if self.colour and text else text
 
 
 def _table(rows: list[list[str]], right: set[int], indent: str = "  ") -> list[str]:
@@ -360,7 +349,7 @@ def render(summary: Summary, colour: bool, width: int = 120, top: int = DEFAULT_
     files = log.files
     source = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
     out: list[str] = []
-    title = style(_BOLD, "fi_run report")
+    title = style(BOLD, "fi_run report")
     if not steps:
         out.append(f"{title}  {source}: no steps logged")
     else:
@@ -368,13 +357,13 @@ def render(summary: Summary, colour: bool, width: int = 120, top: int = DEFAULT_
         end = max(s.end for s in steps)
         failed = summary.failed()
         head = f"{_plural(len(steps), 'step')}, " + (
-            style(_RED, f"{failed} failed") if failed else "all succeeded"
+            style(RED, f"{failed} failed") if failed else "all succeeded"
         )
         out.append(
             f"{title}  {source}: {head}, span {_s(end - start)} s ({_clock(start)} to {_clock(end)[11:]})"
         )
     if log.skipped:
-        out.append(style(_YELLOW, log.skipped_note()))
+        out.append(style(YELLOW, log.skipped_note()))
     if not steps:
         return "\n".join(out) + "\n"
 
@@ -398,31 +387,31 @@ def render(summary: Summary, colour: bool, width: int = 120, top: int = DEFAULT_
     out += _table(overview, right=set())
 
     if summary.failures:
-        out += ["", style(_BOLD, "failures")]
+        out += ["", style(BOLD, "failures")]
         rows = [["status", "steps", "example"]]
         for status, group in summary.failures:
             example = group[0]
             error = f"  ({example.error})" if example.error else ""
             rows.append([str(status), str(len(group)), _who(example) + error])
         lines = _table(rows, right={0, 1})
-        out.append(style(_DIM, lines[0]))
+        out.append(style(DIM, lines[0]))
         for line, row in zip(lines[1:], rows[1:], strict=True):
-            out.append(_recolour(_cut(line, width), row[0], _RED, style))
+            out.append(_recolour(_cut(line, width), row[0], RED, style))
 
     if summary.families:
-        out += ["", style(_BOLD, "retries by family") + style(_DIM, "  (lost: failed attempts and back-off)")]
+        out += ["", style(BOLD, "retries by family") + style(DIM, "  (lost: failed attempts and back-off)")]
         rows = [["family", "retries", "steps", "lost s", "gave up"]]
         for f in summary.families:
             rows.append([f.family, str(f.retries), str(len(f.steps)), _s(f.seconds), str(f.gave_up)])
         lines = _table(rows, right={1, 2, 3, 4})
-        out.append(style(_DIM, lines[0]))
+        out.append(style(DIM, lines[0]))
         for line, f in zip(lines[1:], summary.families, strict=True):
-            out.append(_recolour(line, f.family, _YELLOW, style))
+            out.append(_recolour(line, f.family, YELLOW, style))
             if f.line:
-                out.append(style(_DIM, _cut(f"    e.g. {f.line}", width)))
+                out.append(style(DIM, _cut(f"    e.g. {f.line}", width)))
 
     if summary.resources:
-        out += ["", style(_BOLD, "lock waits") + style(_DIM, "  (seconds; wait: from asking to holding)")]
+        out += ["", style(BOLD, "lock waits") + style(DIM, "  (seconds; wait: from asking to holding)")]
         rows = [["steps", "wait total", "p50", "p95", "max", "held total", "resource"]]
         kinds = []
         for r in summary.resources:
@@ -447,27 +436,27 @@ def render(summary: Summary, colour: bool, width: int = 120, top: int = DEFAULT_
                 )
                 kinds.append((kind, r.resource))
         lines = _table(rows, right={0, 1, 2, 3, 4, 5})
-        out.append(style(_DIM, lines[0]))
+        out.append(style(DIM, lines[0]))
         for line, (kind, name) in zip(lines[1:], kinds, strict=True):
-            out.append(_recolour(line, name, _CYAN, style) if kind == "resource" else line)
+            out.append(_recolour(line, name, CYAN, style) if kind == "resource" else line)
         for r in summary.resources:
             longest = r.longest(top)
             if not longest:
                 continue
-            out.append(style(_DIM, f"  longest waits for {r.resource}"))
+            out.append(style(DIM, f"  longest waits for {r.resource}"))
             rows = [[_s(w.wait), _who(w.step)] for w in longest]
             out += [_cut(line, width) for line in _table(rows, right={0}, indent="    ")]
 
     lent = lent_by_resource(steps)
     if lent:
-        out += ["", style(_BOLD, "job slots lent") + style(_DIM, "  (to fi-run jobserver, while waiting)")]
+        out += ["", style(BOLD, "job slots lent") + style(DIM, "  (to fi-run jobserver, while waiting)")]
         rows = [["loans", "steps", "lent s", "on credit", "while waiting for"]]
         for e in lent:
             rows.append(
                 [str(e.loans), str(e.steps), _s(e.seconds), str(e.credit), e.resource or "retry back-off"]
             )
         lines = _table(rows, right={0, 1, 2, 3})
-        out.append(style(_DIM, lines[0]))
+        out.append(style(DIM, lines[0]))
         out += [_cut(line, width) for line in lines[1:]]
     return "\n".join(out) + "\n"
 
@@ -477,7 +466,8 @@ def _cut(line: str, width: int) -> str:
     return line if len(line) <= width else line[: max(width - 3, 1)] + "..."
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str]) -> int:
+    """``fi_run report ARGS``: the exit status; raises UsageError (cli.main reports it)."""
     parser = tool_parser(
         "fi_run report",
         "Summarize fi_run --log / FI_RUN_LOG files: steps, failures, retries by contention family, and per "
@@ -486,7 +476,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Exit status: 0, or 2 if a log cannot be read. Unreadable lines are skipped and counted.\n"
         "--json keys:\n" + "\n".join(f"  {key}: {meaning}" for key, meaning in JSON_KEYS.items()),
     )
-    parser.add_argument("logs", nargs="+", metavar="LOG", help="a log file ('-': standard input)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON document")
     parser.add_argument(
         "--top",
@@ -498,40 +487,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parsed = parse_and_read(
         parser, argv, lambda args: f"--top expects a number >= 0, got {args.top}" if args.top < 0 else None
     )
-    if isinstance(parsed, int):
-        return parsed
+    if parsed is None:
+        return 0
     args, log = parsed
     summary = summarize(log)
     safe_stdout()
-    try:
-        if args.json:
-            import json
+    if args.json:
+        import json
 
-            sys.stdout.write(json.dumps(to_json(summary, args.top), indent=2) + "\n")
-        else:
-            from ..messages import colour_wanted
+        return write_stdout(json.dumps(to_json(summary, args.top), indent=2) + "\n")
+    import shutil
 
-            try:
-                tty = sys.stdout.isatty()
-            except (AttributeError, ValueError):
-                tty = False
-            colour = colour_wanted(os.environ, tty)
-            if colour and os.name == "nt":  # pragma: no cover - Windows only
-                from ..messages import _enable_windows_ansi
+    from ..messages import colour_for, is_terminal
 
-                _enable_windows_ansi()
-            import shutil
-
-            width = shutil.get_terminal_size((120, 24)).columns if tty else 120
-            sys.stdout.write(render(summary, colour, width, args.top))
-        sys.stdout.flush()
-    except BrokenPipeError:  # `fi_run report LOG | head`: the reader had enough
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        return 1
-    return 0
+    width = shutil.get_terminal_size((120, 24)).columns if is_terminal(sys.stdout) else 120
+    return write_stdout(render(summary, colour_for(sys.stdout), width, args.top))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .tools import run_by_path
+
+    run_by_path("report")

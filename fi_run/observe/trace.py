@@ -1,6 +1,6 @@
 """``fi_run trace LOG... -o trace.json``: a Chrome trace-event file of a build, from fi_run's --log lines.
 
-Also ``python -m fi_run.trace``. Imported only by that subcommand, never by a build step.
+Also ``python -m fi_run.observe.trace``. Imported only by that subcommand, never by a build step.
 
 The output is the trace-event format's JSON Object Format (``{"traceEvents": [...], "displayTimeUnit":
 "ms"}``) that Perfetto (https://ui.perfetto.dev, "Open trace file") and chrome://tracing load. One process,
@@ -36,13 +36,17 @@ if __name__ == "__main__" and not __package__:
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     __package__ = "fi_run.observe"
 
-from .logfile import fail, parse_and_read, short_command, step_label, tool_parser
+from ..errors import UsageError
+from ..messages import Reporter
+from .logfile import short_command, step_label
+from .tools import parse_and_read, tool_parser, write_stdout
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Final
 
-    from .logfile import Log, Step
+    from .logfile import Log
+    from .schema import Step
 
 TRACE_VERSION: Final = 1
 PID: Final = 1  # the build; tids are slots, numbered from 1
@@ -132,7 +136,7 @@ def build_trace(log: Log) -> dict[str, Any]:
 
 def _loan_events(step: Step, index: int, start: int, end: int, slot: int) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
-    for number, loan in enumerate(step.loans):
+    for number, loan in enumerate(step.lent):
         ts = min(start + _us(loan.start), end)
         # A loan the step never closed lasted until it ended.
         stop = end if loan.duration is None else min(max(start + _us(loan.start + loan.duration), ts), end)
@@ -239,7 +243,8 @@ def _step_events(step: Step, start: int, end: int, slot: int) -> list[dict[str, 
     return events
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str]) -> int:
+    """``fi_run trace ARGS``: the exit status; raises UsageError (cli.main reports it)."""
     parser = tool_parser(
         "fi_run trace",
         "Write a Chrome trace-event JSON file of the steps in fi_run --log / FI_RUN_LOG files: one track per "
@@ -247,42 +252,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         epilog="Open the file in https://ui.perfetto.dev (Open trace file) or chrome://tracing (Load).\n"
         "Exit status: 0, or 2 if a log cannot be read or the output cannot be written.",
     )
-    parser.add_argument("logs", nargs="+", metavar="LOG", help="a log file ('-': standard input)")
     parser.add_argument(
         "-o", "--output", metavar="FILE", default="-", help="where to write the trace (default: stdout)"
     )
     parsed = parse_and_read(parser, argv)
-    if isinstance(parsed, int):
-        return parsed
+    if parsed is None:
+        return 0
     args, log = parsed
     import json
 
     trace = build_trace(log)
     text = json.dumps(trace, ensure_ascii=True, separators=(",", ":")) + "\n"
+    reporter = Reporter()
     if log.skipped:
-        sys.stderr.write(f"fi_run: {log.skipped_note()}\n")
+        reporter.warning(log.skipped_note())
     if args.output == "-":
-        try:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        except BrokenPipeError:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
-            return 1
-        return 0
+        return write_stdout(text)
     try:
         with open(args.output, "w", encoding="ascii") as stream:
             stream.write(text)
     except OSError as exc:
-        return fail(f"cannot write the trace to {args.output!r}: {exc.strerror or exc}")
+        raise UsageError(f"cannot write the trace to {args.output!r}: {exc.strerror or exc}") from None
     other = trace["otherData"]
     steps = "no steps logged" if not other["steps"] else f"{other['steps']} steps on {other['slots']} tracks"
-    sys.stderr.write(
-        f"fi_run: wrote {args.output} ({steps}); open it in https://ui.perfetto.dev or chrome://tracing\n"
-    )
+    reporter.info(f"wrote {args.output} ({steps}); open it in https://ui.perfetto.dev or chrome://tracing")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .tools import run_by_path
+
+    run_by_path("trace")

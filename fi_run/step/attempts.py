@@ -1,8 +1,9 @@
 """Attempts: run the command, classify a failure, back off and run it again, or stop.
 
-Only a failed attempt is examined, and only its own output; a failure without a contention signature
-is never retried, so its exit status passes through after one attempt. A retried attempt's output is
-dropped: what the build log shows is the final attempt's output plus one fi_run line per retry.
+Only a failed attempt is examined, and only the end of its own output (contention/recognizer.py); a
+failure the recognizer does not call contention is never retried, so its exit status passes through
+after one attempt. A retried attempt's output is dropped: what the build log shows is the final attempt's
+output plus one fi_run line per retry.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 
 from ..errors import EXIT_TIMEOUT
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlocked step (docs/performance.md)
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -62,6 +63,7 @@ def run_attempts(
     deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
     retries_done = 0
     waited = 0.0
+    holders: list[int | None] = []  # the holder each contention verdict named, in a row
     while True:
         remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
         attempt_start = record.offset()
@@ -83,14 +85,43 @@ def run_attempts(
             break
         # Only a failed attempt pays for these imports: the catalogue compiles regexes, the back-off is math.
         from ..contention import backoff
-        from ..contention.signatures import active_signatures, find_contention
+        from ..contention.recognizer import HOLDER_REPEATS, USER_REGEX_SECONDS, classify
 
-        signatures = active_signatures(windows=os.name == "nt", extra=spec.retry_on)
-        match = find_contention(capture.text(), signatures)
+        user_seconds = USER_REGEX_SECONDS
+        if deadline is not None:
+            user_seconds = max(min(user_seconds, deadline - time.monotonic()), 0.01)
+        try:
+            interrupts.idle()  # a signal during classification ends the step now, as during the back-off
+            verdict = classify(
+                capture.text(),
+                windows=os.name == "nt",
+                command=spec.command[0] if spec.command else "",
+                extra=spec.retry_on,
+                check_holders=True,
+                user_regex_seconds=user_seconds,
+            )
+        except BaseException:
+            record.add_attempt(attempt_start, outcome.status, None, None)
+            raise
         record.add_attempt(
-            attempt_start, outcome.status, *((match.family, match.line) if match else (None, None))
+            attempt_start,
+            outcome.status,
+            *((verdict.family, verdict.line) if verdict.retry else (None, None)),
         )
-        if match is None:
+        if verdict.kind in ("stale", "self-held"):
+            reporter.warning(f"not retried: {verdict.reason}")
+        if not verdict.retry:
+            break
+        limit = spec.retries if verdict.max_retries is None else min(spec.retries, verdict.max_retries)
+        if retries_done >= limit:
+            break
+        holders = (
+            [*holders, verdict.holder] if holders and holders[-1] == verdict.holder else [verdict.holder]
+        )
+        if verdict.holder is not None and len(holders) >= HOLDER_REPEATS:
+            reporter.warning(
+                f"not retried: process {verdict.holder} has held the lock through {len(holders)} attempts"
+            )
             break
         pause = backoff.delay(retries_done + 1, backoff.unit_random())
         if deadline is not None and time.monotonic() + pause >= deadline:
@@ -99,8 +130,8 @@ def run_attempts(
             break
         retries_done += 1
         reporter.warning(
-            f'lock contention ({match.family}: "{_shorten(match.line)}"), '
-            f"retry {retries_done}/{spec.retries} in {pause:.1f} s"
+            f'lock contention ({verdict.family}: "{_shorten(verdict.line)}"), '
+            f"retry {retries_done}/{limit} in {pause:.1f} s"
         )
         capture.reset()
         interrupts.idle()

@@ -11,7 +11,7 @@ import stat
 
 from ..errors import CommandNotFoundError, NotExecutableError
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlocked step (docs/performance.md)
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from dataclasses import dataclass
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     EnvOpKind = Literal["set", "unset", "prepend", "venv"]
 else:
-    from .._record import dataclass
+    from .._record import dataclass  # not dataclasses': saves ~10 ms (inspect, re) on an unlocked step
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import sys
 
 from ..errors import EXIT_INTERRUPTED, EXIT_SIGNAL_BASE
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlocked step (docs/performance.md)
 if TYPE_CHECKING:
     import signal as _signal
     from types import FrameType
@@ -125,7 +125,7 @@ class Interrupts:
                 # `kill <pid>`, aimed at fi_run alone.
                 os.kill(self.forward_to_pid, signum)
         except OSError:
-            pass  # already gone
+            pass  # already gone (try/except, not contextlib.suppress: saves ~2 ms on an unlocked step)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is None:

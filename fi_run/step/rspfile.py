@@ -86,7 +86,7 @@ import os
 
 from ..errors import UsageError
 
-TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs more than this whole module
+TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) on an unlocked step with @FILE
 if TYPE_CHECKING:
     from collections.abc import Sequence
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..errors import NotExecutableError
 from .outcome import Outcome
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # not typing's: saves importing typing on an unlocked Windows step
 if TYPE_CHECKING:
     from .interrupts import Interrupts
 

@@ -28,7 +28,7 @@ def prepare(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
-        pass
+        pass  # try/except, not contextlib.suppress: saves contextlib (~2 ms) on an unlocked step
     except OSError as exc:
         raise UsageError(f"cannot remove the old stamp {path!r}: {exc.strerror or exc}") from None
 

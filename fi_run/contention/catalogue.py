@@ -1,10 +1,9 @@
-"""Lock-contention signatures: which failed attempts fi_run retries.
+"""The catalogue: the high-confidence tier of contention recognition, as data.
 
-When a wrapped command fails, fi_run scans that attempt's output for a line that shows the failure was
-lock contention (another process held a file, a lock or a licence seat); only then is the command
-retried with backoff. A false positive retries a real failure, so every pattern below is as narrow
-as the evidence allows, sits next to the real message that justifies it (``example``) and the public
-issue or source file it comes from (``source``), and says why it is shaped as it is.
+Each `Signature` is one regex for one kind of lock contention, with the real message that justifies it
+(``example``) and the public issue or source file it comes from (``source``). A false positive reruns a
+real failure, so every pattern is as narrow as the evidence allows. The generic tier (recognizer.py)
+catches what this table has never seen; this table is what fi_run is sure of.
 
 Rules that apply to all of them:
 
@@ -13,42 +12,41 @@ Rules that apply to all of them:
   them is translated, so where a code exists it is matched (``code_based=True``).
 * Codes that mean something else elsewhere are ``windows_only``: Rust's ``(os error 32)`` is
   ERROR_SHARING_VIOLATION on Windows but EPIPE ("Broken pipe") on Linux and macOS, and ``(os error 33)``
-  is ERROR_LOCK_VIOLATION on Windows but EDOM on POSIX. The code-only forms are therefore active only
-  when fi_run runs on Windows; the English Windows texts ("being used by another process", "another
-  process has locked a portion of the file") cannot mean anything else, so they are active everywhere.
-* Wait lines are never matches. Tools that wait for their own lock print a status line while they
-  wait (cargo "Blocking waiting for file lock", apt "Waiting for cache lock: Could not get lock ...");
-  such a line is skipped before any family is tried (`WAIT_LINES`).
-* A line that says the filesystem cannot lock at all (ENOSYS, ENOLCK, ...) is never a match either
-  (`NEVER_RETRY`): waiting does not give a filesystem locks.
-* A few messages are only a heading whose meaning depends on the lines around it (bazel prints the
-  same "Another command holds the output base lock:" before waiting and before giving up); those
-  carry a context rule (`_CONTEXT`) that looks at a few neighbouring lines.
+  is ERROR_LOCK_VIOLATION on Windows but EDOM on POSIX.
+* Wait lines (`WAIT_LINES`) are never matches: tools print them while they wait for their own lock.
+* A line that says the filesystem cannot lock at all (`NEVER_RETRY`) is never a match either.
+* A few messages carry a context rule (`Signature.context`): a heading whose meaning depends on the lines
+  below it, or an exception whose meaning depends on the traceback frame above it.
+* Patterns are matched against one normalized message of at most a few KB (recognizer.py bounds them),
+  and are written so that no input makes them superlinear: no nested quantifiers, and every lazy
+  ``[^\n]*?`` sits between literals. Each starts with a literal so the pre-scan is a substring search.
 
-This module is imported lazily, only after a failed attempt. Nothing is compiled at import time: the
-first `find_contention` call compiles the active set once and caches it.
+Imported only after a failed attempt; nothing is compiled at import time.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import TYPE_CHECKING, Final
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
+from typing import Final
 
 __all__ = [
     "BUILTIN",
     "NEVER_RETRY",
+    "NEVER_RETRY_FAMILY",
+    "USER_FAMILY",
     "WAIT_LINES",
-    "Match",
+    "WAIT_LINE_FAMILY",
+    "Context",
     "Signature",
-    "active_signatures",
-    "check_user_regex",
-    "find_contention",
 ]
+
+
+@dataclass(frozen=True)
+class Context:
+    """A context rule: a signature whose verdict depends on the lines around its match."""
+
+    before: str | None = None  # regex: the match is dropped if one of the few lines above matches
+    heading: bool = False  # the match is a heading: dropped if a wait / never-retry line follows it
 
 
 @dataclass(frozen=True)
@@ -56,28 +54,25 @@ class Signature:
     """One regex for one kind of lock contention, with the evidence for it."""
 
     family: str  # e.g. "windows-lock-violation"; several Signatures may share a family
-    pattern: str  # the regex source, searched in one output line (compiled lazily, cached)
+    pattern: str  # the regex source, searched in one normalized message (compiled lazily, cached)
     description: str  # one line: what contention it means
     example: str  # a real message it matches, quoted
     source: str  # URL of the public issue/doc the example comes from
     windows_only: bool = False  # only active when running on Windows
     code_based: bool = False  # True when it matches an error code, not English text
-
-
-@dataclass(frozen=True)
-class Match:
-    """The first output line that showed contention, and its family."""
-
-    family: str
-    line: str  # the whole output line that matched, stripped of trailing whitespace / \r
+    context: Context | None = None  # a rule about the neighbouring lines, if the match alone is not enough
 
 
 USER_FAMILY: Final = "user"
 
-# Negated classes in the patterns exclude "\n" (`[^'\n]`, `[^\n]*?`) and no pattern uses `\s`, so a
-# pre-scan of the whole output cannot run from one line into the next (each nominated line is
-# re-checked on its own anyway; this only keeps the pre-scan from nominating lines for nothing).
-_Q_CLOSE = "['\"\u201d\u2019]"  # a closing quote after a path: ASCII or typographic (rust#108525 has ”)
+_Q_CLOSE = "['\"\u201d\u2019]"  # a closing quote after a path: ASCII or typographic (as in rust#108525)
+
+# subprocess / multiprocessing under a process limit (babun/babun#871, DrQA#235) and non-blocking sockets
+# (aploium/shootback#20) raise the same BlockingIOError as a held flock: the frame above tells them apart.
+FORK_OR_SOCKET_FRAME: Final = (
+    r"\bfork_exec\b|\bos\.fork\(|\bin _execute_child\b|\bin _launch\b|\bposix_spawn|"
+    r"\bsocket\b|\.(?:connect|connect_ex|send|sendall|sendto|recv|recv_into|recvfrom|accept)\("
+)
 
 # ---------------------------------------------------------------------------------------------------
 # The catalogue. Order matters only where one line could match two families: the more specific family
@@ -292,12 +287,13 @@ BUILTIN: Final[tuple[Signature, ...]] = (
     # Python raises BlockingIOError (EAGAIN: 11 on Linux, 35 on macOS) from fcntl.flock/lockf with
     # LOCK_NB when another process holds the lock (zc.lockfile, fasteners). The same exception also
     # comes from fork()/subprocess under a process limit and from non-blocking sockets, so a context
-    # rule (`_CONTEXT`) drops it when the traceback frame just above it is a fork, spawn or socket call.
+    # rule (`context`) drops it when the traceback frame just above it is a fork, spawn or socket call.
     # The shell's own fork failures ("fork: retry: Resource temporarily unavailable") and OpenBLAS'
     # pthread_create EAGAIN never match: the pattern requires BlockingIOError.
     Signature(
         family="eagain-lock",
         pattern=r"\bBlockingIOError: \[Errno (?:11|35)\]",
+        context=Context(before=FORK_OR_SOCKET_FRAME),
         description="a non-blocking file lock (flock/lockf) is held by another process (EAGAIN)",
         example="E   BlockingIOError: [Errno 35] Resource temporarily unavailable",
         source="https://github.com/zopefoundation/zc.lockfile/issues/23",
@@ -360,6 +356,14 @@ BUILTIN: Final[tuple[Signature, ...]] = (
         description="dpkg found its frontend or status-database lock held by another process",
         example="dpkg: error: dpkg frontend is locked by another process",
         source="https://github.com/microsoft/lisa/issues/660",
+    ),
+    # apt prints this warning only right after "Could not get lock": the lock is held by someone.
+    Signature(
+        family="dpkg-lock",
+        pattern=r"\bBe aware that removing the lock file is not a solution\b",
+        description="apt's warning that follows a dpkg lock held by another process",
+        example="W: Be aware that removing the lock file is not a solution and may break your system.",
+        source="https://github.com/pop-os/pop/issues/2292",
     ),
     # --- git-index-lock ---------------------------------------------------------------------------
     # git's lockfile.c: "Unable to create '<path>.lock': File exists." - another git process holds
@@ -431,10 +435,11 @@ BUILTIN: Final[tuple[Signature, ...]] = (
     ),
     # Newer clients print this heading, the lock owner's lines, and then either "Waiting for it to
     # complete..." (a wait) or "Exiting because the output base lock is held ...". Alone (or followed by
-    # the exit line) it is contention; followed by the wait line it is a wait. See _CONTEXT.
+    # the exit line) it is contention; followed by the wait line it is a wait. See its `context`.
     Signature(
         family="bazel-lock",
         pattern=r"\bAnother command holds the output base lock\b",
+        context=Context(heading=True),
         description="another bazel client holds the output base lock",
         example="Another command holds the output base lock:",
         source="https://github.com/OpenPRoT/openprot/issues/430",
@@ -456,6 +461,17 @@ BUILTIN: Final[tuple[Signature, ...]] = (
         description="conda found another conda's lock file (old conda)",
         example="LOCKERROR: It looks like conda is already doing something.",
         source="https://github.com/rdkit/conda-rdkit/issues/41",
+    ),
+    # conda 4.1's wording of the same error, naming the lock file (its suffix is the holder's pid).
+    Signature(
+        family="conda-lock",
+        pattern=r"\bThe lock \[?'[^'\n]*\.conda_lock[^'\n]*'\]? was found\b",
+        description="conda found another conda's lock file in its package cache",
+        example=(
+            "    The lock ['/Users/apple/anaconda/pkgs/.conda_lock-42160'] was found. Wait for it to finish "
+            "before continuing."
+        ),
+        source="https://github.com/ContinuumIO/anaconda-issues/issues/919",
     ),
     # py-filelock's Timeout ("The file lock '%s' could not be acquired."): conda-build and other Python
     # tools waited for a lock until their timeout.
@@ -576,10 +592,27 @@ BUILTIN: Final[tuple[Signature, ...]] = (
     # one connection that retrying reproduces; it does not contain "database is locked".
     Signature(
         family="sqlite-busy",
-        pattern=r"\bdatabase is locked\b",
+        pattern=r"\bdatabase (?:file )?is locked\b",
         description="SQLITE_BUSY: another connection holds the SQLite database lock",
         example="sqlite3.OperationalError: database is locked",
         source="https://github.com/piskvorky/sqlitedict/issues/144",
+    ),
+    # The result code's name, as drivers print it (Android's "(code 5 SQLITE_BUSY)", Go's sqlite3 errors).
+    Signature(
+        family="sqlite-busy",
+        pattern=r"\bSQLITE_BUSY\b",
+        description="SQLITE_BUSY by name: another connection holds the SQLite database lock",
+        example="SQLITE_BUSY: The database file is locked",
+        source="https://www.sqlite.org/rescode.html#busy",
+        code_based=True,
+    ),
+    # SQLITE_BUSY_RECOVERY (261) as rusqlite and Deno describe it: another connection is recovering the WAL.
+    Signature(
+        family="sqlite-busy",
+        pattern=r"\bAnother process is recovering a WAL mode database file\b",
+        description="SQLITE_BUSY_RECOVERY: another connection is recovering the database's WAL",
+        example="    Error code 261: Another process is recovering a WAL mode database file)",
+        source="https://github.com/denoland/deno/issues/27283",
     ),
     # --- uv-lock ----------------------------------------------------------------------------------
     # uv's LockedFileError::Timeout (crates/uv-fs/src/locked_file.rs): it waited UV_LOCK_TIMEOUT for a
@@ -593,10 +626,11 @@ BUILTIN: Final[tuple[Signature, ...]] = (
     ),
     # The context of uv's error chain: its cause follows on the next lines. It is contention when the
     # cause is a timeout or a Windows lock violation, not when the cause is a filesystem without locks
-    # ("failed to lock ...: Bad file descriptor (os error 9)" on NFS, os error 38). See _CONTEXT.
+    # ("failed to lock ...: Bad file descriptor (os error 9)" on NFS, os error 38). See its `context`.
     Signature(
         family="uv-lock",
         pattern=r"\bFailed to acquire lock on the distribution cache\b",
+        context=Context(heading=True),
         description="uv could not lock its distribution cache (another uv holds it)",
         example="Failed to acquire lock on the distribution cache",
         source="https://github.com/RBLN-SW/vllm-rbln/pull/985",
@@ -618,6 +652,111 @@ BUILTIN: Final[tuple[Signature, ...]] = (
         ),
         source="https://github.com/yarnpkg/yarn/issues/8854",
         code_based=True,
+    ),
+    # --- terraform-state-lock -----------------------------------------------------------------------
+    # terraform's backend lock (DynamoDB item, Azure blob lease, GCS object): "Error acquiring the state
+    # lock" is printed when another run holds it (the Lock Info block with its ID and Who follows).
+    Signature(
+        family="terraform-state-lock",
+        pattern=r"\bError acquiring the state lock\b",
+        description="terraform could not take the state lock another terraform run holds",
+        example=(
+            "Error: Error locking state: Error acquiring the state lock: ConditionalCheckFailedException: "
+            "The conditional request failed"
+        ),
+        source="https://github.com/alphagov/govuk-infrastructure/pull/297",
+    ),
+    # --- vcpkg-lock -------------------------------------------------------------------------------
+    # vcpkg locks .vcpkg-root (vcpkg-running.lock in manifest mode) for the whole run; a second vcpkg in
+    # the same root (parallel CMake configures) fails with this once it stops waiting.
+    Signature(
+        family="vcpkg-lock",
+        pattern=r"\bFailed to take the filesystem lock on ",
+        description="vcpkg could not lock its root: another vcpkg runs against the same directory",
+        example="2. Failed to take the filesystem lock on /opt/src/vcpkg/.vcpkg-root",
+        source="https://github.com/microsoft/vcpkg/issues/18903",
+    ),
+    # --- snap-change ------------------------------------------------------------------------------
+    # snapd serializes changes per snap: a second install/refresh of the same snap is refused while the
+    # first change is in progress (HTTP 409, kind snap-change-conflict).
+    Signature(
+        family="snap-change",
+        pattern=r"\bsnap(?:ctl)?: snap \"[^\"\n]+\" has (?:\"[^\"\n]+\" change|changes) in progress\b",
+        description="snapd refused a change: another change of the same snap is in progress",
+        example=(
+            "Error: installing missing components: installing components: installing "
+            '"openvino-model-server": '
+            'exit status 1: error: snapctl: snap "gemma4" has changes in progress'
+        ),
+        source="https://github.com/canonical/inference-snaps/issues/327",
+    ),
+    Signature(
+        family="snap-change",
+        pattern=r"\berror: snap \"[^\"\n]+\" has \"[^\"\n]+\" change in progress\b",
+        description="snap refused a change: another change of the same snap is in progress",
+        example='**error: snap "eclipse" has "install-snap" change in progress**',
+        source="https://github.com/itgoyo/500Days-Of-Github/issues/187",
+    ),
+    Signature(
+        family="snap-change",
+        pattern=r"\bkind-snap-change-conflict\b",
+        description="snapd's API error kind for a change that conflicts with one in progress",
+        example="install woe-usb: status-code=409 kind-snap-change-conflict message=snap",
+        source="https://github.com/snapcrafters/obs-studio/issues/127",
+    ),
+    # --- pacman-lock ------------------------------------------------------------------------------
+    # libalpm's ALPM_ERR_HANDLE_LOCK ("unable to lock database"): db.lck exists, i.e. another pacman runs
+    # (or one died and left it: identical text). "could not lock database: Permission denied" (not root)
+    # does not contain this text.
+    Signature(
+        family="pacman-lock",
+        pattern=r"\(unable to lock database\)",
+        description="pacman/libalpm found db.lck: another pacman holds the package database",
+        example="error: failed to synchronize all databases (unable to lock database)",
+        source="https://github.com/giuspen/cherrytree/issues/2284",
+    ),
+    # --- docker-overlay-ebusy ---------------------------------------------------------------------
+    # dockerd mounting a container's overlay while another operation (a concurrent build, push or
+    # remove) still has the layer mounted; it succeeds once that finishes.
+    Signature(
+        family="docker-overlay-ebusy",
+        pattern=r"\berror creating overlay mount to [^\n]*?: device or resource busy",
+        description="dockerd could not mount a layer another concurrent docker operation holds",
+        example=(
+            "error creating overlay mount to /var/lib/docker/overlay2/e3003381a4b9d9ef5f527fb36eeb14b98709bed"
+            "c5a5535f11c42011fae171cd2/merged: device or resource busy"
+        ),
+        source="https://github.com/docker/for-linux/issues/711",
+    ),
+    # --- zc-lockfile ------------------------------------------------------------------------------
+    # zc.lockfile (ZODB, buildout, pytest-cache's ancestors) raises LockError("Couldn't lock %r") when its
+    # non-blocking flock / msvcrt.locking fails: another process holds the lock file.
+    Signature(
+        family="zc-lockfile",
+        pattern=r"\bLockError: Couldn't lock '",
+        description="zc.lockfile could not take a lock file another process holds (ZODB, buildout)",
+        example="zc.lockfile.LockError: Couldn't lock '/srv/zeo/var/Data.fs.lock'",
+        source=(
+            "https://github.com/zopefoundation/zc.lockfile/blob/82377e843b224ff6286de5cc203980fb7f636544/"
+            "src/zc/lockfile/__init__.py"
+        ),
+    ),
+    # --- ccache-tmp-race --------------------------------------------------------------------------
+    # ccache writes the compiler's output to <cache>/tmp/tmp.cpp_stderr.<host>.<pid>...; another ccache
+    # cleaning the shared tmp directory removes it underneath (ccache#480, ccache#154).
+    Signature(
+        family="ccache-tmp-race",
+        pattern=(
+            r"\bccache: (?:error|FATAL): Failed to open [^\n]*?[/\\]tmp\.\w+\.[^\n]*?: "
+            r"No such file or directory"
+        ),
+        description="another ccache removed this ccache's temporary file from the shared cache directory",
+        example=(
+            "ccache: error: Failed to open /home/winetest/.ccache/tmp/tmp.cpp_stderr.fgtbdebian10.2470."
+            "JcWDlw: "
+            "No such file or directory"
+        ),
+        source="https://github.com/ccache/ccache/issues/480",
     ),
 )
 
@@ -689,6 +828,14 @@ WAIT_LINES: Final[tuple[Signature, ...]] = (
         example="warning Waiting for the other yarn instance to finish",
         source="https://github.com/yarnpkg/yarn/issues/1993",
     ),
+    # yum (yummain.py) while it waits for another yum: then "Another app is currently holding the yum lock".
+    Signature(
+        family=WAIT_LINE_FAMILY,
+        pattern=r"\bExisting lock [^\n]*?: another copy is running as pid \d+",
+        description="yum waits for the yum lock another yum holds",
+        example="     > Existing lock /var/run/yum.pid: another copy is running as pid 2990.",
+        source="https://github.com/sormy/gentoo-ami-builder/issues/9",
+    ),
     # ccache's debug log while it polls a lock file (lockfile.c).
     Signature(
         family=WAIT_LINE_FAMILY,
@@ -739,210 +886,3 @@ NEVER_RETRY: Final[tuple[Signature, ...]] = (
         source="https://github.com/astral-sh/uv/issues/18061",
     ),
 )
-
-# ---------------------------------------------------------------------------------------------------
-# Context rules, keyed by Signature.pattern. `before`: the match is dropped when one of the few
-# non-empty lines above it matches (the traceback frame that raised it). `after`: the match is a
-# heading whose verdict comes from the lines below: it is dropped when a wait line or a NEVER_RETRY
-# line follows within the window, before any line that itself matches a family.
-# ---------------------------------------------------------------------------------------------------
-
-_AFTER_WINDOW: Final = 12  # non-empty lines below a heading that can still decide it (bazel's owner block)
-_BEFORE_WINDOW: Final = 4  # a traceback's raising frame is the line (or few lines) right above
-
-_FORK_OR_SOCKET_FRAME: Final = (
-    # subprocess / multiprocessing under a process limit (babun/babun#871, DrQA#235) and non-blocking
-    # sockets (aploium/shootback#20) raise the same BlockingIOError as a held flock.
-    r"\bfork_exec\b|\bos\.fork\(|\bin _execute_child\b|\bin _launch\b|\bposix_spawn|"
-    r"\bsocket\b|\.(?:connect|connect_ex|send|sendall|sendto|recv|recv_into|recvfrom|accept)\("
-)
-
-
-@dataclass(frozen=True)
-class _Context:
-    before: str | None = None  # regex: drop the match if one of the lines above matches
-    heading: bool = False  # drop the match if a wait / never-retry line follows before a family line
-
-
-_CONTEXT: Final[dict[str, _Context]] = {
-    r"\bBlockingIOError: \[Errno (?:11|35)\]": _Context(before=_FORK_OR_SOCKET_FRAME),
-    r"\bAnother command holds the output base lock\b": _Context(heading=True),
-    r"\bFailed to acquire lock on the distribution cache\b": _Context(heading=True),
-}
-
-
-def active_signatures(*, windows: bool, extra: Sequence[str] = ()) -> tuple[Signature, ...]:
-    """BUILTIN filtered for the platform (windows_only ones only when windows=True), plus user regexes
-    from --retry-on, each as Signature(family="user", pattern=regex, ...)."""
-    builtin = tuple(s for s in BUILTIN if windows or not s.windows_only)
-    user = tuple(
-        Signature(
-            family=USER_FAMILY,
-            pattern=regex,
-            description="a --retry-on regex given by the user",
-            example="",
-            source="",
-        )
-        for regex in extra
-    )
-    return builtin + user
-
-
-def check_user_regex(regex: str) -> str | None:
-    """None if the regex compiles, else a short reason (e.g. the re.error message) for a usage error.
-
-    A regex that matches an empty line is refused too: it would match every output, and so turn
-    every failure into "contention" and retry it.
-    """
-    try:
-        compiled = re.compile(regex, re.MULTILINE)
-    except re.error as exc:
-        return str(exc)
-    except (OverflowError, RecursionError, ValueError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-    if compiled.search("") is not None:
-        return "it matches an empty line, so every failure would be retried"
-    return None
-
-
-def find_contention(text: str, signatures: Sequence[Signature]) -> Match | None:
-    """First matching line (scanning lines in order), skipping 'wait lines' entirely; None if none.
-
-    Lines end at "\\n", "\\r\\n" or a lone "\\r" (progress output redraws a line with "\\r"; each redraw
-    is its own line). A line that matches `WAIT_LINES` or `NEVER_RETRY` never matches. Within a line the
-    first signature in `signatures` order that matches (and whose context rule does not drop it)
-    decides the family.
-    """
-    if not text or not signatures:
-        return None
-    return _matcher(tuple(signatures)).find(text)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Matching engine. Each distinct pattern pre-scans the whole output on its own, and the scans are
-# merged by position: CPython's regex engine finds a pattern that starts with a literal with a fast
-# substring search (a few ms per pattern per 10 MB), while one big alternation, or a leading `\b`,
-# makes it try every branch at every position (seconds per 10 MB). So the scan form of a builtin
-# pattern drops a leading `\b` (a superset: it only nominates lines), and builtin patterns are written
-# to start with a literal (a test checks this). A nominated line is then checked on its own: against
-# the wait/never-retry lines, then each signature in order, then the signature's context rule.
-# Output is usually megabytes of compiler noise with no hit at all.
-# ---------------------------------------------------------------------------------------------------
-
-
-def _scan_form(pattern: str) -> str:
-    """The pattern used to pre-scan the whole output for a builtin signature (a superset of it)."""
-    return pattern[2:] if pattern.startswith(r"\b") else pattern
-
-
-@lru_cache(maxsize=256)
-def _compile_one(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.MULTILINE)
-
-
-@lru_cache(maxsize=1)
-def _wait_or_never() -> re.Pattern[str]:
-    """WAIT_LINES and NEVER_RETRY as one regex: a line it matches is never a contention line."""
-    return re.compile("|".join(f"(?:{s.pattern})" for s in WAIT_LINES + NEVER_RETRY))
-
-
-class _Matcher:
-    def __init__(self, signatures: tuple[Signature, ...]) -> None:
-        self.signatures = signatures
-        self.regexes = tuple(_compile_one(s.pattern) for s in signatures)
-        scan_forms = (s.pattern if s.family == USER_FAMILY else _scan_form(s.pattern) for s in signatures)
-        self.scanners = tuple(map(_compile_one, dict.fromkeys(scan_forms)))
-        self.skip = _wait_or_never()
-        self.contexts = tuple(
-            None if s.family == USER_FAMILY else _CONTEXT.get(s.pattern) for s in signatures
-        )
-        self.before = tuple(_compile_one(c.before) if c and c.before else None for c in self.contexts)
-
-    def find(self, text: str) -> Match | None:
-        norm = text.replace("\r", "\n") if "\r" in text else text
-        size = len(norm)
-        heads = [-2] * len(self.scanners)  # next hit of each scanner at or after pos; -1 none; -2 unknown
-        pos = 0
-        while pos <= size:
-            best = -1
-            for i, scanner in enumerate(self.scanners):
-                head = heads[i]
-                if head == -2 or 0 <= head < pos:
-                    hit = scanner.search(norm, pos)
-                    head = heads[i] = hit.start() if hit else -1
-                if head >= 0 and (best < 0 or head < best):
-                    best = head
-            if best < 0:
-                return None
-            start = norm.rfind("\n", 0, best) + 1
-            end = norm.find("\n", best)
-            if end < 0:
-                end = size
-            sig = self._classify(norm, start, end)
-            if sig is not None:
-                return Match(family=sig.family, line=norm[start:end].rstrip())
-            pos = end + 1
-        return None
-
-    def _classify(self, norm: str, start: int, end: int) -> Signature | None:
-        line = norm[start:end]
-        if self.skip.search(line):
-            return None
-        for i, regex in enumerate(self.regexes):
-            if regex.search(line) is None:
-                continue
-            context = self.contexts[i]
-            if context is not None and self._dropped(i, context, norm, start, end):
-                continue
-            return self.signatures[i]
-        return None
-
-    def _dropped(self, index: int, context: _Context, norm: str, start: int, end: int) -> bool:
-        before = self.before[index]
-        if before is not None:
-            for line in _lines_before(norm, start, _BEFORE_WINDOW):
-                if before.search(line):
-                    return True
-        if context.heading:
-            for line in _lines_after(norm, end, _AFTER_WINDOW):
-                if self.skip.search(line):
-                    return True
-                if any(
-                    regex.search(line) and self.contexts[i] is None for i, regex in enumerate(self.regexes)
-                ):
-                    return False
-        return False
-
-
-def _lines_before(norm: str, start: int, count: int) -> list[str]:
-    """Up to `count` non-empty lines ending before offset `start`, nearest first."""
-    found: list[str] = []
-    end = start - 1  # the "\n" that ends the previous line
-    while end > 0 and len(found) < count:
-        begin = norm.rfind("\n", 0, end) + 1
-        line = norm[begin:end]
-        if line.strip():
-            found.append(line)
-        end = begin - 1
-    return found
-
-
-def _lines_after(norm: str, end: int, count: int) -> list[str]:
-    """Up to `count` non-empty lines starting after offset `end` (the end of the current line)."""
-    found: list[str] = []
-    begin = end + 1
-    size = len(norm)
-    while begin < size and len(found) < count:
-        stop = norm.find("\n", begin)
-        if stop < 0:
-            stop = size
-        line = norm[begin:stop]
-        if line.strip():
-            found.append(line)
-        begin = stop + 1
-    return found
-
-
-@lru_cache(maxsize=8)
-def _matcher(signatures: tuple[Signature, ...]) -> _Matcher:
-    return _Matcher(signatures)

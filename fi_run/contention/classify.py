@@ -1,0 +1,143 @@
+"""`fi-run classify`: would fi_run retry a step that failed with this output, and why?
+
+    fi-run classify [--platform posix|windows] [--command NAME] [--retry-on REGEX]... [--check-holders]
+                    [FILE|-]
+
+Reads a failed step's output (a file, or standard input), runs the same recognizer a step runs after a
+failed attempt, and prints the verdict with its evidence: the tier that decided, the family, the lines,
+the holder check. Exit status 0 if fi_run would retry, 1 if it would not, 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, NoReturn
+
+from ..errors import EXIT_USAGE, FiRunError, UsageError
+from .recognizer import TAIL_CHARS, Verdict, check_user_regex, classify
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
+# Enough bytes for TAIL_CHARS characters of UTF-8 (up to 4 bytes each): the file's start is never read.
+_READ_BYTES = 4 * TAIL_CHARS
+EXIT_RETRY = 0
+EXIT_NO_RETRY = 1
+
+
+class ClassifyInputError(FiRunError):
+    """The output to classify cannot be read."""
+
+    exit_status = EXIT_USAGE
+
+
+def _parser() -> argparse.ArgumentParser:
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            raise UsageError(f"classify: {message} (see fi_run classify --help)")
+
+    parser = Parser(
+        prog="fi_run classify",
+        description=(
+            "Say whether fi_run would retry a step that failed with this output (lock contention), and why:\n"
+            "the verdict, the tier that decided (catalogue, generic, windows-hint, user), the family,\n"
+            "the evidence lines and the holder check. See docs/retries.md."
+        ),
+        epilog=(
+            "Exit status: 0 if fi_run would retry, 1 if it would not, 2 for bad input.\n"
+            "Example: ninja 2>&1 | tail -200 > out.txt; fi_run classify --command pip out.txt"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "file", nargs="?", default="-", metavar="FILE", help="the output ('-' or none: stdin)"
+    )
+    parser.add_argument(
+        "--platform",
+        choices=("posix", "windows"),
+        default="windows" if os.name == "nt" else "posix",
+        help="where the output was printed (default: this machine's); Windows codes count only there",
+    )
+    parser.add_argument(
+        "--command",
+        default="",
+        metavar="NAME",
+        help="the command that printed it (pip, npm, go...): Windows hints",
+    )
+    parser.add_argument(
+        "--retry-on",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="a --retry-on regex, as given to a step",
+    )
+    parser.add_argument(
+        "--check-holders",
+        action="store_true",
+        help="look at a pid the output names now (only meaningful for output printed moments ago)",
+    )
+    return parser
+
+
+def read_tail(name: str) -> str:
+    """The end of a file or of standard input, decoded leniently (a build log is not always UTF-8)."""
+    try:
+        if name == "-":
+            stream = sys.stdin.buffer
+            data = b""
+            while chunk := stream.read(1 << 20):
+                data = (data + chunk)[-_READ_BYTES:]
+        else:
+            with open(name, "rb") as file:
+                size = os.fstat(file.fileno()).st_size
+                file.seek(max(0, size - _READ_BYTES))
+                data = file.read()
+    except OSError as exc:
+        raise ClassifyInputError(f"classify: cannot read {name}: {exc.strerror or exc}") from None
+    return data.decode("utf-8", errors="replace")
+
+
+def describe(verdict: Verdict) -> str:
+    """The verdict and its evidence, a few lines for a person."""
+    out = [f"verdict: {'retry' if verdict.retry else 'no retry'} ({verdict.kind})"]
+    if verdict.tier:
+        out.append(f"tier: {verdict.tier}")
+    if verdict.family:
+        out.append(f"family: {verdict.family}")
+    out.append(f"reason: {verdict.reason}")
+    if verdict.lines:
+        out.append("evidence:")
+        out.extend(f"  {line.strip()}" for line in verdict.lines)
+    if verdict.holder is not None:
+        out.append(f"holder: pid {verdict.holder}, {verdict.holder_check}")
+    if verdict.stale_file:
+        out.append(f"stale lock file: {verdict.stale_file}")
+    if verdict.max_retries is not None:
+        out.append(f"retries capped at {verdict.max_retries} for this kind of evidence")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: Sequence[str]) -> int:
+    try:
+        args = _parser().parse_args(list(argv))
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    for regex in args.retry_on:
+        problem = check_user_regex(regex)
+        if problem is not None:
+            raise UsageError(f"classify: --retry-on expects a regular expression, got {regex!r}: {problem}")
+    text = read_tail(args.file)
+    verdict = classify(
+        text,
+        windows=args.platform == "windows",
+        command=args.command,
+        extra=tuple(args.retry_on),
+        check_holders=args.check_holders,
+    )
+    sys.stdout.write(describe(verdict))
+    sys.stdout.flush()
+    return EXIT_RETRY if verdict.retry else EXIT_NO_RETRY

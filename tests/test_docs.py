@@ -1,0 +1,139 @@
+"""docs/reference.md's tables say what the code does: options, environment variables, exit statuses, the log
+line schema, the report's --json keys and the signature families each have one home in the code, and these
+tests fail when the page and the code drift apart."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fi_run.cli import OPTIONS, Option
+from fi_run.errors import EXIT_SIGNAL_BASE, EXIT_STATUSES
+from fi_run.observe import report, schema
+from fi_run.step.spec import DEFAULT_RETRIES
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT / "docs" / "reference.md"
+
+
+def section(heading: str) -> str:
+    """The text of the ``## heading`` section of docs/reference.md, up to the next ``## ``."""
+    text = REFERENCE.read_text(encoding="utf-8")
+    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
+    assert match, f"docs/reference.md has no '## {heading}' section"
+    return match.group(1)
+
+
+def table(heading: str) -> list[list[str]]:
+    """The first table of a section: its body rows (header and rule dropped), cells stripped."""
+    rows = []
+    for line in section(heading).splitlines():
+        if line.startswith("|"):
+            # Split on pipes that are not escaped (`a\|b` stays one cell).
+            rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]])
+        elif rows:
+            break
+    assert len(rows) > 2, f"no table in '## {heading}'"
+    return rows[2:]
+
+
+def option_cell(option: Option) -> str:
+    """How the options table names an option: each flag in backticks, the canonical one with its metavar."""
+    *others, last = option.flags
+    canonical = f"`{last} {option.metavar}`" if option.metavar else f"`{last}`"
+    return ", ".join([*(f"`{flag}`" for flag in others), canonical])
+
+
+def test_the_options_table_lists_every_option_in_order_with_its_environment_default() -> None:
+    documented = [(row[0], row[2]) for row in table("Options")]
+    expected = [(option_cell(o), f"`{o.env}`" if o.env else "") for o in OPTIONS]
+    assert documented == expected
+
+
+def test_the_options_table_says_repeatable_exactly_for_repeatable_options() -> None:
+    meanings = {row[0]: row[1] for row in table("Options")}
+    for option in OPTIONS:
+        assert ("Repeatable." in meanings[option_cell(option)]) == option.repeatable, option.name
+
+
+def test_the_retries_default_is_the_code_s() -> None:
+    meanings = {row[0]: row[1] for row in table("Options")}
+    assert f"(default {DEFAULT_RETRIES}," in meanings["`--retries N`"]
+
+
+def test_every_environment_default_is_in_the_environment_table_and_no_other_fi_run_default() -> None:
+    rows = {row[0]: row[1] for row in table("Environment variables")}
+    defaults = {name: does for name, does in rows.items() if does.startswith("default for ")}
+    assert defaults == {f"`{o.env}`": defaults.get(f"`{o.env}`", "") for o in OPTIONS if o.env}, (
+        "a variable is missing, or one says 'default for' without being an option's"
+    )
+    for option in OPTIONS:
+        if option.env:
+            assert defaults[f"`{option.env}`"].startswith(f"default for `{option.name}`"), option.env
+
+
+def test_the_exit_status_table_is_errors_exit_statuses() -> None:
+    rows = table("Exit status")
+    assert rows[0][0] == "the command's"
+
+    def status_cell(status: int) -> str:
+        return f"{status} + N" if status == EXIT_SIGNAL_BASE else str(status)
+
+    assert [(row[0], row[1]) for row in rows[1:]] == [
+        (status_cell(status), meaning.removeprefix("+N ")) for status, meaning in EXIT_STATUSES
+    ]
+
+
+def test_the_help_text_carries_the_same_exit_statuses() -> None:
+    # --help is built from EXIT_STATUSES too: the page, the help and the code cannot disagree.
+    from fi_run.cli import help_text
+
+    text = " ".join(help_text().split())
+    for status, meaning in EXIT_STATUSES:
+        assert f"{status} {meaning}" in text
+
+
+def test_the_log_line_schema_table_lists_the_record_s_keys_in_order() -> None:
+    keys = [key for row in table("Log line schema") for key in re.findall(r"`(\w+)`", row[0])]
+    assert keys == list(schema.STEP_KEYS)
+
+
+def test_the_log_line_schema_names_the_nested_records_keys() -> None:
+    meanings = {row[0]: row[2] for row in table("Log line schema")}
+    assert "{" + ", ".join(schema.ATTEMPT_KEYS) + "}" in meanings["`attempts`"]
+    assert "{" + ", ".join(schema.LOCK_KEYS) + "}" in meanings["`locks`"]
+
+
+def test_the_report_json_keys_table_is_the_report_s() -> None:
+    keys = [key for row in table("report --json keys") for key in re.findall(r"^`(\w+)`|, `(\w+)`", row[0])]
+    flat = [name for pair in keys for name in pair if name]
+    assert flat == list(report.JSON_KEYS)
+
+
+def families_listed() -> list[str]:
+    """The families `fi_run --list-signatures` prints, whatever the catalogue's layout: each entry starts
+    at the beginning of a line with its family name; indented lines are its details."""
+    listing = subprocess.run(
+        [sys.executable, "-m", "fi_run", "--list-signatures"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
+    names = [m.group(1) for m in re.finditer(r"^([a-z0-9][a-z0-9-]*)\b", listing, re.MULTILINE)]
+    assert names, listing
+    return sorted(set(names))
+
+
+@pytest.fixture(scope="module")
+def families() -> list[str]:
+    return families_listed()
+
+
+def test_every_family_fi_run_lists_is_documented_and_no_other(families: list[str]) -> None:
+    documented = sorted(row[0].strip("`") for row in table("Signature families"))
+    assert documented == families
