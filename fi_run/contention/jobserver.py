@@ -259,7 +259,6 @@ class _Tokens:
     """One open handle on a jobserver: give a token, take one (waiting in slices), close."""
 
     def __init__(self, auth: str) -> None:
-        self.windows = sys.platform == "win32"
         if sys.platform == "win32":  # pragma: no cover - Windows only
             self.handle = _semaphore_open(auth)
         else:
