@@ -155,6 +155,13 @@ def _regex(where: str, text: str) -> str:
     return text
 
 
+def _lend_slot(where: str, text: str) -> str:
+    policy = text.strip().lower()
+    if policy not in ("auto", "always", "never"):
+        raise UsageError(f"{where} expects auto, always or never, got {text!r}")
+    return policy
+
+
 @dataclass(frozen=True)
 class Option:
     """One command-line option: the single source of its flags, help, default and conversion."""
@@ -290,6 +297,15 @@ OPTIONS: Final[tuple[Option, ...]] = (
         field="lock_timeout",
         env="FI_RUN_LOCK_TIMEOUT",
         convert=_seconds,
+    ),
+    Option(
+        ("--lend-slot",),
+        "WHEN",
+        "give the ninja job slot back to the jobserver while waiting for a lock or backing off: auto (only "
+        "to a jobserver of fi-run jobserver's), always, never (see docs/jobserver.md)",
+        field="lend_slot",
+        env="FI_RUN_LEND_SLOT",
+        convert=_lend_slot,
     ),
     Option(
         ("--retries",),
@@ -511,12 +527,14 @@ def signatures_text() -> str:
 
 
 # `fi_run report LOG` / `fi_run trace LOG -o FILE`: tools that read --log files; `fi_run classify FILE`:
-# would this output be retried, and why. A command named "report" is unaffected: commands always come
-# after '--'. Each tool's main(argv) returns a status or raises FiRunError.
+# would this output be retried, and why; `fi_run jobserver -- ninja`: a build under fi_run's jobserver
+# (docs/jobserver.md). A command named "report" is unaffected: commands always come after '--'. Each tool's
+# main(argv) returns a status or raises FiRunError.
 TOOLS: Final = {
     "report": "fi_run.observe.report",
     "trace": "fi_run.observe.trace",
     "classify": "fi_run.contention.classify",
+    "jobserver": "fi_run.contention.jobserver",
 }
 
 

@@ -403,6 +403,9 @@ GOOD: tuple[Good, ...] = (
         },
     ),
     Good("FI_RUN_QUIET", "-- t", {"verbosity": QUIET}, {"FI_RUN_QUIET": "true"}),
+    Good("--lend-slot", "--lend-slot never -- t", {"lend_slot": "never"}, {"FI_RUN_LEND_SLOT": "always"}),
+    Good("FI_RUN_LEND_SLOT", "-- t", {"lend_slot": "always"}, {"FI_RUN_LEND_SLOT": " Always "}),
+    Good("--lend-slot default", "-- t", {"lend_slot": "auto"}),
     Good(
         "flags win over environment defaults",
         "--timeout 0 --retries 2 -- t",

@@ -57,6 +57,7 @@ RECORD_KEYS = {
     "locks",
     "stamp",
     "env_names",
+    "lent",
 }
 ATTEMPT_KEYS = {"start", "duration", "status", "family", "line"}
 LOCK_KEYS = {"resource", "mode", "slots", "wait_start", "wait", "held"}

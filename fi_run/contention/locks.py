@@ -176,11 +176,19 @@ def _holder_of(lock_path: str) -> str:
 class _Acquirer:
     """Takes the planned locks one by one, waiting with the doorbell, within one deadline."""
 
-    def __init__(self, spec: StepSpec, reporter: Reporter, lock_dir: LockDir) -> None:
+    def __init__(
+        self,
+        spec: StepSpec,
+        reporter: Reporter,
+        lock_dir: LockDir,
+        *,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
         self.spec = spec
         self.lock_dir = lock_dir
         self._ensured: set[str] = set()  # lock files checked (shared directories only)
         self.reporter = reporter
+        self.on_wait = on_wait  # told the resource when a lock is not free at once (lending, jobserver.py)
         # (lock, resource directory, is the gate), in acquisition order
         self.held: list[tuple[BaseFileLock, str, bool]] = []
         self._locks: dict[str, BaseFileLock] = {}
@@ -294,6 +302,8 @@ class _Acquirer:
                 return
         else:
             kind = "gate"
+        if self.on_wait is not None:
+            self.on_wait(plan.canonical)  # not free at once: lend the job slot while waiting (jobserver.py)
         with Waiter(waiters, kind) as waiter:
             # Registered before the next try: a release between the failed try and the registration
             # would otherwise ring nobody.
@@ -420,15 +430,19 @@ def _stderr_is_tty() -> bool:
 
 
 @contextmanager
-def held_locks(spec: StepSpec, reporter: Reporter, record: StepRecord) -> Iterator[None]:
-    """Hold every lock the step asked for, in the global order; release them all on every exit path."""
+def held_locks(
+    spec: StepSpec, reporter: Reporter, record: StepRecord, on_wait: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """Hold every lock the step asked for, in the global order; release them all on every exit path.
+
+    ``on_wait(resource)`` is called each time a lock is not free at once, before the wait starts."""
     import filelock  # noqa: F401 - imported before any wait starts, so that logged waits are only waits
 
     from . import doorbell  # noqa: F401
 
     lock_dir = prepare_lock_dir(spec)
     plans = plan_locks(spec.locks, lock_dir.path, spec.start_dir, windows=os.name == "nt")
-    acquirer = _Acquirer(spec, reporter, lock_dir)
+    acquirer = _Acquirer(spec, reporter, lock_dir, on_wait=on_wait)
     acquired: list[tuple[dict[str, JSON], float]] = []  # (log entry, when it was held)
     try:
         for plan in plans:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from .schema import Attempt, Lock, Step
+from .schema import Attempt, Loan, Lock, Step
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -74,13 +74,19 @@ def _text(value: object) -> str:
     return value
 
 
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _Bad
+    return value
+
+
 def _texts(value: object) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise _Bad
     return tuple(_text(item) for item in value)
 
 
-def _records(record_type: type[Attempt | Lock]) -> Callable[[object], tuple[object, ...]]:
+def _records(record_type: type[Attempt | Lock | Loan]) -> Callable[[object], tuple[object, ...]]:
     def check(value: object) -> tuple[object, ...]:
         if not isinstance(value, list):
             raise _Bad
@@ -95,13 +101,15 @@ _CHECKS: dict[str, Callable[[object], object]] = {
     "int": _integer,
     "float": _number,
     "str": _text,
+    "bool": _boolean,
     "tuple[str, ...]": _texts,
     "tuple[Attempt, ...]": _records(Attempt),
     "tuple[Lock, ...]": _records(Lock),
+    "tuple[Loan, ...]": _records(Loan),
 }
 
 
-def _record(record_type: type[Step | Attempt | Lock], value: object, **extra: object) -> object:
+def _record(record_type: type[Step | Attempt | Lock | Loan], value: object, **extra: object) -> object:
     """A decoded JSON object -> the schema record, every field checked against its annotation. A missing
     key takes the field's default (older logs lack newer fields); keys the schema does not know are ignored
     (newer logs)."""

@@ -35,6 +35,7 @@ class StepRecord:
         self.started_mono = time.monotonic()
         self.attempts: list[dict[str, JSON]] = []
         self.locks: list[dict[str, JSON]] = []
+        self.loans: list[dict[str, JSON]] = []  # job slots lent to the jobserver (contention/jobserver.py)
 
     def offset(self) -> float:
         return time.monotonic() - self.started_mono
@@ -63,8 +64,25 @@ class StepRecord:
         self.locks.append(entry)
         return entry
 
+    def add_loan(self, resource: str | None) -> dict[str, JSON]:
+        """The slot was lent now, while waiting for ``resource`` (None: a retry back-off)."""
+        entry: dict[str, JSON] = {"start": round(self.offset(), 6), "duration": None, "resource": resource}
+        self.loans.append(entry)
+        return entry
+
+    def end_loan(self, entry: dict[str, JSON], *, credit: bool, lost: bool = False) -> None:
+        """The step goes on: with a token taken back, on credit (it repays one after its command: see
+        jobserver.REPAY_AFTER), or without one (lost: it could not take one back)."""
+        start = entry["start"]
+        assert isinstance(start, float)
+        entry["duration"] = round(self.offset() - start, 6)
+        if credit:
+            entry["credit"] = True
+        if lost:
+            entry["lost"] = True
+
     def finish(self, spec: StepSpec, status: int, error: str | None) -> Step:
-        from .schema import SCHEMA_VERSION, Attempt, Lock, Step
+        from .schema import SCHEMA_VERSION, Attempt, Loan, Lock, Step
 
         duration = self.offset()
         names = sorted({op.name if op.kind != "venv" else "VIRTUAL_ENV" for op in spec.env_ops})
@@ -83,6 +101,7 @@ class StepRecord:
             locks=tuple(Lock(**entry) for entry in self.locks),  # type: ignore[arg-type]
             stamp=spec.stamp,
             env_names=tuple(names),
+            lent=tuple(Loan(**entry) for entry in self.loans),  # type: ignore[arg-type]
         )
 
 
