@@ -363,7 +363,11 @@ ACTIONS: Final = {"-h": "help", "--help": "help", "--version": "version", "--lis
 def epilog() -> str:
     """The examples and the exit statuses, the latter from errors.EXIT_STATUSES."""
     statuses = "; ".join(f"{status} {meaning}" for status, meaning in EXIT_STATUSES)
-    return f"{EXAMPLES}\n\nexit status: the command's own; {statuses}."
+    tools = "\n".join(f"  fi_run {name:<10} {what}" for name, (_module, what) in TOOLS.items())
+    return (
+        f"{EXAMPLES}\n\ntools (each has its own --help):\n{tools}\n\n"
+        f"exit status: the command's own; {statuses}."
+    )
 
 
 def _flag_table() -> dict[str, Option]:
@@ -530,11 +534,18 @@ def signatures_text() -> str:
 # would this output be retried, and why; `fi_run jobserver -- ninja`: a build under fi_run's jobserver
 # (docs/jobserver.md). A command named "report" is unaffected: commands always come after '--'. Each tool's
 # main(argv) returns a status or raises FiRunError.
+# name -> (module whose main(argv) runs it, what it does for --help)
 TOOLS: Final = {
-    "report": "fi_run.observe.report",
-    "trace": "fi_run.observe.trace",
-    "classify": "fi_run.contention.classify",
-    "jobserver": "fi_run.contention.jobserver",
+    "jobserver": ("fi_run.contention.jobserver", "run a build under a jobserver that steps lend slots to"),
+    "classify": (
+        "fi_run.contention.classify",
+        "tell whether a failed step's output would be retried, and why",
+    ),
+    "report": (
+        "fi_run.observe.report",
+        "summarize --log files: failures, retries, lock waits and holds per resource",
+    ),
+    "trace": ("fi_run.observe.trace", "write --log files as a Chrome trace-event JSON file"),
 }
 
 
@@ -542,7 +553,7 @@ def _run(args: list[str], reporter: Reporter) -> int:
     if args and args[0] in TOOLS:
         import importlib
 
-        tool: Callable[[Sequence[str]], int] = importlib.import_module(TOOLS[args[0]]).main
+        tool: Callable[[Sequence[str]], int] = importlib.import_module(TOOLS[args[0]][0]).main
         return tool(args[1:])
     action = requested_action(args)
     if action is not None:
