@@ -33,19 +33,28 @@ else:
 USAGE: Final = "fi_run [OPTIONS] -- COMMAND [ARG...]"
 
 
+# The longest --timeout / --lock-timeout: what setitimer accepts everywhere (BSD and macOS refuse more than
+# 10**8 s; Linux overflows at 1e10), about three years. Checked while parsing, before anything is spawned:
+# an error after the spawn would leave the command running without fi_run.
+MAX_SECONDS: Final = 100_000_000
+
+
 def _seconds(where: str, text: str) -> float | None:
     try:
-        value = float(text)
+        # float() and int() accept "1_0" as 10 (Python literal syntax); a mistyped number is refused.
+        value = -1.0 if "_" in text else float(text)
     except ValueError:
         value = -1.0
     if not (value >= 0 and value != float("inf")):  # also rejects nan
         raise UsageError(f"{where} expects seconds (a number >= 0), got {text!r}")
+    if value > MAX_SECONDS:
+        raise UsageError(f"{where} expects at most {MAX_SECONDS:g} seconds (0: no limit), got {text!r}")
     return value or None  # 0 means no limit, so a flag can switch off an environment default
 
 
 def _whole(where: str, text: str, minimum: int = 0) -> int:
     try:
-        value = int(text.strip())
+        value = minimum - 1 if "_" in text else int(text.strip())
     except ValueError:
         value = minimum - 1
     if value < minimum:
@@ -144,6 +153,13 @@ def _regex(where: str, text: str) -> str:
     if problem is not None:
         raise UsageError(f"{where} expects a regular expression, got {text!r}: {problem}")
     return text
+
+
+def _lend_slot(where: str, text: str) -> str:
+    policy = text.strip().lower()
+    if policy not in ("auto", "always", "never"):
+        raise UsageError(f"{where} expects auto, always or never, got {text!r}")
+    return policy
 
 
 @dataclass(frozen=True)
@@ -283,6 +299,15 @@ OPTIONS: Final[tuple[Option, ...]] = (
         convert=_seconds,
     ),
     Option(
+        ("--lend-slot",),
+        "WHEN",
+        "give the ninja job slot back to the jobserver while waiting for a lock or backing off: auto (only "
+        "to a jobserver of fi-run jobserver's), always, never (see docs/jobserver.md)",
+        field="lend_slot",
+        env="FI_RUN_LEND_SLOT",
+        convert=_lend_slot,
+    ),
+    Option(
         ("--retries",),
         "N",
         f"retry a failure whose output shows lock contention up to N times (default {DEFAULT_RETRIES}; "
@@ -338,7 +363,11 @@ ACTIONS: Final = {"-h": "help", "--help": "help", "--version": "version", "--lis
 def epilog() -> str:
     """The examples and the exit statuses, the latter from errors.EXIT_STATUSES."""
     statuses = "; ".join(f"{status} {meaning}" for status, meaning in EXIT_STATUSES)
-    return f"{EXAMPLES}\n\nexit status: the command's own; {statuses}."
+    tools = "\n".join(f"  fi_run {name:<10} {what}" for name, (_module, what) in TOOLS.items())
+    return (
+        f"{EXAMPLES}\n\ntools (each has its own --help):\n{tools}\n\n"
+        f"exit status: the command's own; {statuses}."
+    )
 
 
 def _flag_table() -> dict[str, Option]:
@@ -369,7 +398,13 @@ def _options_and_command(argv: Sequence[str]) -> tuple[list[str], list[str] | No
     if any(arg.startswith("@") for arg in options):
         from .step.rspfile import expand_response_files
 
-        options, command = _split_at_separator(expand_response_files(argv))
+        table = _flag_table()
+
+        def takes_value(word: str) -> bool:  # '--stamp @out': '@out' is the stamp, not a response file
+            option = table.get(word)
+            return option is not None and option.metavar is not None
+
+        options, command = _split_at_separator(expand_response_files(argv, takes_value=takes_value))
     return options, command
 
 
@@ -510,12 +545,21 @@ def encodable(text: str, encoding: str | None) -> str:
 
 
 # `fi_run report LOG` / `fi_run trace LOG -o FILE`: tools that read --log files; `fi_run classify FILE`:
-# would this output be retried, and why. A command named "report" is unaffected: commands always come
-# after '--'. Each tool's main(argv) returns a status or raises FiRunError.
+# would this output be retried, and why; `fi_run jobserver -- ninja`: a build under fi_run's jobserver
+# (docs/jobserver.md). A command named "report" is unaffected: commands always come after '--'. Each tool's
+# main(argv) returns a status or raises FiRunError.
+# name -> (module whose main(argv) runs it, what it does for --help)
 TOOLS: Final = {
-    "report": "fi_run.observe.report",
-    "trace": "fi_run.observe.trace",
-    "classify": "fi_run.contention.classify",
+    "jobserver": ("fi_run.contention.jobserver", "run a build under a jobserver that steps lend slots to"),
+    "classify": (
+        "fi_run.contention.classify",
+        "tell whether a failed step's output would be retried, and why",
+    ),
+    "report": (
+        "fi_run.observe.report",
+        "summarize --log files: failures, retries, lock waits and holds per resource",
+    ),
+    "trace": ("fi_run.observe.trace", "write --log files as a Chrome trace-event JSON file"),
 }
 
 
@@ -523,7 +567,7 @@ def _run(args: list[str], reporter: Reporter) -> int:
     if args and args[0] in TOOLS:
         import importlib
 
-        tool: Callable[[Sequence[str]], int] = importlib.import_module(TOOLS[args[0]]).main
+        tool: Callable[[Sequence[str]], int] = importlib.import_module(TOOLS[args[0]][0]).main
         return tool(args[1:])
     action = requested_action(args)
     if action is not None:
@@ -548,6 +592,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     The one place where fi_run's errors become exit statuses, for the step and for its tools alike.
     """
     reporter = Reporter()
+    from .step.stdio import reserve_closed
+
+    reserve_closed()  # before anything is opened: see stdio.py
     try:
         return _run(sys.argv[1:] if argv is None else list(argv), reporter)
     except FiRunError as exc:
@@ -576,6 +623,6 @@ def entrypoint() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):  # AttributeError: None, closed when Python started
             pass  # a closed or broken pipe (try/except, not contextlib.suppress: saves ~2 ms per step)
     os._exit(os_exit_code(status, windows=os.name == "nt"))

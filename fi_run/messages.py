@@ -90,7 +90,7 @@ class Reporter:
         try:
             self.stream.write(line)
             self.stream.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):  # sys.stderr is None when 2 was closed at start
             pass  # stderr closed or broken (try/except, not contextlib.suppress: saves ~2 ms per step)
 
     def error(self, text: str) -> None:

@@ -22,7 +22,7 @@ import pytest
 from fi_run_testing import Ran, Runner, only_fi_run_line, py
 
 from fi_run import __version__
-from fi_run.cli import ACTIONS, OPTIONS, epilog, parse, requested_action
+from fi_run.cli import ACTIONS, OPTIONS, TOOLS, epilog, parse, requested_action
 from fi_run.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT, EXIT_USAGE, UsageError
 from fi_run.messages import NORMAL, QUIET, VERBOSE
 from fi_run.step.environment import EnvOp
@@ -427,6 +427,9 @@ GOOD: tuple[Good, ...] = (
         },
     ),
     Good("FI_RUN_QUIET", "-- t", {"verbosity": QUIET}, {"FI_RUN_QUIET": "true"}),
+    Good("--lend-slot", "--lend-slot never -- t", {"lend_slot": "never"}, {"FI_RUN_LEND_SLOT": "always"}),
+    Good("FI_RUN_LEND_SLOT", "-- t", {"lend_slot": "always"}, {"FI_RUN_LEND_SLOT": " Always "}),
+    Good("--lend-slot default", "-- t", {"lend_slot": "auto"}),
     Good(
         "flags win over environment defaults",
         "--timeout 0 --retries 2 -- t",
@@ -526,6 +529,15 @@ def test_help_lists_every_option_and_the_examples(fi_run: Runner) -> None:
     for line in epilog().splitlines():
         if line.startswith("  fi_run "):
             assert line.strip() in ran.out
+
+
+@pytest.mark.parametrize("tool", sorted(TOOLS))
+def test_help_names_each_tool_and_each_tool_has_its_own_help(fi_run: Runner, tool: str) -> None:
+    assert f"  fi_run {tool} " in fi_run(["--help"]).out
+    ran = fi_run([tool, "--help"])
+    assert ran.status == 0
+    assert "usage:" in ran.out
+    assert tool in ran.out.splitlines()[0]
 
 
 def test_help_wins_over_junk_before_it(fi_run: Runner) -> None:

@@ -45,7 +45,8 @@ from fi_run_testing import (
     write_scripts,
 )
 
-from fi_run.contention.locks import _probe, canonical_resource, plan_locks, resource_dir_name
+from fi_run.contention.lockdir import _probe, canonical_resource, resource_dir_name
+from fi_run.contention.locks import plan_locks
 from fi_run.errors import EXIT_TEMPFAIL, UsageError
 from fi_run.step.spec import LockRequest
 
@@ -595,37 +596,34 @@ def test_sigkilled_holder_and_its_command_do_not_block_the_waiters(
     assert sorted(result.entered) == ["w.0", "w.1", "w.2"]
 
 
-def test_sigkill_of_fi_run_alone_frees_the_lock_though_its_orphaned_command_runs_on(
+def test_sigkill_of_fi_run_alone_leaves_the_lock_with_its_orphaned_command_until_it_ends(
     tmp_path: Path, scripts: Scripts, lock_dir: Path, resource: Path, procs: Procs, holder: Holder
 ) -> None:
-    """What happens: the lock is fi_run's open file description, not inherited by the command (Python's
-    descriptors are non-inheritable), so the kernel releases it when fi_run dies. The orphaned command
-    keeps running, unprotected, while the waiters go ahead. fi_run cannot prevent that without holding a
-    descriptor in the command itself; it is what SIGKILL of a supervisor means."""
+    """The command inherits the lock's open file description (issue 12, docs/faults.md), so the kernel keeps
+    the lock while the orphaned command runs on after fi_run is SIGKILLed: the waiters go in after it ends,
+    never beside it (before, they went in at once)."""
     log = tmp_path / "order.log"
     child = holder.child_pid
     lock_files = os.fspath(lock_dir.resolve()) + os.sep
     child_fds = [os.readlink(f"/proc/{child}/fd/{fd}") for fd in os.listdir(f"/proc/{child}/fd")]
-    assert not [t for t in child_fds if t.startswith(lock_files)], "the command inherited a lock file"
+    assert [t for t in child_fds if t.startswith(lock_files)], "the command did not inherit the lock file"
     waiters = _start_waiters(procs, tmp_path, scripts, lock_dir, resource, log, 3)
     _wait_all_waiting(waiters, waiting_notice(os.path.realpath(resource), holder))
 
     os.kill(holder.proc.pid, signal.SIGKILL)
-    killed = time.monotonic()
-    for proc, err_path in waiters:
-        assert finish(proc, timeout=30) == 0, err_path.read_text()
-    waited = time.monotonic() - killed
-    assert waited < 5.0, f"waiters took {waited:.1f} s to proceed after fi_run died"
+    time.sleep(1.0)  # long enough for a waiter to get in, had the lock gone with fi_run
     assert not process_gone(child), "the orphaned command should still be running"
-    text = read_log(log)
-    assert analyse(text).unfinished == ["h.0"]  # the waiters ran while the orphan was still inside
+    assert analyse(read_log(log)).entered == ["h.0"]  # nobody went in beside the orphan
 
     holder.release()
     wait_until(lambda: process_gone(child), "the orphaned command to finish")
+    for proc, err_path in waiters:
+        assert finish(proc, timeout=30) == 0, err_path.read_text()
     result = analyse(read_log(log))
     assert result.unfinished == []
     assert result.entered[0] == "h.0"
-    assert result.max_concurrency >= 2  # the orphan and a waiter were inside together
+    assert result.max_concurrency == 1
+    assert result.violations == []
 
 
 # --- --lock-timeout

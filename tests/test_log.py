@@ -57,6 +57,7 @@ RECORD_KEYS = {
     "locks",
     "stamp",
     "env_names",
+    "lent",
 }
 ATTEMPT_KEYS = {"start", "duration", "status", "family", "line"}
 LOCK_KEYS = {"resource", "mode", "slots", "wait_start", "wait", "held"}
@@ -219,9 +220,11 @@ def test_64_concurrent_writers_with_long_lines_neither_interleave_nor_lose_a_lin
     data = log.read_bytes()
     lines = data.split(b"\n")
     assert lines[-1] == b"", "the log ends with a whole line"
-    records = [json.loads(line) for line in lines[:-1]]
+    # An empty line may appear where a writer saw another's long record half-way (issue 12: a record after a
+    # torn line starts on a fresh one); readers skip empty lines. Nothing else but whole records.
+    records = [json.loads(line) for line in lines[:-1] if line]
     assert len(records) == 64
-    assert sorted(len(line) for line in lines[:-1])[0] > 20_000
+    assert min(len(line) for line in lines[:-1] if line) > 20_000
     assert sorted(map(tuple, (r["argv"] for r in records))) == sorted(map(tuple, expected.values()))
     assert SECRET.encode() not in data
 

@@ -337,11 +337,12 @@ def test_concurrent_log_appends_lose_no_record_and_tear_none(tmp_path: Path) -> 
         assert not err, err
     lines = log.read_bytes().split(b"\n")
     assert lines[-1] == b""
+    lines = [line for line in lines[:-1] if line]  # on POSIX a rare empty line is allowed (steplog.append)
     records = set()
-    for line in lines[:-1]:
+    for line in lines:
         argv = json.loads(line)["argv"]  # a torn line does not parse
         records.add((argv[1], argv[2]))
-    assert len(lines) - 1 == workers * each, f"{workers * each - (len(lines) - 1)} records lost"
+    assert len(lines) == workers * each, f"{workers * each - len(lines)} records lost"
     assert len(records) == workers * each, "a record written twice"
 
 
@@ -404,11 +405,16 @@ def test_a_killed_holder_frees_the_lock(tmp_path: Path) -> None:
     finally:
         holder.kill()  # SIGKILL / TerminateProcess: the holder releases nothing itself
         holder.wait(timeout=HANG_TIMEOUT)
+        if sys.platform != "win32":
+            # On POSIX the command inherits the locks (docs/faults.md): the holder is dead once it is too.
+            # On Windows the job object ended the command with fi_run.
+            _clean_up([int(marker.read_text())])
     after = subprocess.run(
         [*FI_RUN, *lock, "--lock-timeout", "60", "--", *py("pass")],
         env=base_environ(),
         timeout=HANG_TIMEOUT,
         check=False,
     )
-    _clean_up([int(marker.read_text())])  # the command: orphaned on POSIX, ended with fi_run's job on Windows
+    survivors = _clean_up([int(marker.read_text())])
     assert after.returncode == 0
+    assert survivors == []  # on Windows: the command died with fi_run (its job)

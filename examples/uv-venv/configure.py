@@ -1,6 +1,6 @@
 """Write the uv example's build.ninja: twelve `uv pip install -e` into ONE venv, twelve import checks.
 
-Usage: python configure.py OUT_DIR [--pool] [--lock-dir DIR]
+Usage: python configure.py OUT_DIR [--pool | --bare] [--lock-dir DIR]
 
 Two ways to keep the steps that share the venv from colliding, one per build file, so they can be compared:
 
@@ -9,6 +9,8 @@ Two ways to keep the steps that share the venv from colliding, one per build fil
              the import checks together whenever no install is running or waiting.
   --pool     the depth-1 pool of uv#2767: ninja runs one venv step at a time, installs and imports alike,
              and fi_run holds no lock (it still sets up the venv and writes the stamps).
+  --bare     neither: uv (>= 0.2) waits on its own lock on the venv; fi_run only sets up the venv and
+             writes the stamps. For comparison: when a tool waits on its own lock, fi_run's adds nothing.
 
 The build is offline: every install runs `uv pip install --offline --no-build-isolation`, so uv never asks
 an index for anything. That works because make_venv.py put the packages' build backend (flit_core, pure
@@ -69,8 +71,11 @@ def ninja_path(path: str) -> str:
     return path.replace("$", "$$").replace(" ", "$ ").replace(":", "$:")
 
 
-def write_build_ninja(out: Path, *, pool: bool, lock_dir: str | None = None, uv: str | None = None) -> Path:
-    """Write OUT/build.ninja for one of the two modes and return its path."""
+def write_build_ninja(
+    out: Path, *, pool: bool, lock_dir: str | None = None, uv: str | None = None, bare: bool = False
+) -> Path:
+    """Write OUT/build.ninja for one of the modes and return its path. ``bare``: neither pool nor fi_run
+    lock; uv (>= 0.2) waits on its own lock on the venv (fi_run still sets up the venv and the stamps)."""
     out.mkdir(parents=True, exist_ok=True)
     fi_run = [sys.executable, "-m", "fi_run"]
     if lock_dir:
@@ -80,6 +85,10 @@ def write_build_ninja(out: Path, *, pool: bool, lock_dir: str | None = None, uv:
         locks = {"install": "", "import": ""}
         pool_line = "  pool = venv_pool\n"
         header = "the depth-1 pool of uv#2767 (configure.py --pool)"
+    elif bare:
+        locks = {"install": "", "import": ""}
+        pool_line = ""
+        header = "no pool and no fi_run lock: uv's own lock only (configure.py --bare)"
     else:
         locks = {"install": "--lock $venv ", "import": "--shared-lock $venv "}
         pool_line = ""
@@ -99,6 +108,8 @@ venv = venv
         text += "# One venv step at a time, installs and import checks alike, whatever -j says.\n"
         text += "pool venv_pool\n  depth = 1\n\n"
         text += "# Each install changes the venv; the pool keeps it alone in there.\n"
+    elif bare:
+        text += "# Each install changes the venv; uv waits on its own lock, <venv>/.lock.\n"
     else:
         text += "# Each install changes the venv: an exclusive lock on it.\n"
     text += f"""\
@@ -112,6 +123,8 @@ rule uv_install
 """
     if pool:
         text += "# Each import check only reads the venv, but the pool runs it alone all the same.\n"
+    elif bare:
+        text += "# Each import check only reads the venv, and runs whenever its install is done.\n"
     else:
         text += (
             "# Each import check only reads the venv: a shared lock, so they run together, never during an "
@@ -153,9 +166,12 @@ def main() -> None:
     )
     parser.add_argument("out", type=Path, help="the build directory (the venv goes in OUT/venv)")
     parser.add_argument("--pool", action="store_true", help="a depth-1 pool instead of fi_run locks")
+    parser.add_argument("--bare", action="store_true", help="neither pool nor lock: uv's own lock only")
     parser.add_argument("--lock-dir", help="fi_run's lock directory (default: fi_run's own)")
     options = parser.parse_args()
-    path = write_build_ninja(options.out.resolve(), pool=options.pool, lock_dir=options.lock_dir)
+    path = write_build_ninja(
+        options.out.resolve(), pool=options.pool, lock_dir=options.lock_dir, bare=options.bare
+    )
     print(f"configure.py: wrote {path}")
 
 

@@ -92,12 +92,22 @@ class Waiter:
             os.makedirs(waiters_dir, exist_ok=True)
             self._prefix = f"{time.monotonic_ns():020d}-{os.getpid()}-{port}"
             entry = os.path.join(waiters_dir, f"{self._prefix}.{kind}")
-            with open(entry, "w"):
-                pass
+            # O_EXCL | O_NOFOLLOW: never create a file through a symlink planted in a shared lock directory.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            os.close(os.open(entry, flags, 0o644))
+            self._sock = sock
+            self._entry = entry
         except OSError:
             return  # no loopback or no directory: poll instead
-        self._sock = sock
-        self._entry = entry
+        except BaseException:
+            # Interrupted (SIGINT, SIGTERM) right after the entry was made: the caller never gets this
+            # object to close, so the entry must go now, or it would look like a waiter to everyone.
+            try:
+                os.unlink(entry)
+            except (OSError, NameError):
+                pass
+            self._entry = None
+            raise
 
     def set_kind(self, kind: str) -> None:
         """Wait for something else now (an exclusive waiter that got the gate now waits to drain)."""
@@ -109,6 +119,12 @@ class Waiter:
         except OSError:
             return
         self._entry = entry
+
+    def ahead(self) -> bool:
+        """Is a live waiter for the gate older than this one? Then it is not this one's turn (FIFO)."""
+        if self._entry is None:
+            return False  # unregistered (no loopback): first come, first served cannot be kept; just try
+        return first_in_line(self._dir, before=os.path.basename(self._entry))
 
     def wait(self, seconds: float) -> None:
         """Sleep until rung or until ``seconds`` (at most SAFETY_POLL) have passed."""
@@ -139,6 +155,45 @@ class Waiter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def first_in_line(waiters_dir: str, before: str | None = None) -> bool:
+    """Is there a live gate waiter (older than the entry ``before``, if given) in ``waiters_dir``?
+
+    Entries sort in arrival order (their names start with the monotonic time of arrival). A waiter killed
+    with SIGKILL leaves its entry behind: its pid is checked, so it never holds up the line.
+    """
+    try:
+        names = sorted(name for name in os.listdir(waiters_dir) if name.endswith(".gate"))
+    except OSError:
+        return False
+    for name in names:
+        if before is not None and name >= before:
+            return False
+        try:
+            _ns, pid_text, port_text = name.partition(".")[0].split("-")
+            pid, port = int(pid_text), int(port_text)
+        except ValueError:
+            continue
+        if pid != os.getpid() and alive(pid) and _port_taken(port):
+            return True
+    return False
+
+
+def _port_taken(port: int) -> bool:
+    """Is the waiter's loopback port still bound? A live pid alone could be a reused one: an entry left by
+    a killed waiter must never hold up the line (a live but stopped waiter does: docs/faults.md)."""
+    try:
+        probe = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    except OSError:
+        return True
+    try:
+        probe.bind((_LOOPBACK, port))
+    except OSError:
+        return True  # in use: the waiter still listens
+    finally:
+        probe.close()
+    return False
 
 
 def ring(waiters_dir: str, kind: str, *, everyone: bool = False) -> None:

@@ -29,7 +29,17 @@ import sys
 import time
 from contextlib import contextmanager
 
-from ..errors import LockTimeoutError, UsageError
+from ..errors import LockTimeoutError
+from .lockdir import (
+    NOFOLLOW,
+    LockDir,
+    canonical_resource,
+    ensure_lock_file,
+    place_error,
+    prepare_lock_dir,
+    prepare_resource_dir,
+    resource_dir_name,
+)
 
 TYPE_CHECKING = False  # saves nothing: only a locked step imports this, and filelock imports typing
 if TYPE_CHECKING:
@@ -50,114 +60,6 @@ MAX_SHARED_SLOTS: Final = 4096
 _GATE: Final = "gate.lock"
 _HOLDER_SIZE: Final = 512  # bytes of "pid\ncommand", padded: every holder rewrites the whole record
 _WAITERS: Final = "waiters"
-_PROBE_MARKER: Final = ".locks-work"
-
-
-def canonical_resource(resource: str, start_dir: str, *, windows: bool) -> str:
-    """One name per resource, whatever the spelling: relative, absolute, through a symlink, with '..'.
-
-    realpath resolves symlinks in the part of the path that exists, so a resource that does not exist yet
-    (a venv about to be created) still maps to the same name as it will once it exists. Windows paths are
-    case-insensitive: normcase folds them.
-    """
-    path = os.path.realpath(os.path.join(start_dir, resource))
-    if windows:
-        path = os.path.normcase(path)
-    return path
-
-
-def resource_dir_name(canonical: str) -> str:
-    """A directory name for the resource: readable (its base name) and unique (a hash of the whole path)."""
-    import hashlib
-
-    digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:20]
-    base = os.path.basename(canonical.rstrip("/\\")) or "root"
-    readable = "".join(c if c.isalnum() or c in "._-" else "_" for c in base)[:40]
-    return f"{readable}-{digest}"
-
-
-def default_lock_dir(*, windows: bool, environ: dict[str, str] | os._Environ[str]) -> str:
-    """Where lock files live unless --lock-dir / FI_RUN_LOCK_DIR says otherwise.
-
-    POSIX: /tmp/fi_run-locks-<uid>, not $TMPDIR or $XDG_RUNTIME_DIR: every build of one user must find the
-    same directory, and those variables differ between a terminal, ssh, CI agents and macOS sessions.
-    Windows: %LOCALAPPDATA%\\fi_run\\locks, which is per user and stable.
-    """
-    if windows or sys.platform == "win32":
-        base = environ.get("LOCALAPPDATA") or environ.get("TEMP") or environ.get("TMP") or "."
-        return os.path.join(base, "fi_run", "locks")
-    return f"/tmp/fi_run-locks-{os.getuid()}"  # noqa: S108 - checked for owner and mode below
-
-
-def _check_private_dir(path: str) -> None:
-    """The default directory sits in world-writable /tmp: refuse one another user made or could change."""
-    import stat
-
-    if sys.platform == "win32":  # pragma: no cover - the Windows default is under the user's own profile
-        return
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode):
-        raise UsageError(f"lock directory {path!r} is not a directory (or is a symlink); set --lock-dir")
-    if st.st_uid != os.getuid():
-        raise UsageError(f"lock directory {path!r} belongs to uid {st.st_uid}, not to you; set --lock-dir")
-    if st.st_mode & 0o022:
-        raise UsageError(f"lock directory {path!r} is writable by others; fix its mode or set --lock-dir")
-
-
-def _probe(lock_dir: str) -> None:
-    """Refuse a lock directory whose filesystem accepts locks without enforcing them.
-
-    Some network and FUSE filesystems answer flock() with success and lock nothing: fi_run would then run
-    everything at once and look like it works. Two locks on one file from one process must exclude each
-    other; that is checked once per directory and remembered in a marker file.
-    """
-    marker = os.path.join(lock_dir, _PROBE_MARKER)
-    if os.path.exists(marker):
-        return
-    from filelock import FileLock, Timeout
-
-    probe = os.path.join(lock_dir, f".probe-{os.getpid()}.lock")  # private: concurrent first steps race
-    first, second = FileLock(probe), FileLock(probe)
-    try:
-        first.acquire(blocking=False)
-        try:
-            second.acquire(blocking=False)
-        except Timeout:
-            pass
-        else:
-            second.release()
-            raise UsageError(
-                f"file locks do not work in lock directory {lock_dir!r} "
-                "(a second lock on one file succeeded); put --lock-dir on a local filesystem"
-            )
-        finally:
-            first.release()
-    except (OSError, NotImplementedError) as exc:  # filelock's Timeout is an OSError too
-        raise UsageError(f"cannot use file locks in lock directory {lock_dir!r}: {exc}") from None
-    try:
-        os.unlink(probe)
-    except OSError:
-        pass
-    with open(marker, "w", encoding="utf-8") as f:
-        f.write("flock excludes a second open file description here\n")
-
-
-def prepare_lock_dir(spec: StepSpec) -> str:
-    windows = os.name == "nt"
-    lock_dir = spec.lock_dir or default_lock_dir(windows=windows, environ=os.environ)
-    try:
-        if spec.lock_dir is None and not windows:
-            try:
-                os.mkdir(lock_dir, 0o700)
-            except FileExistsError:
-                pass
-            _check_private_dir(lock_dir)
-        else:
-            os.makedirs(lock_dir, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create lock directory {lock_dir!r}: {exc.strerror or exc}") from None
-    _probe(lock_dir)
-    return lock_dir
 
 
 class _Plan:
@@ -194,18 +96,73 @@ def plan_locks(
     return plans
 
 
-def _holder_of(lock_path: str) -> str:
-    """'pid N: command' of whoever last took the lock, if that process still runs; else ''."""
+def _read_holder(lock_path: str) -> tuple[int, str] | None:
+    """(pid, command) of whoever last took the lock, if that process still runs."""
     try:
-        with open(lock_path + ".holder", encoding="utf-8", errors="replace") as f:
-            pid_text, _, command = f.read().partition("\n")
+        fd = os.open(lock_path + ".holder", os.O_RDONLY | NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+        try:
+            text = os.read(fd, _HOLDER_SIZE).decode("utf-8", "replace")
+        finally:
+            os.close(fd)
+        pid_text, _, command = text.partition("\n")
         pid = int(pid_text)
     except (OSError, ValueError):
-        return ""
-    from .doorbell import alive
+        return None
+    return (pid, command) if _alive(pid) else None
 
-    if not alive(pid):
+
+def _alive(pid: int) -> bool:
+    from .doorbell import alive  # OpenProcess on Windows, where os.kill(pid, 0) would terminate the process
+
+    return alive(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Finished but not yet reaped by its parent (Linux /proc; elsewhere never known, so False)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+# Tmp cleaners remove files by age (systemd-tmpfiles: 10 days in /tmp, by the newest of atime, mtime and
+# ctime; macOS's periodic: 3 days by atime). Locking a file changes none of its times, so a lock file in daily
+# use would look abandoned: fi_run sets its times to now when it takes it and they are older than this.
+_FRESHEN_AFTER: Final = 24 * 3600.0
+
+
+def _held_identity(lock: BaseFileLock, *, freshen: bool = False) -> tuple[int, int] | None:
+    fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
+    if not isinstance(fd, int):
+        return None
+    st = os.fstat(fd)
+    if (
+        freshen
+        and os.utime in os.supports_fd
+        and time.time() - max(st.st_atime, st.st_mtime) > _FRESHEN_AFTER
+    ):
+        try:
+            os.utime(fd)
+        except OSError:
+            pass  # another user's file in a shared directory: its owner's runs freshen it
+    return (st.st_dev, st.st_ino)
+
+
+def _holder_of(lock_path: str) -> str:
+    """'pid N: command' of whoever last took the lock, if that process still runs; else ''."""
+    found = _read_holder(lock_path)
+    if found is None:
         return ""
+    pid, command = found
     command = command.strip()
     return f"pid {pid}: {command}" if command else f"pid {pid}"
 
@@ -213,12 +170,25 @@ def _holder_of(lock_path: str) -> str:
 class _Acquirer:
     """Takes the planned locks one by one, waiting with the doorbell, within one deadline."""
 
-    def __init__(self, spec: StepSpec, reporter: Reporter) -> None:
+    def __init__(
+        self,
+        spec: StepSpec,
+        reporter: Reporter,
+        lock_dir: LockDir,
+        *,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
         self.spec = spec
+        self.lock_dir = lock_dir
+        self._ensured: set[str] = set()  # lock files checked (shared directories only)
         self.reporter = reporter
+        self.on_wait = on_wait  # told the resource when a lock is not free at once (lending, jobserver.py)
         # (lock, resource directory, is the gate), in acquisition order
         self.held: list[tuple[BaseFileLock, str, bool]] = []
         self._locks: dict[str, BaseFileLock] = {}
+        # lock path -> (its file's identity, the holder's pid) when this process first found it taken:
+        # to tell, once it gets the lock, whether the file it queued on was removed under a live holder.
+        self._busy: dict[str, tuple[tuple[int, int] | None, int | None]] = {}
         self.deadline = None if spec.lock_timeout is None else time.monotonic() + spec.lock_timeout
         self.started = time.monotonic()
         self.noticed = False
@@ -231,7 +201,8 @@ class _Acquirer:
         # fixed-size record: no O_TRUNC (on ext4 truncating a file that has data frees its blocks in the
         # journal, 0.3 ms alone and several under load) and no text file object.
         try:
-            fd = os.open(lock_path + ".holder", os.O_RDWR | os.O_CREAT, 0o644)
+            # O_NOFOLLOW: a symlink planted in a shared lock directory must not be written through.
+            fd = os.open(lock_path + ".holder", os.O_RDWR | os.O_CREAT | NOFOLLOW, self.lock_dir.file_mode)
         except OSError:
             return  # only ever used for messages
         try:
@@ -246,33 +217,102 @@ class _Acquirer:
 
         lock = self._locks.get(path)
         if lock is None:  # one object per file: constructing a FileLock costs about a third of a try
+            if self.lock_dir.shared and path not in self._ensured:
+                ensure_lock_file(path, self.lock_dir)
+                self._ensured.add(path)
             lock = self._locks[path] = FileLock(path)
         try:
-            lock.acquire(blocking=False)
+            try:
+                lock.acquire(blocking=False)
+            except FileNotFoundError:  # the lock directory was removed (rm -rf, a tmp cleaner): make it again
+                self._remake(directory)
+                lock.acquire(blocking=False)
         except Timeout:
+            if path not in self._busy:
+                holder_found = _read_holder(path)
+                self._busy[path] = (_identity(path), holder_found[0] if holder_found else None)
+            return False
+        except OSError as exc:  # permissions, a full disk, a planted symlink: the place, not fi_run
+            raise place_error("lock", path, exc) from None
+        held = _held_identity(lock, freshen=True)
+        if held is not None and _identity(path) != held:
+            # Removed between filelock's open and its flock: a lock on a file nobody else can find.
+            lock.release()
             return False
         self.held.append((lock, directory, path.endswith(_GATE)))
+        _pass_to_command(lock)
+        seen = self._busy.pop(path, None)
+        if seen is not None and seen[0] != held:
+            self._outlive(path, seen[1])
         if holder:
             self._write_holder(path)
         return True
 
-    def _wait(self, attempt: Callable[[], str | None], plan: _Plan, blocked_on: Callable[[], str]) -> None:
+    def _remake(self, directory: str) -> None:
+        """Make the lock directory and the resource directory again, checked as the first time."""
+        self.lock_dir = prepare_lock_dir(self.spec)
+        prepare_resource_dir(directory, os.path.join(directory, _WAITERS), self.lock_dir)
+
+    def _outlive(self, path: str, pid: int | None) -> None:
+        """The file this step queued on was removed while ``pid`` held it, and this step now holds a new
+        one: nobody else can see the old holder any more, so wait here, holding the new lock (which keeps
+        later arrivals out too), until it has finished. Never two holders."""
+        if pid is None or not _alive(pid):
+            return
+        self.reporter.warning(
+            f"lock file {path!r} was removed while pid {pid} held it (rm -rf? a tmp cleaner?); "
+            f"waiting for pid {pid} to finish"
+        )
+        while _alive(pid) and not _zombie(pid):
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                raise LockTimeoutError(
+                    f"gave up after {self.spec.lock_timeout:g} s waiting for pid {pid}, which held {path!r} "
+                    "when it was removed"
+                )
+            time.sleep(0.05)
+
+    def _wait(
+        self,
+        attempt: Callable[[], str | None],
+        plan: _Plan,
+        blocked_on: Callable[[], str],
+        *,
+        fifo: bool = True,
+    ) -> None:
         """Call ``attempt`` until it succeeds (returns None), sleeping on the resource's doorbell between
         tries as the kind of waiter it names (see doorbell.py)."""
-        kind = attempt()
-        if kind is None:
-            return
-        from .doorbell import Waiter
+        from .doorbell import Waiter, first_in_line
 
-        with Waiter(os.path.join(plan.directory, _WAITERS), kind) as waiter:
+        waiters = os.path.join(plan.directory, _WAITERS)
+        # First come, first served: with others already queued for the gate, a newcomer queues behind them
+        # instead of slipping in during a hand-off (a reader past a waiting writer, say).
+        # Not on Windows yet: there a killed waiter's entry cannot be told from a live one (_alive), and it
+        # would hold up the line for good (issue 13).
+        fifo = fifo and os.name != "nt"
+        queued = fifo and first_in_line(waiters)
+        if not queued:
+            kind = attempt()
+            if kind is None:
+                return
+        else:
+            kind = "gate"
+        if self.on_wait is not None:
+            self.on_wait(plan.canonical)  # not free at once: lend the job slot while waiting (jobserver.py)
+        with Waiter(waiters, kind) as waiter:
             # Registered before the next try: a release between the failed try and the registration
             # would otherwise ring nobody.
-            while (kind := attempt()) is not None:
-                waiter.set_kind(kind)
+            while True:
+                if not (fifo and kind == "gate" and waiter.ahead()):
+                    kind = attempt()
+                    if kind is None:
+                        return
+                    waiter.set_kind(kind)
                 self._pause(waiter, plan, blocked_on)
 
     def _take(self, path: str, plan: _Plan, kind: str) -> None:
-        self._wait(lambda: None if self._try(path, plan.directory) else kind, plan, lambda: path)
+        # Only the gate has a line; draining the slots is waiting for holders already inside.
+        attempt = lambda: None if self._try(path, plan.directory) else kind  # noqa: E731
+        self._wait(attempt, plan, lambda: path, fifo=kind == "gate")
 
     def _pause(self, waiter: Waiter, plan: _Plan, blocked_on: Callable[[], str]) -> None:
         now = time.monotonic()
@@ -290,12 +330,7 @@ class _Acquirer:
         waiter.wait(WAIT_NOTICE_SECONDS if self.deadline is None else self.deadline - now)
 
     def acquire(self, plan: _Plan) -> None:
-        try:
-            os.makedirs(plan.directory, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(
-                f"cannot create lock directory {plan.directory!r}: {exc.strerror or exc}"
-            ) from None
+        prepare_resource_dir(plan.directory, os.path.join(plan.directory, _WAITERS), self.lock_dir)
         gate = os.path.join(plan.directory, _GATE)
         if plan.mode == "exclusive":
             self._take(gate, plan, "gate")
@@ -338,6 +373,12 @@ class _Acquirer:
         released: dict[str, set[bool]] = {}  # resource directory -> {released its gate?, ...}
         while self.held:
             lock, directory, is_gate = self.held.pop()
+            held = _held_identity(lock)
+            if held is not None and _identity(lock.lock_file) != held:
+                self.reporter.warning(
+                    f"lock file {lock.lock_file!r} was removed while this step held it (rm -rf? a tmp "
+                    "cleaner?): a step that started after that may have run beside it"
+                )
             lock.release()
             released.setdefault(directory, set()).add(is_gate)
         if not released:
@@ -358,6 +399,23 @@ class _Acquirer:
             os.sched_yield()
 
 
+def _pass_to_command(lock: BaseFileLock) -> None:
+    """Let the command inherit the held lock's descriptor, so that the lock outlives a SIGKILLed fi_run.
+
+    flock(2) locks belong to the open file description, not to the process: while any process still has a
+    descriptor for it, the lock stays. fi_run releases it explicitly (LOCK_UN releases it for every
+    descriptor sharing it), so normally nothing changes; but if fi_run itself is killed with SIGKILL, the
+    command (and whatever it started that kept the descriptor) still holds the lock until it exits, as with
+    flock(1). The next holder waits for the orphan instead of running beside it. Windows is another matter
+    (a job object kills the command with fi_run there). See docs/faults.md.
+    """
+    if os.name == "nt":
+        return
+    fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
+    if isinstance(fd, int):
+        os.set_inheritable(fd, True)
+
+
 def _stderr_is_tty() -> bool:
     try:
         return sys.stderr.isatty()
@@ -366,15 +424,19 @@ def _stderr_is_tty() -> bool:
 
 
 @contextmanager
-def held_locks(spec: StepSpec, reporter: Reporter, record: StepRecord) -> Iterator[None]:
-    """Hold every lock the step asked for, in the global order; release them all on every exit path."""
+def held_locks(
+    spec: StepSpec, reporter: Reporter, record: StepRecord, on_wait: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """Hold every lock the step asked for, in the global order; release them all on every exit path.
+
+    ``on_wait(resource)`` is called each time a lock is not free at once, before the wait starts."""
     import filelock  # noqa: F401 - imported before any wait starts, so that logged waits are only waits
 
     from . import doorbell  # noqa: F401
 
     lock_dir = prepare_lock_dir(spec)
-    plans = plan_locks(spec.locks, lock_dir, spec.start_dir, windows=os.name == "nt")
-    acquirer = _Acquirer(spec, reporter)
+    plans = plan_locks(spec.locks, lock_dir.path, spec.start_dir, windows=os.name == "nt")
+    acquirer = _Acquirer(spec, reporter, lock_dir, on_wait=on_wait)
     acquired: list[tuple[dict[str, JSON], float]] = []  # (log entry, when it was held)
     try:
         for plan in plans:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from .schema import Attempt, Lock, Step
+from .schema import Attempt, Loan, Lock, Step
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -49,6 +49,9 @@ class Log:
         return f"skipped {self.skipped} unreadable {plural} ({', '.join(self.skipped_at)}{more})"
 
 
+_LAST_TIMESTAMP = 253402300799.0  # 9999-12-31 23:59:59 UTC
+
+
 class _Bad(Exception):
     pass
 
@@ -71,13 +74,19 @@ def _text(value: object) -> str:
     return value
 
 
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _Bad
+    return value
+
+
 def _texts(value: object) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise _Bad
     return tuple(_text(item) for item in value)
 
 
-def _records(record_type: type[Attempt | Lock]) -> Callable[[object], tuple[object, ...]]:
+def _records(record_type: type[Attempt | Lock | Loan]) -> Callable[[object], tuple[object, ...]]:
     def check(value: object) -> tuple[object, ...]:
         if not isinstance(value, list):
             raise _Bad
@@ -92,13 +101,15 @@ _CHECKS: dict[str, Callable[[object], object]] = {
     "int": _integer,
     "float": _number,
     "str": _text,
+    "bool": _boolean,
     "tuple[str, ...]": _texts,
     "tuple[Attempt, ...]": _records(Attempt),
     "tuple[Lock, ...]": _records(Lock),
+    "tuple[Loan, ...]": _records(Loan),
 }
 
 
-def _record(record_type: type[Step | Attempt | Lock], value: object, **extra: object) -> object:
+def _record(record_type: type[Step | Attempt | Lock | Loan], value: object, **extra: object) -> object:
     """A decoded JSON object -> the schema record, every field checked against its annotation. A missing
     key takes the field's default (older logs lack newer fields); keys the schema does not know are ignored
     (newer logs)."""
@@ -136,6 +147,11 @@ def parse_record(record: object, source: str = "") -> Step:
     assert isinstance(step, Step)
     if step.v < 1:
         raise ValueError("missing or malformed field 'v'")
+    for name in ("start", "end"):
+        # Shown as dates: one past the year 9999 (or before 1970) is no fi_run record, and would make the
+        # date functions overflow (report once printed a traceback for start: 1e300).
+        if not 0 <= getattr(step, name) <= _LAST_TIMESTAMP:
+            raise ValueError(f"missing or malformed field {name!r}")
     return step
 
 

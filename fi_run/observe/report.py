@@ -58,6 +58,9 @@ JSON_KEYS: Final = {
     "resources": "[{resource, steps, wait: {total, p50, p95, max}, held_total, modes: {exclusive|shared|"
     "semaphore: {steps, wait, held_total}}, top: [{wait, held, command, argv, stamp, error, pid, start}]}], "
     "longest total wait first",
+    "lent": "[{resource (null: retry back-offs), loans, steps, seconds, credit}]: job slots given back to "
+    "fi-run jobserver while steps waited; seconds lent, loans repaid after the command (credit); most "
+    "seconds first",
 }
 
 
@@ -172,6 +175,34 @@ def summarize(log: Log) -> Summary:
     )
 
 
+@dataclass
+class Lent:
+    """The job-slot time steps lent while they waited for one resource (None: retry back-offs)."""
+
+    resource: str | None
+    loans: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+    credit: int = 0
+
+
+def lent_by_resource(steps: list[Step]) -> list[Lent]:
+    """Job slots lent to the jobserver, per resource waited for, most seconds first."""
+    lent: dict[str | None, Lent] = {}
+    for step in steps:
+        seen: set[str | None] = set()
+        for loan in step.lent:
+            entry = lent.setdefault(loan.resource, Lent(loan.resource))
+            entry.loans += 1
+            # A loan the step never closed (it ended first) lasted until the step's end.
+            entry.seconds += loan.duration if loan.duration is not None else step.duration - loan.start
+            entry.credit += loan.credit
+            if loan.resource not in seen:
+                seen.add(loan.resource)
+                entry.steps += 1
+    return sorted(lent.values(), key=lambda e: (-e.seconds, e.resource or ""))
+
+
 def _step_json(step: Step) -> dict[str, Any]:
     return {
         "command": short_command(step, 200),
@@ -249,6 +280,16 @@ def to_json(summary: Summary, top: int = DEFAULT_TOP) -> dict[str, Any]:
                 ],
             }
             for r in summary.resources
+        ],
+        "lent": [
+            {
+                "resource": e.resource,
+                "loans": e.loans,
+                "steps": e.steps,
+                "seconds": _r(e.seconds),
+                "credit": e.credit,
+            }
+            for e in lent_by_resource(steps)
         ],
     }
 
@@ -405,6 +446,18 @@ def render(summary: Summary, colour: bool, width: int = 120, top: int = DEFAULT_
             out.append(style(DIM, f"  longest waits for {r.resource}"))
             rows = [[_s(w.wait), _who(w.step)] for w in longest]
             out += [_cut(line, width) for line in _table(rows, right={0}, indent="    ")]
+
+    lent = lent_by_resource(steps)
+    if lent:
+        out += ["", style(BOLD, "job slots lent") + style(DIM, "  (to fi-run jobserver, while waiting)")]
+        rows = [["loans", "steps", "lent s", "on credit", "while waiting for"]]
+        for e in lent:
+            rows.append(
+                [str(e.loans), str(e.steps), _s(e.seconds), str(e.credit), e.resource or "retry back-off"]
+            )
+        lines = _table(rows, right={0, 1, 2, 3})
+        out.append(style(DIM, lines[0]))
+        out += [_cut(line, width) for line in lines[1:]]
     return "\n".join(out) + "\n"
 
 

@@ -51,6 +51,17 @@ class Lock:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Loan:
+    """The step's ninja job slot, given back to the jobserver while it waited (docs/jobserver.md)."""
+
+    start: float  # seconds from fi_run's start
+    duration: float | None = None  # until the step went on; None: it ended first (interrupted, failed)
+    resource: str | None = None  # the lock it waited for; None: a retry back-off
+    credit: bool = False  # it ran before a token came back, and repaid one after its command
+    lost: bool = False  # it could not take a token back within the bound
+
+
+@dataclass(frozen=True, kw_only=True)
 class Step:
     """One log line: one fi_run invocation."""
 
@@ -68,6 +79,7 @@ class Step:
     locks: tuple[Lock, ...]
     stamp: str | None = None  # --stamp, absolute
     env_names: tuple[str, ...] = ()  # names of the variables fi_run set, changed or removed: never values
+    lent: tuple[Loan, ...] = ()  # job slots lent to the jobserver while waiting (fi-run jobserver)
     source: str = ""  # not logged: the file:line a reader found the record at
 
     @property
@@ -91,11 +103,12 @@ def keys(record_type: type) -> tuple[str, ...]:
 STEP_KEYS: Final = keys(Step)
 ATTEMPT_KEYS: Final = keys(Attempt)
 LOCK_KEYS: Final = keys(Lock)
+LOAN_KEYS: Final = keys(Loan)
 
 
 def as_json(value: object) -> JSON:
     """A record (and what it holds) as JSON values: records -> objects, tuples -> lists."""
-    if isinstance(value, (Step, Attempt, Lock)):
+    if isinstance(value, (Step, Attempt, Lock, Loan)):
         return {key: as_json(getattr(value, key)) for key in keys(type(value))}
     if isinstance(value, (tuple, list)):
         return [as_json(item) for item in value]

@@ -36,6 +36,7 @@ class StepRecord:
         self.started_mono = time.monotonic()
         self.attempts: list[dict[str, JSON]] = []
         self.locks: list[dict[str, JSON]] = []
+        self.loans: list[dict[str, JSON]] = []  # job slots lent to the jobserver (contention/jobserver.py)
 
     def offset(self) -> float:
         return time.monotonic() - self.started_mono
@@ -64,8 +65,25 @@ class StepRecord:
         self.locks.append(entry)
         return entry
 
+    def add_loan(self, resource: str | None) -> dict[str, JSON]:
+        """The slot was lent now, while waiting for ``resource`` (None: a retry back-off)."""
+        entry: dict[str, JSON] = {"start": round(self.offset(), 6), "duration": None, "resource": resource}
+        self.loans.append(entry)
+        return entry
+
+    def end_loan(self, entry: dict[str, JSON], *, credit: bool, lost: bool = False) -> None:
+        """The step goes on: with a token taken back, on credit (it repays one after its command: see
+        jobserver.REPAY_AFTER), or without one (lost: it could not take one back)."""
+        start = entry["start"]
+        assert isinstance(start, float)
+        entry["duration"] = round(self.offset() - start, 6)
+        if credit:
+            entry["credit"] = True
+        if lost:
+            entry["lost"] = True
+
     def finish(self, spec: StepSpec, status: int, error: str | None) -> Step:
-        from .schema import SCHEMA_VERSION, Attempt, Lock, Step
+        from .schema import SCHEMA_VERSION, Attempt, Loan, Lock, Step
 
         duration = self.offset()
         names = sorted({op.name if op.kind != "venv" else "VIRTUAL_ENV" for op in spec.env_ops})
@@ -84,6 +102,7 @@ class StepRecord:
             locks=tuple(Lock(**entry) for entry in self.locks),  # type: ignore[arg-type]
             stamp=spec.stamp,
             env_names=tuple(names),
+            lent=tuple(Loan(**entry) for entry in self.loans),  # type: ignore[arg-type]
         )
 
 
@@ -112,6 +131,16 @@ def encode(value: JSON) -> str:
     return one(value)
 
 
+def _last_byte(fd: int, size: int) -> bytes:
+    if not hasattr(os, "pread"):  # pragma: no cover - Windows: no pread; a seek would move the append point
+        return b"\n"
+    try:
+        last: bytes = os.pread(fd, 1, size - 1)
+    except OSError:
+        return b"\n"  # unreadable: assume whole, as before
+    return last
+
+
 def append(path: str, step: Step, reporter: Reporter) -> None:
     """Append ``step`` as one line. A log that cannot be written warns once and never fails the step."""
     from .schema import as_json
@@ -129,8 +158,18 @@ def append(path: str, step: Step, reporter: Reporter) -> None:
 
             written = append_bytes(path, data)
         else:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            # Read-write (appends are unchanged): the last byte is read to see whether the last line is whole.
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
             try:
+                # A writer cut short on a full disk leaves half a line; start on a fresh one, or this record
+                # would be glued to it and lost with it (the reader skips and counts the half line alone).
+                # Each record is one write() of one line, so whole records never interleave.
+                # A long record being written by another process also shows a last byte that is not a newline
+                # (the size grows page by page): if the size moved, that writer is alive and took care of its
+                # own line. Rarely this still adds an empty line, which readers skip (logfile.parse_lines).
+                size = os.fstat(fd).st_size
+                if size and _last_byte(fd, size) != b"\n" and os.fstat(fd).st_size == size:
+                    data = b"\n" + data
                 written = os.write(fd, data)
             finally:
                 os.close(fd)

@@ -13,7 +13,11 @@ as ninjatracing lays out .ninja_log, so a -j16 build has at most 16 tracks. On i
   per attempt (category "attempt");
 - an instant event ("ph": "i", "s": "t") named "retry: <family>" where an attempt failed on contention and was
   run again (category "retry", the matched line in args), "contention, not retried: <family>" where fi_run
-  gave up.
+  gave up;
+- "slot lent" (category "lent") where the step had given its job slot back to ``fi-run jobserver`` while it
+  waited: an async slice ("ph": "b" / "e", one id per loan), shown on a track of its own under the build,
+  because a loan spans lock waits without nesting in them (args: resource, or none for a retry back-off;
+  credit: repaid after the command).
 
 Times are integer microseconds from the first step's start (its epoch time is in otherData.start_epoch).
 Slices are laid out so that none overlaps another on its track except by nesting inside its step, and events
@@ -110,8 +114,9 @@ def build_trace(log: Log) -> dict[str, Any]:
             {"name": "thread_sort_index", "ph": "M", "pid": PID, "tid": slot, "args": {"sort_index": slot}}
         )
     timed: list[dict[str, Any]] = []
-    for step, (start, end), slot in zip(steps, spans, slots, strict=True):
+    for index, (step, (start, end), slot) in enumerate(zip(steps, spans, slots, strict=True)):
         timed += _step_events(step, start, end, slot)
+        timed += _loan_events(step, index, start, end, slot)
     # In time order, and at one instant the longer slice first (the enclosing step before its first child):
     # chrome://tracing nests same-start complete events in file order, and some Perfetto versions did too.
     timed.sort(key=lambda event: (event["ts"], -event.get("dur", -1)))
@@ -127,6 +132,19 @@ def build_trace(log: Log) -> dict[str, Any]:
             "skipped_lines": log.skipped,
         },
     }
+
+
+def _loan_events(step: Step, index: int, start: int, end: int, slot: int) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for number, loan in enumerate(step.lent):
+        ts = min(start + _us(loan.start), end)
+        # A loan the step never closed lasted until it ended.
+        stop = end if loan.duration is None else min(max(start + _us(loan.start + loan.duration), ts), end)
+        common = {"name": "slot lent", "cat": "lent", "id": f"lent-{index}-{number}", "pid": PID, "tid": slot}
+        args = {"resource": loan.resource, "credit": loan.credit, "lost": loan.lost, "step": _step_name(step)}
+        events.append({**common, "ph": "b", "ts": ts, "args": args})
+        events.append({**common, "ph": "e", "ts": stop})
+    return events
 
 
 def _step_events(step: Step, start: int, end: int, slot: int) -> list[dict[str, Any]]:

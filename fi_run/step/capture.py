@@ -25,14 +25,36 @@ if TYPE_CHECKING:
 # contention/recognizer.py), at most 4 UTF-8 bytes each: reading more would only cost decoding time.
 EXAMINE_BYTES: Final = 256 * 1024
 _CHUNK: Final = 1024 * 1024
+# Less free space than this where the output would be held, and it is not held at all: a command whose
+# output fills the disk would see ENOSPC on its own writes and fail, where without fi_run it succeeds.
+MIN_FREE_BYTES: Final = 64 * 1024 * 1024
+
+
+class Unavailable(Exception):
+    """No temporary file can hold the output (a full or read-only $TMPDIR): the reason, for the warning."""
 
 
 def _open_temporary() -> int:
+    """An unnamed temporary file for the output; raises Unavailable when none can be had."""
     directory = os.environ.get("TMPDIR") or os.environ.get("TEMP") or os.environ.get("TMP")
     if not directory or not os.path.isdir(directory):
         # Windows sets TEMP for every user; without it, the user's own profile (SystemRoot\Temp is not
         # writable by ordinary users).
         directory = "/tmp" if os.name != "nt" else os.path.expandvars(r"%LOCALAPPDATA%\Temp")  # noqa: S108
+    if hasattr(os, "statvfs"):
+        try:
+            fs = os.statvfs(directory)
+        except OSError as exc:
+            raise Unavailable(f"{directory}: {exc.strerror or exc}") from None
+        if fs.f_bavail * fs.f_frsize < MIN_FREE_BYTES:
+            raise Unavailable(f"{directory} has {fs.f_bavail * fs.f_frsize // 1024} KiB free")
+    try:
+        return _create_in(directory)
+    except OSError as exc:
+        raise Unavailable(f"{directory}: {exc.strerror or exc}") from None
+
+
+def _create_in(directory: str) -> int:
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOINHERIT", 0)
     tmpfile = getattr(os, "O_TMPFILE", 0)
     if tmpfile:
@@ -96,26 +118,37 @@ class Capture:
     def __init__(self, wanted: bool, *, terminals: bool = False) -> None:
         # target descriptor (1 or 2) -> temporary file descriptor holding what the child wrote there
         self.files: dict[int, int] = {}
+        # Why the output could not be held, if it could not: the step then streams it, without retries.
+        self.unavailable: str | None = None
         if not wanted:
             return
+        from .stdio import CLOSED
+
         stats: dict[int, os.stat_result] = {}
         for fd in (1, 2):
+            if fd in CLOSED:  # closed when fi_run started: the command gets it closed too (stdio.py)
+                continue
             try:
                 if os.isatty(fd) and not terminals:
                     continue
                 stats[fd] = os.fstat(fd)
             except OSError:  # closed: the child inherits it closed, as it would without fi_run
                 continue
-        same = None
-        if 1 in stats and 2 in stats:
-            same = same_file(stats[1], stats[2], windows=os.name == "nt")
-            if same is None:
-                same = _same_windows_object(1, 2)
-        if same:
-            shared = _open_temporary()
-            self.files = {1: shared, 2: shared}
-        else:
-            self.files = {fd: _open_temporary() for fd in stats}
+        try:
+            same = None
+            if 1 in stats and 2 in stats:
+                same = same_file(stats[1], stats[2], windows=os.name == "nt")
+                if same is None:
+                    same = _same_windows_object(1, 2)
+            if same:
+                shared = _open_temporary()
+                self.files = {1: shared, 2: shared}
+            else:
+                for fd in stats:
+                    self.files[fd] = _open_temporary()
+        except Unavailable as exc:
+            self.close()
+            self.unavailable = str(exc)
 
     @property
     def active(self) -> bool:

@@ -19,6 +19,9 @@ from .interrupts import Interrupted, Interrupts, exit_status_for, signal_name
 
 TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlocked step (docs/performance.md)
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..contention.jobserver import Lender
     from ..messages import Reporter
     from .attempts import StepResult
     from .spec import StepSpec
@@ -39,6 +42,11 @@ def _check_outputs(outputs: tuple[str, ...], started: float) -> None:
             raise OutputError(f"--output {path!r} was not written by the command ({exc.strerror})") from None
         if mtime < reference:
             raise OutputError(f"--output {path!r} was not written by this run (older than the run's start)")
+
+
+def _sleep(lender: Lender | None) -> tuple[Callable[[float], None], ...]:
+    """run_attempts' back-off sleep: lending the slot for its length when there is a jobserver to lend to."""
+    return () if lender is None else (lender.sleep,)
 
 
 def execute(spec: StepSpec, reporter: Reporter) -> int:
@@ -65,17 +73,35 @@ def _execute(spec: StepSpec, reporter: Reporter, record: StepRecord) -> int:
     executable = find_executable(spec.command[0], env, cwd=spec.cwd or spec.start_dir, windows=windows)
     reporter.debug(f"running {list(spec.command)!r} ({executable})")
     capture = Capture(wanted=spec.quiet_on_success or spec.retries > 0, terminals=spec.quiet_on_success)
+    if capture.unavailable is not None:  # a full or read-only $TMPDIR must not change the step's result
+        reporter.warning(
+            f"cannot hold the command's output ({capture.unavailable}): it is shown as it comes"
+            + (", even on success" if spec.quiet_on_success else "")
+            + (", and a failure is not retried" if spec.retries > 0 else "")
+        )
     result: StepResult | None = None
     with Interrupts() as interrupts:
+        lender: Lender | None = None
+        # Lending needs a jobserver, which MAKEFLAGS names: without one nothing more is even imported.
+        if spec.lend_slot != "never" and "MAKEFLAGS" in os.environ and (spec.locks or spec.retries):
+            from ..contention.jobserver import lender_for
+
+            lender = lender_for(spec.lend_slot, os.environ, reporter, record, interrupts)
         try:
             started = time.time()
             if spec.locks:
                 from ..contention.locks import held_locks
 
-                with held_locks(spec, reporter, record):
-                    result = run_attempts(spec, executable, env, reporter, interrupts, record, capture)
+                with held_locks(spec, reporter, record, lender.lend if lender else None):
+                    if lender is not None:
+                        lender.take_back()
+                    result = run_attempts(
+                        spec, executable, env, reporter, interrupts, record, capture, *_sleep(lender)
+                    )
             else:
-                result = run_attempts(spec, executable, env, reporter, interrupts, record, capture)
+                result = run_attempts(
+                    spec, executable, env, reporter, interrupts, record, capture, *_sleep(lender)
+                )
         except Interrupted:
             pass  # interrupts.signum says by what
         finally:
@@ -84,13 +110,16 @@ def _execute(spec: StepSpec, reporter: Reporter, record: StepRecord) -> int:
             if not (succeeded and spec.quiet_on_success):
                 capture.replay()
             capture.close()
+            if lender is not None:  # after the locks: a slot owed is repaid without holding anyone up
+                lender.settle()
         if interrupts.signum is not None:
             reporter.error(f"interrupted by {signal_name(interrupts.signum)}; no stamp written")
             return exit_status_for(interrupts.signum)
     assert result is not None
     if result.timed_out:
         reporter.error(
-            f"timed out after {spec.timeout:g} s: {spec.command[0]!r} and everything it started stopped"
+            f"timed out after {spec.timeout:g} s: stopped {spec.command[0]!r} and its process group "
+            "(a process that left the group, such as a setsid daemon, is not stopped)"
         )
         return result.status
     if result.status != 0:

@@ -88,7 +88,7 @@ from ..errors import UsageError
 
 TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) on an unlocked step with @FILE
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 __all__ = ["MAX_DEPTH", "expand_response_files", "split_response_text"]
 
@@ -126,10 +126,14 @@ def split_response_text(text: str, *, windows: bool | None = None) -> list[str]:
         raise UsageError(f"response file text: {exc}") from None
 
 
-def expand_response_files(argv: Sequence[str], *, windows: bool | None = None) -> list[str]:
+def expand_response_files(
+    argv: Sequence[str], *, windows: bool | None = None, takes_value: Callable[[str], bool] | None = None
+) -> list[str]:
     """Return argv with every @FILE before the first '--' replaced by the words of FILE (recursively).
 
-    See the module docstring for the rules; ``windows`` is as for split_response_text. Raises UsageError.
+    See the module docstring for the rules; ``windows`` is as for split_response_text. ``takes_value(word)``
+    says whether an option word takes the next word as its value: that word is then a value, never a
+    response file (``--stamp @out`` is a stamp named '@out', as ``--stamp=@out`` is). Raises UsageError.
     """
     for arg in argv:
         if arg == "--":
@@ -139,7 +143,7 @@ def expand_response_files(argv: Sequence[str], *, windows: bool | None = None) -
     else:
         return list(argv)
     out: list[str] = []
-    _expand(argv, out, (), (), _HOST_WINDOWS if windows is None else windows)
+    _expand(argv, out, (), (), _HOST_WINDOWS if windows is None else windows, takes_value, [False])
     return out
 
 
@@ -149,14 +153,17 @@ def _expand(
     chain: tuple[str, ...],
     keys: tuple[str, ...],
     windows: bool,
+    takes_value: Callable[[str], bool] | None,
+    value_next: list[bool],  # one flag shared by every level: the next word is an option's value
 ) -> bool:
     """Append ``words`` to ``out``, expanding @FILE words; True once a '--' has been appended."""
     for index, word in enumerate(words):
         if word == "--":
             out.extend(words[index:])
             return True
-        if word[:1] != "@":
+        if word[:1] != "@" or value_next[0]:
             out.append(word)
+            value_next[0] = not value_next[0] and takes_value is not None and takes_value(word)
             continue
         name = word[1:]
         inside = f"response file {chain[-1]!r}: " if chain else ""
@@ -173,7 +180,8 @@ def _expand(
                 f"response file {name!r} includes itself: "
                 + " -> ".join(repr(link) for link in (*chain, name))
             )
-        if _expand(_read_words(name, chain, windows), out, (*chain, name), (*keys, key), windows):
+        words_in = _read_words(name, chain, windows)
+        if _expand(words_in, out, (*chain, name), (*keys, key), windows, takes_value, value_next):
             out.extend(words[index + 1 :])
             return True
     return False

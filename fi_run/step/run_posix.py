@@ -7,10 +7,11 @@ Python, and fi_run runs once per build step. No threads and no polling: the time
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
-from ..errors import NotExecutableError
+from ..errors import CommandNotFoundError, NotExecutableError
 from .outcome import Outcome, exit_status
 
 # Type checkers skip the rest of this module for Windows (mypy --platform win32); run_windows serves there.
@@ -80,6 +81,19 @@ class _Timer:
             self._kill(_signal.SIGKILL)
 
 
+def _missing_interpreter(executable: str) -> str | None:
+    """The interpreter a script's #! line names, when ENOENT came from it and not from the script."""
+    try:
+        with open(executable, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].split()
+    return os.fsdecode(words[0]) if words else None
+
+
 def run_once(
     executable: str,
     argv: tuple[str, ...],
@@ -93,11 +107,16 @@ def run_once(
     """Start the command, wait for it, and return its exit status.
 
     Raises NotExecutableError (126) if the kernel refuses to start it."""
-    file_actions = []
+    from .stdio import CLOSED
+
+    file_actions: list[tuple[int, int] | tuple[int, int, int]] = []
     if stdout is not None:
         file_actions.append((os.POSIX_SPAWN_DUP2, stdout, 1))
     if stderr is not None:
         file_actions.append((os.POSIX_SPAWN_DUP2, stderr, 2))
+    # Closed when fi_run started: closed for the command too, as without fi_run (stdio.py).
+    replaced = {1: stdout, 2: stderr}
+    file_actions.extend((os.POSIX_SPAWN_CLOSE, fd) for fd in sorted(CLOSED) if replaced.get(fd) is None)
     # With --timeout the command always gets a group of its own, so that everything it started can be
     # stopped; it then cannot read the terminal (documented). Otherwise a terminal's foreground job keeps
     # the command in its own group (see _terminal_foreground).
@@ -121,6 +140,13 @@ def run_once(
     except OSError as exc:
         # The file was found and looked executable, but the kernel refused it: no #! line (ENOEXEC), a
         # missing #! interpreter, a noexec mount, arguments over ARG_MAX. A shell says 126 for these.
+        interpreter = _missing_interpreter(executable) if exc.errno == errno.ENOENT else None
+        if interpreter is not None:
+            # As bash: 127 and "bad interpreter" (the file is there; its #! names nothing that exists).
+            raise CommandNotFoundError(
+                f"cannot execute {argv[0]!r}: bad interpreter {interpreter!r} in its #! line: "
+                f"{exc.strerror or exc}"
+            ) from None
         raise NotExecutableError(f"cannot execute {argv[0]!r}: {exc.strerror or exc}") from None
     finally:
         if saved_cwd is not None:

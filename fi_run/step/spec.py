@@ -46,3 +46,4 @@ class StepSpec:
     retries: int = DEFAULT_RETRIES
     retry_on: tuple[str, ...] = ()
     log: str | None = None  # absolute
+    lend_slot: str = "auto"  # --lend-slot: auto, always or never (contention/jobserver.py)

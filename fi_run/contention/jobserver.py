@@ -1,0 +1,662 @@
+"""A GNU make style jobserver: ``fi-run jobserver [-j N] -- COMMAND``, and a step lending its job slot.
+
+The server. Ninja >= 1.13, GNU make >= 4.4 and cargo take one token from a jobserver for every job beyond
+their first and give it back when the job ends. ``fi-run jobserver`` creates one with N-1 tokens (a fifo in
+a private temporary directory on POSIX, a named semaphore on Windows), appends ``-jN --jobserver-auth=...``
+to MAKEFLAGS, runs the command, and when it has exited counts the tokens: every one handed out must have
+come back. It also sets FI_RUN_JOBSERVER to the same ``--jobserver-auth`` value: the mark that says this
+jobserver is fi_run's and that the command does use it (a ninja given -j would not), so a step's
+``--lend-slot auto`` knows it may lend.
+
+The lender. A step that must wait (for a lock that is not free at once, or during a retry back-off) gives
+one token back, so that ninja can start another job meanwhile, and takes one again when it goes on. It
+never holds a token while it waits for a lock: every token is then either in the pool or held by a command
+that runs, so lending cannot deadlock. Which of two ways a step takes its token back is ``REPAY_AFTER``:
+see there, and docs/jobserver.md for the measurements.
+
+A step killed with SIGKILL after lending cannot take its token back: the pool then holds one token too
+many (ninja still returns the step's own token when the step ends). The server reports such a surplus, and
+a shortfall, when the command has exited.
+
+Token I/O on POSIX is non-blocking reads and writes of one byte, with select() for the waits, in slices so
+that a signal is seen within a fraction of a second. Windows: WaitForSingleObject / ReleaseSemaphore, also
+in slices; those functions are kept small and are type-checked with ``mypy --platform win32`` (not run by
+CI, which is Linux only).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from ..errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Final, Protocol
+
+    from ..messages import Reporter
+    from ..observe.schema import JSON
+    from ..observe.steplog import StepRecord
+    from ..step.interrupts import Interrupts
+
+    class _Server(Protocol):
+        auth: str
+
+        def count(self) -> int: ...
+        def close(self) -> None: ...
+
+
+MARKER: Final = "FI_RUN_JOBSERVER"
+TOKEN: Final = b"+"  # GNU make's token byte; ninja writes back whatever byte it read
+LEND_POLICIES: Final = ("auto", "always", "never")
+
+# How a step that lent its slot goes on once its locks are held (measured in benchmarks/README.md):
+# - take a token before the command, waiting if the pool is empty: a lock holder then waits (up to seconds
+#   on the seed build) for some other job to end, while every other step queued on its lock waits too;
+# - REPAY_AFTER: take one if the pool has one; if not, run at once on credit and take the token after the
+#   command, once the locks are released. At most one command per lock holder runs beyond -j, and only for
+#   as long as the pool stays empty. FI_RUN_LEND_REPAY=0 selects the first way (for measurements).
+REPAY_AFTER: Final = True
+# Waits for a token, in seconds: after the command (repaying), and when the step was interrupted or failed.
+REPAY_BOUND_SECONDS: Final = 60.0
+INTERRUPTED_BOUND_SECONDS: Final = 5.0
+_SLICE: Final = 0.25  # a wait for a token looks at signals this often
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on, as ninja counts them (the affinity mask where there is one)."""
+    if sys.platform == "linux":
+        try:
+            return len(os.sched_getaffinity(0))
+        except OSError:
+            pass
+    return os.cpu_count() or 1
+
+
+def ninja_default_jobs(cpus: int) -> int:
+    """Ninja's own default -j (GuessParallelism in ninja's src/ninja.cc): 2, 3, then CPUs + 2."""
+    if cpus <= 1:
+        return 2
+    if cpus == 2:
+        return 3
+    return cpus + 2
+
+
+def is_ninja(program: str) -> bool:
+    name = program.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    return name.removesuffix(".exe") == "ninja"
+
+
+# ninja's getopt string is "d:f:j:k:l:nt:vw:C:h": these options take a value.
+_NINJA_VALUE_OPTIONS: Final = frozenset("dfjkltwC")
+
+
+def ninja_jobs_option(args: Sequence[str]) -> str | None:
+    """The -j option in ninja's arguments (``-j4``, ``-j 4``, ``-vj4``), as written; None if there is none."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--" or not arg.startswith("-") or arg.startswith("--") or arg == "-":
+            continue  # a target, or a long option (--version, --verbose, --quiet)
+        for position, letter in enumerate(arg[1:], start=1):
+            if letter not in _NINJA_VALUE_OPTIONS:
+                continue
+            rest = arg[position + 1 :]
+            if letter == "j":
+                return arg if rest or i >= len(args) else f"{arg} {args[i]}"
+            if letter == "t":
+                return None  # -t TOOL: the rest are the tool's arguments
+            if not rest:
+                i += 1  # the value is the next argument
+            break
+    return None
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """'1.13.2.git.kitware.jobserver-pipe-1' -> (1, 13, 2); () if it does not start with numbers."""
+    numbers = []
+    for part in text.strip().split("."):
+        if not part.isdigit():
+            break
+        numbers.append(int(part))
+    return tuple(numbers)
+
+
+def makeflags_with(existing: str, jobs: int, auth: str) -> str:
+    """MAKEFLAGS for the command: the flags already there, then ``-jN --jobserver-auth=AUTH``.
+
+    An earlier -j or jobserver option (an outer make's) is dropped: it describes another jobserver, and
+    the last one would win anyway for ninja and make; tools that take the first would pick the wrong one.
+    """
+    kept = [
+        word
+        for word in existing.split()
+        if not (
+            word.startswith(("--jobserver-auth=", "--jobserver-fds="))
+            or (word.startswith("-j") and word[2:].isdigit())
+        )
+    ]
+    return " ".join([*kept, f"-j{jobs}", f"--jobserver-auth={auth}"])
+
+
+def jobserver_auth(makeflags: str) -> str | None:
+    """The ``--jobserver-auth`` value a client would use (the last one); None if none or a dry run (-n)."""
+    words = makeflags.split()
+    if words and not words[0].startswith("-") and "n" in words[0]:
+        return None  # make -n: GNU make's rule for clients is to stay out of it
+    auth = None
+    for word in words:
+        if word.startswith("--jobserver-auth="):
+            auth = word.removeprefix("--jobserver-auth=")
+    return auth or None
+
+
+def lending_auth(policy: str, environ: Mapping[str, str], *, windows: bool) -> str | None:
+    """The jobserver a step lends its slot to, or None.
+
+    auto: only one that ``fi-run jobserver`` created and marked for this very MAKEFLAGS (an outer make,
+    or a make between fi-run jobserver and the step, has its own jobserver and does not know of lending).
+    always: any fifo (POSIX) or semaphore (Windows) jobserver; never the pipe style ``R,W``, whose
+    descriptors a step does not have.
+    """
+    if policy == "never":
+        return None
+    auth = jobserver_auth(environ.get("MAKEFLAGS", ""))
+    if auth is None:
+        return None
+    if windows:
+        if "," in auth or auth.startswith("fifo:"):
+            return None
+    elif not auth.startswith("fifo:"):
+        return None
+    if policy == "always":
+        return auth
+    return auth if environ.get(MARKER) == auth else None
+
+
+# --- POSIX token I/O
+
+if sys.platform != "win32":
+
+    def _fifo_open(path: str) -> int:
+        # O_RDWR: opening never blocks and reads never see end-of-file, whoever else has it open.
+        return os.open(path, os.O_RDWR | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+
+    def _fifo_give(fd: int) -> None:
+        os.write(fd, TOKEN)
+
+    def _fifo_try_take(fd: int) -> bool:
+        try:
+            return len(os.read(fd, 1)) == 1
+        except BlockingIOError:
+            return False
+
+    def _fifo_take(fd: int, seconds: float) -> bool:
+        if _fifo_try_take(fd):
+            return True
+        if seconds > 0:
+            import select
+
+            select.select([fd], [], [], min(seconds, _SLICE))
+            return _fifo_try_take(fd)  # another reader may have won: the caller loops
+        return False
+
+
+# --- Windows token I/O (a named semaphore); type-checked with --platform win32, not run by CI
+
+if sys.platform == "win32":  # pragma: no cover - Windows only
+    import ctypes
+    from ctypes import wintypes
+
+    _SEMAPHORE_MODIFY_STATE: Final = 0x0002
+    _SYNCHRONIZE: Final = 0x00100000
+    _WAIT_OBJECT_0: Final = 0
+    # Lending releases a token ninja never took (from its first, implicit slot): the maximum count must
+    # leave room above the initial one, or ReleaseSemaphore fails with ERROR_TOO_MANY_POSTS.
+    _MAXIMUM_COUNT: Final = 0x7FFFFFFF
+
+    def _kernel32() -> ctypes.WinDLL:
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        kernel32.CreateSemaphoreW.restype = wintypes.HANDLE
+        kernel32.CreateSemaphoreW.argtypes = [wintypes.LPVOID, wintypes.LONG, wintypes.LONG, wintypes.LPCWSTR]
+        kernel32.OpenSemaphoreW.restype = wintypes.HANDLE
+        kernel32.OpenSemaphoreW.argtypes = [wintypes.DWORD, wintypes.BOOL, wintypes.LPCWSTR]
+        kernel32.ReleaseSemaphore.restype = wintypes.BOOL
+        kernel32.ReleaseSemaphore.argtypes = [wintypes.HANDLE, wintypes.LONG, wintypes.LPVOID]
+        kernel32.WaitForSingleObject.restype = wintypes.DWORD
+        kernel32.WaitForSingleObject.argtypes = [wintypes.HANDLE, wintypes.DWORD]
+        kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
+        return kernel32
+
+    def _semaphore_create(name: str, tokens: int) -> int:
+        handle = _kernel32().CreateSemaphoreW(None, tokens, _MAXIMUM_COUNT, name)
+        if not handle:
+            raise OSError(ctypes.get_last_error(), f"CreateSemaphoreW({name!r}) failed")
+        return int(handle)
+
+    def _semaphore_open(name: str) -> int:
+        handle = _kernel32().OpenSemaphoreW(_SEMAPHORE_MODIFY_STATE | _SYNCHRONIZE, False, name)
+        if not handle:
+            raise OSError(ctypes.get_last_error(), f"OpenSemaphoreW({name!r}) failed")
+        return int(handle)
+
+    def _semaphore_give(handle: int) -> None:
+        if not _kernel32().ReleaseSemaphore(handle, 1, None):
+            raise OSError(ctypes.get_last_error(), "ReleaseSemaphore failed")
+
+    def _semaphore_take(handle: int, seconds: float) -> bool:
+        return int(_kernel32().WaitForSingleObject(handle, int(seconds * 1000))) == _WAIT_OBJECT_0
+
+    def _semaphore_close(handle: int) -> None:
+        _kernel32().CloseHandle(handle)
+
+
+class _Tokens:
+    """One open handle on a jobserver: give a token, take one (waiting in slices), close."""
+
+    def __init__(self, auth: str) -> None:
+        if sys.platform == "win32":  # pragma: no cover - Windows only
+            self.handle = _semaphore_open(auth)
+        else:
+            self.handle = _fifo_open(auth.removeprefix("fifo:"))
+
+    def give(self) -> None:
+        if sys.platform == "win32":  # pragma: no cover - Windows only
+            _semaphore_give(self.handle)
+        else:
+            _fifo_give(self.handle)
+
+    def take(self, seconds: float) -> bool:
+        """Take one token, waiting at most ``seconds`` (0: only if one is there now)."""
+        if sys.platform == "win32":  # pragma: no cover - Windows only
+            return _semaphore_take(self.handle, min(seconds, _SLICE))
+        else:  # noqa: RET505 - mypy skips a platform's branch only in an if/else
+            return _fifo_take(self.handle, seconds)
+
+    def close(self) -> None:
+        if sys.platform == "win32":  # pragma: no cover - Windows only
+            _semaphore_close(self.handle)
+        else:
+            os.close(self.handle)
+
+
+class Lender:
+    """A step's loan of its job slot: lend while it waits, take the slot back before (or repay after) the
+    command. Writes each loan into the step's log record."""
+
+    def __init__(
+        self, auth: str, reporter: Reporter, record: StepRecord, interrupts: Interrupts, *, repay_after: bool
+    ) -> None:
+        self.auth = auth
+        self.reporter = reporter
+        self.record = record
+        self.interrupts = interrupts
+        self.repay_after = repay_after
+        self._tokens: _Tokens | None = None
+        self._loan: dict[str, JSON] | None = None  # the open loan's log entry: lent, not yet taken back
+        self._credit: dict[str, JSON] | None = None  # the loan whose token is still to be repaid
+        self.owed = 0  # tokens this step must still take: 1 while lent, or while running on credit
+        self.broken = False
+
+    # Token I/O and the bookkeeping that goes with it run with signals recorded, not raised (the step is
+    # always idle here: waiting for a lock or backing off): a signal between writing a token and noting the
+    # loan would otherwise lose track of it. The signal is raised right after, by interrupts.idle().
+
+    def lend(self, resource: str | None = None) -> None:
+        """Give one token back (once: a step holds at most one slot). A jobserver that cannot be used
+        means the step simply keeps its slot (one warning)."""
+        if self.owed or self.broken:
+            return
+        self.interrupts.spawning()
+        try:
+            try:
+                if self._tokens is None:
+                    self._tokens = _Tokens(self.auth)
+                self._tokens.give()
+            except OSError as exc:
+                self.broken = True
+                self.reporter.warning(f"cannot lend the job slot to the jobserver {self.auth!r}: {exc}")
+                return
+            self.owed = 1
+            self._loan = self.record.add_loan(resource)
+        finally:
+            self.interrupts.idle()
+
+    def take_back(self) -> None:
+        """Before the command: take a token back. REPAY_AFTER: only if one is there now, else run on credit
+        and repay in settle(); otherwise wait for one, at most REPAY_BOUND_SECONDS, and stop waiting at a
+        signal (the locks are held: the step must end)."""
+        if not self.owed or self._tokens is None or self._loan is None:
+            return
+        self.interrupts.spawning()
+        try:
+            if self.repay_after:
+                self._close_loan(credit=not self._tokens.take(0))  # credit: still owed, settle() repays
+                return
+            deadline = time.monotonic() + REPAY_BOUND_SECONDS
+            while self.interrupts.signum is None:
+                if self._tokens.take(deadline - time.monotonic()):
+                    self._close_loan(credit=False)
+                    return
+                if time.monotonic() >= deadline:
+                    self._give_up(REPAY_BOUND_SECONDS)
+                    return
+        finally:
+            self.interrupts.idle()  # raises Interrupted if a signal came: settle() then repays, bounded
+
+    def sleep(self, seconds: float) -> None:
+        """A retry back-off: lend for its length, then take the slot back as before a command."""
+        self.lend(None)
+        time.sleep(seconds)
+        self.take_back()
+
+    def _close_loan(self, *, credit: bool) -> None:
+        assert self._loan is not None
+        self.record.end_loan(self._loan, credit=credit)
+        self._credit = self._loan if credit else None
+        self._loan = None
+        if not credit:
+            self.owed = 0
+
+    def _give_up(self, seconds: float) -> None:
+        self.reporter.warning(
+            f"could not take the job slot back from the jobserver within {seconds:g} s; "
+            "the build may run one job more than its -j from now on"
+        )
+        if self._loan is not None:
+            self.record.end_loan(self._loan, credit=False, lost=True)
+            self._loan = None
+        elif self._credit is not None:
+            self._credit["lost"] = True  # ran on credit and never repaid
+        self.owed = 0
+
+    def settle(self) -> None:
+        """After the command and the locks: take what is still owed, within a bound. Never raises.
+
+        Signals are only recorded from here on (the step is ending anyway); one that arrives shortens the
+        bound to INTERRUPTED_BOUND_SECONDS: ninja, stopping too, returns its tokens within that.
+        """
+        try:
+            if not self.owed or self._tokens is None:
+                return
+            interrupts = self.interrupts
+            interrupts.spawning()  # record signals, do not raise: this runs in a finally block
+            start = time.monotonic()
+            while True:
+                bound = INTERRUPTED_BOUND_SECONDS if interrupts.signum is not None else REPAY_BOUND_SECONDS
+                remaining = start + bound - time.monotonic()
+                if remaining <= 0:
+                    self._give_up(bound)
+                    return
+                try:
+                    if self._tokens.take(remaining):
+                        break
+                except OSError as exc:
+                    self.reporter.warning(f"cannot take the job slot back from the jobserver: {exc}")
+                    self.owed = 0
+                    return
+            if self._loan is not None:
+                self._close_loan(credit=False)
+            self.owed = 0
+        finally:
+            if self._tokens is not None:
+                self._tokens.close()
+                self._tokens = None
+
+
+def lender_for(
+    policy: str, environ: Mapping[str, str], reporter: Reporter, record: StepRecord, interrupts: Interrupts
+) -> Lender | None:
+    """The step's lender, or None if it must not lend (see lending_auth)."""
+    auth = lending_auth(policy, environ, windows=sys.platform == "win32")
+    if auth is None:
+        return None
+    repay_after = environ.get("FI_RUN_LEND_REPAY", "1" if REPAY_AFTER else "0") != "0"
+    return Lender(auth, reporter, record, interrupts, repay_after=repay_after)
+
+
+# --- the server: fi-run jobserver [-j N] -- COMMAND [ARG...]
+
+USAGE: Final = "fi-run jobserver [-j N] -- COMMAND [ARG...]"
+MAX_JOBS: Final = 4096  # the tokens must fit in the fifo's buffer at once (64 KiB on Linux, 16 KiB on macOS)
+HELP: Final = f"""\
+usage: {USAGE}
+
+Run COMMAND (ninja >= 1.13, GNU make >= 4.4, cargo) under a jobserver of N job slots: N-1 tokens plus the
+command's own first slot. MAKEFLAGS gets -jN --jobserver-auth=... appended; FI_RUN_JOBSERVER marks the
+jobserver as fi_run's, so that steps run with --lend-slot auto (the default) lend their slot while they wait
+for a lock or back off before a retry. When COMMAND has exited, every token must have come back: a surplus
+or shortfall is reported. Give ninja no -j of its own: it would ignore the jobserver.
+
+options:
+  -j N, --jobs N  job slots (default: ninja's own default, {ninja_default_jobs(available_cpus())} here)
+  -h, --help      show this help and exit
+
+exit status: the command's own; 2 usage error; 127/126 command not found/not executable; 128+N interrupted
+by signal N (130: Ctrl-C). See docs/jobserver.md.
+"""
+
+
+def parse_args(argv: Sequence[str]) -> tuple[int | None, list[str]] | None:
+    """(-j N or None, command); None for --help. Raises UsageError."""
+    args = list(argv)
+    if "--" not in args:
+        if any(arg in ("-h", "--help") for arg in args):
+            return None
+        raise UsageError(f"jobserver: missing '--' before the command (usage: {USAGE})")
+    split = args.index("--")
+    options, command = args[:split], args[split + 1 :]
+    jobs: int | None = None
+    i = 0
+    while i < len(options):
+        arg = options[i]
+        i += 1
+        if arg in ("-h", "--help"):
+            return None
+        if arg in ("-j", "--jobs"):
+            if i >= len(options):
+                raise UsageError(f"jobserver: {arg} expects N, but nothing follows it")
+            text = options[i]
+            i += 1
+        elif arg.startswith("--jobs="):
+            text = arg.removeprefix("--jobs=")
+        elif arg.startswith("-j") and not arg.startswith("--"):
+            text = arg[2:]
+        else:
+            raise UsageError(f"jobserver: unknown option {arg!r} (usage: {USAGE})")
+        if jobs is not None:
+            raise UsageError("jobserver: -j given twice")
+        try:
+            jobs = int(text)
+        except ValueError:
+            jobs = 0
+        if not 1 <= jobs <= MAX_JOBS:
+            raise UsageError(f"jobserver: -j expects a whole number from 1 to {MAX_JOBS}, got {text!r}")
+    if not command or not command[0]:
+        raise UsageError(f"jobserver: no command after '--' (usage: {USAGE})")
+    return jobs, command
+
+
+if sys.platform != "win32":
+
+    class _FifoServer:  # POSIX only
+        """N-1 tokens in a fifo in a private (0700) temporary directory; removed by close()."""
+
+        def __init__(self, tokens: int) -> None:
+            import tempfile
+
+            try:
+                self.directory = tempfile.mkdtemp(prefix="fi_run-jobserver-")
+            except OSError as exc:
+                raise UsageError(f"jobserver: cannot create a temporary directory (TMPDIR): {exc}") from None
+            self.path = os.path.join(self.directory, "fifo")
+            self.fd = -1
+            try:
+                if any(c.isspace() for c in self.path):  # MAKEFLAGS is split at whitespace
+                    raise UsageError(
+                        f"jobserver: the temporary directory {self.directory!r} has a space in it; "
+                        "set TMPDIR to one without"
+                    )
+                os.mkfifo(self.path, 0o600)
+                self.fd = _fifo_open(self.path)
+                written = os.write(self.fd, TOKEN * tokens) if tokens else 0
+                if written != tokens:
+                    raise UsageError(f"jobserver: the fifo holds only {written} tokens; give a smaller -j")
+            except OSError as exc:
+                self.close()
+                raise UsageError(f"jobserver: cannot create the fifo {self.path!r}: {exc}") from None
+            except BaseException:
+                self.close()
+                raise
+            self.auth = "fifo:" + self.path
+
+        def count(self) -> int:
+            """Take every token there is and say how many."""
+            count = 0
+            while True:
+                try:
+                    data = os.read(self.fd, 4096)
+                except BlockingIOError:
+                    return count
+                if not data:
+                    return count
+                count += len(data)
+
+        def close(self) -> None:
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
+            for remove, path in ((os.unlink, self.path), (os.rmdir, self.directory)):
+                try:
+                    remove(path)
+                except OSError:
+                    pass
+
+
+if sys.platform == "win32":  # pragma: no cover - Windows only
+
+    class _SemaphoreServer:
+        """N-1 tokens in a named semaphore, which Windows removes with its last handle."""
+
+        def __init__(self, tokens: int) -> None:
+            self.auth = f"fi_run_jobserver_{os.getpid()}_{os.urandom(4).hex()}"
+            try:
+                self.handle = _semaphore_create(self.auth, tokens)
+            except OSError as exc:
+                raise UsageError(f"jobserver: cannot create the semaphore {self.auth!r}: {exc}") from None
+
+        def count(self) -> int:
+            count = 0
+            while _semaphore_take(self.handle, 0):
+                count += 1
+            return count
+
+        def close(self) -> None:
+            _semaphore_close(self.handle)
+
+
+def _create_server(tokens: int) -> _Server:
+    if sys.platform == "win32":  # pragma: no cover - Windows only
+        return _SemaphoreServer(tokens)
+    else:  # noqa: RET505 - mypy skips a platform's branch only in an if/else
+        return _FifoServer(tokens)
+
+
+def _ninja_version(executable: str) -> tuple[int, ...]:
+    """``ninja --version`` as numbers; () if it cannot be told."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            [executable, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return parse_version(done.stdout) if done.returncode == 0 else ()
+
+
+def accounting_message(tokens: int, returned: int) -> str | None:
+    """What the server says when the command has exited and ``returned`` of ``tokens`` tokens are back."""
+    if returned == tokens:
+        return None
+    if returned < tokens:
+        missing = tokens - returned
+        return (
+            f"jobserver: {missing} of {tokens} tokens did not come back "
+            f"({'a client' if missing == 1 else 'clients'} of the jobserver ended without returning them)"
+        )
+    extra = returned - tokens
+    return (
+        f"jobserver: {extra} token{'s' if extra > 1 else ''} more than were handed out came back: leaked by "
+        f"{'a step' if extra == 1 else 'steps'} killed (SIGKILL) while lending its job slot, so the build "
+        f"could run up to {extra} job{'s' if extra > 1 else ''} beyond -j"
+    )
+
+
+def main(argv: Sequence[str]) -> int:
+    from ..messages import Reporter
+    from ..step.environment import find_executable
+    from ..step.interrupts import Interrupted, Interrupts, exit_status_for, signal_name
+
+    if sys.platform == "win32":  # pragma: no cover - Windows only
+        from ..step.run_windows import run_once
+    else:
+        from ..step.run_posix import run_once
+
+    parsed = parse_args(argv)
+    if parsed is None:
+        sys.stdout.write(HELP)
+        sys.stdout.flush()
+        return 0
+    jobs, command = parsed
+    if jobs is None:
+        jobs = ninja_default_jobs(available_cpus())
+    reporter = Reporter()
+    windows = sys.platform == "win32"
+    env = dict(os.environ)
+    executable = find_executable(command[0], env, cwd=os.getcwd(), windows=windows)
+    marked = True
+    if is_ninja(command[0]):
+        option = ninja_jobs_option(command[1:])
+        if option is not None:
+            raise UsageError(
+                f"jobserver: ninja ignores a jobserver when it is given {option!r}; give the count to "
+                f"fi-run jobserver instead: fi-run jobserver -j N -- ninja ..."
+            )
+        version = _ninja_version(executable)
+        if version and version < (1, 13):
+            marked = False  # the steps must not lend into a jobserver nobody reads
+            reporter.warning(
+                f"jobserver: ninja {'.'.join(map(str, version))} cannot use a jobserver (1.13 can): it runs "
+                "its own default -j and the steps do not lend their slots; "
+                "run ninja -j N without fi-run jobserver"
+            )
+    tokens = jobs - 1
+    status = 0
+    with Interrupts() as interrupts:
+        server = _create_server(tokens)
+        try:
+            env["MAKEFLAGS"] = makeflags_with(env.get("MAKEFLAGS", ""), jobs, server.auth)
+            if marked:
+                env[MARKER] = server.auth
+            else:
+                env.pop(MARKER, None)
+            try:
+                interrupts.idle()
+                status = run_once(executable, tuple(command), env, None, None, None, None, interrupts).status
+            except Interrupted:
+                pass
+            returned = server.count()
+        finally:
+            server.close()
+    message = accounting_message(tokens, returned)
+    if message is not None:
+        reporter.warning(message)
+    if interrupts.signum is not None:
+        reporter.error(f"jobserver: interrupted by {signal_name(interrupts.signum)}")
+        return exit_status_for(interrupts.signum)
+    return status

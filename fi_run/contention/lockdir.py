@@ -1,0 +1,254 @@
+"""The lock directory: where lock files live, one name per resource, and the rules that make it safe to share.
+
+locks.py is the locking protocol; this module decides *where* its files are and refuses places where they
+could hurt someone:
+
+- Every file fi_run opens in a lock directory is opened with O_NOFOLLOW (or checked with lstat first): a
+  symlink planted there (``gate.lock.holder -> /victim/file``) is refused, never written through.
+- A resource directory must be a real directory owned by the user or by root, or, in a lock directory shared
+  by several users (one others may write to), a sticky one: in a sticky directory nobody but a file's owner
+  can remove or rename it, so nobody can swap a lock file for a symlink under its holder.
+- In a shared lock directory, resource directories and lock files are made writable by the same users as
+  the lock directory itself, whatever each user's umask, so the second user can lock what the first created.
+- Errors that are about the place and not about fi_run (EACCES, ENOSPC, EDQUOT, ELOOP...) become one line
+  naming the path and exit 2, not an internal error.
+
+See docs/faults.md for what this guarantees and what it does not.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+
+from ..errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
+
+    from ..step.spec import StepSpec
+
+PROBE_MARKER: Final = ".locks-work"
+NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
+
+
+def canonical_resource(resource: str, start_dir: str, *, windows: bool) -> str:
+    """One name per resource, whatever the spelling: relative, absolute, through a symlink, with '..'.
+
+    realpath resolves symlinks in the part of the path that exists, so a resource that does not exist yet
+    (a venv about to be created) still maps to the same name as it will once it exists. Windows paths are
+    case-insensitive: normcase folds them.
+    """
+    path = os.path.realpath(os.path.join(start_dir, resource))
+    if windows:
+        path = os.path.normcase(path)
+    return path
+
+
+def resource_dir_name(canonical: str) -> str:
+    """A directory name for the resource: readable (its base name) and unique (a hash of the whole path)."""
+    import hashlib
+
+    digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+    base = os.path.basename(canonical.rstrip("/\\")) or "root"
+    readable = "".join(c if c.isalnum() or c in "._-" else "_" for c in base)[:40]
+    return f"{readable}-{digest}"
+
+
+def default_lock_dir(*, windows: bool, environ: dict[str, str] | os._Environ[str]) -> str:
+    """Where lock files live unless --lock-dir / FI_RUN_LOCK_DIR says otherwise.
+
+    POSIX: /tmp/fi_run-locks-<uid>, not $TMPDIR or $XDG_RUNTIME_DIR: every build of one user must find the
+    same directory, and those variables differ between a terminal, ssh, CI agents and macOS sessions.
+    Windows: %LOCALAPPDATA%\\fi_run\\locks, which is per user and stable.
+    """
+    if windows or sys.platform == "win32":
+        base = environ.get("LOCALAPPDATA") or environ.get("TEMP") or environ.get("TMP") or "."
+        return os.path.join(base, "fi_run", "locks")
+    return f"/tmp/fi_run-locks-{os.getuid()}"  # noqa: S108 - checked for owner and mode below
+
+
+def check_private_dir(path: str) -> None:
+    """The default directory sits in world-writable /tmp: refuse one another user made or could change."""
+    if sys.platform == "win32":  # pragma: no cover - the Windows default is under the user's own profile
+        return
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"lock directory {path!r} is not a directory (or is a symlink); set --lock-dir")
+    if st.st_uid != os.getuid():
+        raise UsageError(f"lock directory {path!r} belongs to uid {st.st_uid}, not to you; set --lock-dir")
+    if st.st_mode & 0o022:
+        raise UsageError(f"lock directory {path!r} is writable by others; fix its mode or set --lock-dir")
+
+
+def place_error(what: str, path: str, exc: OSError) -> UsageError:
+    """An OSError about a place in the lock directory, as one line naming it (exit 2).
+
+    Permissions, a full disk or quota, a planted symlink (ELOOP): the user can fix each of these, and none
+    is a bug in fi_run, so none is an internal error.
+    """
+    import errno
+
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ELOOP:
+        reason = "it is a symlink, which fi_run refuses in a lock directory"
+    elif exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        reason += " (no space, inodes or quota left there)"
+    return UsageError(f"cannot {what} {path!r}: {reason}; fix it or set --lock-dir")
+
+
+def _marker_present(marker: str) -> bool:
+    try:
+        st = os.lstat(marker)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise place_error("use lock directory marker", marker, exc) from None
+    if not stat.S_ISREG(st.st_mode):  # a symlink (dangling or not) would make fi_run create a file elsewhere
+        raise UsageError(f"{marker!r} is not a regular file (a symlink?); remove it or set --lock-dir")
+    return True
+
+
+def _probe(lock_dir: str) -> None:
+    """Refuse a lock directory whose filesystem accepts locks without enforcing them.
+
+    Some network and FUSE filesystems answer flock() with success and lock nothing: fi_run would then run
+    everything at once and look like it works. Two locks on one file from one process must exclude each
+    other; that is checked once per directory and remembered in a marker file.
+    """
+    marker = os.path.join(lock_dir, PROBE_MARKER)
+    if _marker_present(marker):
+        return
+    from filelock import FileLock, Timeout
+
+    probe = os.path.join(lock_dir, f".probe-{os.getpid()}.lock")  # private: concurrent first steps race
+    first, second = FileLock(probe), FileLock(probe)
+    try:
+        first.acquire(blocking=False)
+        try:
+            second.acquire(blocking=False)
+        except Timeout:
+            pass
+        else:
+            second.release()
+            raise UsageError(
+                f"file locks do not work in lock directory {lock_dir!r} "
+                "(a second lock on one file succeeded); put --lock-dir on a local filesystem"
+            )
+        finally:
+            first.release()
+    except (OSError, NotImplementedError) as exc:  # filelock's Timeout is an OSError too
+        raise UsageError(f"cannot use file locks in lock directory {lock_dir!r}: {exc}") from None
+    try:
+        os.unlink(probe)
+    except OSError:
+        pass
+    try:
+        # O_EXCL and O_NOFOLLOW: never through a symlink planted since the lstat above.
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o644)
+    except FileExistsError:
+        _marker_present(marker)  # a concurrent first step wrote it; still refuse a symlink
+        return
+    except OSError as exc:
+        raise place_error("write the lock directory marker", marker, exc) from None
+    try:
+        os.write(fd, b"flock excludes a second open file description here\n")
+    finally:
+        os.close(fd)
+
+
+class LockDir:
+    """A prepared lock directory: its path, and whether several users share it (others may write to it)."""
+
+    __slots__ = ("dir_mode", "file_mode", "path", "shared")
+
+    def __init__(self, path: str, mode: int) -> None:
+        self.path = path
+        # Shared: group or others may write here, so fi_run makes what it creates writable by them too.
+        self.shared = sys.platform != "win32" and bool(mode & 0o022)
+        # Resource directories: the lock directory's permissions, plus the sticky bit when shared.
+        self.dir_mode = (mode & 0o777) | 0o700 | (stat.S_ISVTX if self.shared else 0)
+        # Lock files: readable by whoever may read the directory, writable by whoever may write to it.
+        self.file_mode = 0o600 | (mode & 0o044) | (mode & 0o022)
+
+
+def prepare_lock_dir(spec: StepSpec) -> LockDir:
+    windows = os.name == "nt"
+    lock_dir = spec.lock_dir or default_lock_dir(windows=windows, environ=os.environ)
+    try:
+        if spec.lock_dir is None and not windows:
+            try:
+                os.mkdir(lock_dir, 0o700)
+            except FileExistsError:
+                pass
+            check_private_dir(lock_dir)
+        else:
+            os.makedirs(lock_dir, exist_ok=True)
+        mode = os.stat(lock_dir).st_mode
+    except OSError as exc:
+        raise UsageError(f"cannot create lock directory {lock_dir!r}: {exc.strerror or exc}") from None
+    _probe(lock_dir)
+    return LockDir(lock_dir, mode)
+
+
+def _check_resource_dir(path: str, lock_dir: LockDir) -> None:
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{path!r} in the lock directory is not a directory (a symlink?); remove it")
+    if sys.platform == "win32":  # pragma: no cover - no owners to compare; the directory is the user's own
+        return
+    if st.st_uid in (os.getuid(), 0):
+        return
+    if lock_dir.shared and st.st_mode & stat.S_ISVTX:
+        return  # another user of a shared directory made it; sticky, so nobody can swap our files in it
+    raise UsageError(
+        f"lock directory {path!r} belongs to uid {st.st_uid} and is not sticky: its owner could replace the "
+        "lock files in it; remove it or set --lock-dir"
+    )
+
+
+def _make_dir(path: str, lock_dir: LockDir) -> None:
+    try:
+        os.mkdir(path, lock_dir.dir_mode)
+    except FileExistsError:
+        pass
+    else:
+        if lock_dir.shared:
+            os.chmod(path, lock_dir.dir_mode)  # mkdir's mode passed through the umask
+    _check_resource_dir(path, lock_dir)
+
+
+def prepare_resource_dir(directory: str, waiters: str, lock_dir: LockDir) -> None:
+    """Create (or check) a resource directory and its waiters directory: real, safe directories."""
+    try:
+        _make_dir(directory, lock_dir)
+        _make_dir(waiters, lock_dir)
+    except OSError as exc:
+        raise place_error("create lock directory", directory, exc) from None
+
+
+def ensure_lock_file(path: str, lock_dir: LockDir) -> None:
+    """Create a lock file before filelock opens it, in a shared directory: writable by the directory's other
+    users whatever the umask, and never a symlink someone planted (lstat after an O_EXCL create failed)."""
+    if sys.platform == "win32":  # pragma: no cover - a lock directory is never shared there (LockDir.shared)
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, lock_dir.file_mode)
+    except FileExistsError:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise place_error("use lock file", path, exc) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"lock file {path!r} is not a regular file (a symlink?); remove it") from None
+        return
+    except OSError as exc:
+        raise place_error("create lock file", path, exc) from None
+    try:
+        os.fchmod(fd, lock_dir.file_mode)
+    finally:
+        os.close(fd)

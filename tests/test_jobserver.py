@@ -1,0 +1,672 @@
+"""fi-run jobserver and lending (issue 10): real ninja 1.13 from PyPI, real fi_run steps, real locks.
+
+Concurrency is proved from recorded intervals (each command writes when it started and ended), never from
+how long anything took.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from fi_run_testing import (
+    HANG_TIMEOUT,
+    base_environ,
+    console_script,
+    ninja_binary,
+    only_fi_run_line,
+    process_gone,
+    wait_until,
+)
+
+from fi_run.contention import jobserver as js
+from fi_run.errors import EXIT_USAGE
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+if sys.platform == "win32":  # the fifo jobserver, POSIX signals, /bin/sh under ninja
+    pytest.skip("POSIX jobserver; the Windows semaphore code is type-checked only", allow_module_level=True)
+
+# A build step that records its interval: `rec.py NAME LOG [--touch F] [--wait F...] [--waiters GLOB N]
+# [--sleep S]`. It touches its own files when it starts, waits (bounded) for others' files and for N lock
+# waiters (files matching GLOB: fi_run registers one after lending its slot), then appends "NAME start end".
+RECORDER = """\
+import glob, os, sys, time
+start = time.time()
+name, log, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+touch = [args[i + 1] for i, a in enumerate(args) if a == "--touch"]
+wait = [args[i + 1] for i, a in enumerate(args) if a == "--wait"]
+waiters = [(args[i + 1], int(args[i + 2])) for i, a in enumerate(args) if a == "--waiters"]
+sleep = [float(args[i + 1]) for i, a in enumerate(args) if a == "--sleep"]
+for path in touch:
+    open(path, "w").close()
+deadline = time.monotonic() + 60
+while not (all(os.path.exists(p) for p in wait) and all(len(glob.glob(g)) >= n for g, n in waiters)):
+    if time.monotonic() > deadline:
+        sys.exit(f"{name}: gave up waiting for {wait}")
+    time.sleep(0.01)
+time.sleep(sleep[0] if sleep else 0)
+with open(log, "a") as f:
+    f.write(f"{name} {start} {time.time()}\\n")
+"""
+
+
+def _q(arg: str | os.PathLike[str]) -> str:
+    import shlex
+
+    return shlex.quote(os.fspath(arg)).replace("$", "$$")
+
+
+class Build:
+    """A build.ninja in tmp_path whose steps run the recorder, with or without fi_run around them."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.dir = tmp_path
+        self.recorder = tmp_path / "rec.py"
+        self.recorder.write_text(RECORDER)
+        self.intervals = tmp_path / "intervals"
+        self.log = tmp_path / "steps.jsonl"
+        self.locks = tmp_path / "locks"
+        self.lines = ["rule run\n  command = $cmd\n", "rule touch\n  command = touch $out\n"]
+        self.outputs: list[str] = []
+
+    def record(self, name: str, *extra: str) -> list[str]:
+        return [sys.executable, str(self.recorder), name, str(self.intervals), *extra]
+
+    def fi_run(self, *options: str) -> list[str]:
+        return [str(console_script()), "--lock-dir", str(self.locks), "--log", str(self.log), *options, "--"]
+
+    def step(self, out: str, argv: Sequence[str], *, after: bool = False) -> None:
+        """A step writing ``out``; ``after`` gives it a dependent step, which makes ninja 1.13 (critical
+        path first) start it before the steps that have none."""
+        command = " ".join(_q(a) for a in argv) + f" && touch {out}"
+        self.lines.append(f"build {out}: run\n  cmd = {command}\n")
+        self.outputs.append(out)
+        if after:
+            self.lines.append(f"build {out}.after: touch {out}\n")
+            self.outputs.append(f"{out}.after")
+
+    def write(self) -> None:
+        self.lines.append("build all: phony " + " ".join(self.outputs) + "\ndefault all\n")
+        (self.dir / "build.ninja").write_text("\n".join(self.lines))
+
+    def argv(self, jobs: int | None = 4) -> list[str]:
+        server = [str(console_script()), "jobserver", *(["-j", str(jobs)] if jobs else []), "--"]
+        return [*server, ninja_binary()]
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return base_environ({"TERM": "dumb", "NINJA_STATUS": "[%f/%t] ", **extra})
+
+    def run(self, jobs: int | None = 4, **extra: str) -> subprocess.CompletedProcess[str]:
+        self.write()
+        return subprocess.run(
+            self.argv(jobs),
+            cwd=self.dir,
+            env=self.env(**extra),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=HANG_TIMEOUT,
+            check=False,
+        )
+
+    def spans(self) -> dict[str, tuple[float, float]]:
+        spans = {}
+        for line in self.intervals.read_text().splitlines():
+            name, start, end = line.split()
+            spans[name] = (float(start), float(end))
+        return spans
+
+    def records(self) -> list[Any]:
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+
+def most_at_once(spans: Sequence[tuple[float, float]]) -> int:
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    running = most = 0
+    for _, change in events:
+        running += change
+        most = max(most, running)
+    return most
+
+
+def server_warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("fi_run: jobserver:")]
+
+
+# --- the server
+
+
+def test_the_server_bounds_a_real_ninja_build_to_its_job_count(tmp_path: Path) -> None:
+    build = Build(tmp_path)
+    for i in range(12):
+        build.step(f"s{i}", build.record(f"s{i}", "--sleep", "0.4"))
+    done = build.run(jobs=4)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Jobserver mode detected" in done.stdout, done.stdout  # ninja did read the jobserver
+    spans = build.spans()
+    assert len(spans) == 12
+    assert 2 <= most_at_once(list(spans.values())) <= 4
+    assert server_warnings(done.stderr) == []
+
+
+def test_the_command_sees_makeflags_with_its_own_flags_kept_and_the_mark(tmp_path: Path) -> None:
+    out = tmp_path / "env.json"
+    code = (
+        "import json, os, sys; "
+        "json.dump([os.environ['MAKEFLAGS'], os.environ['FI_RUN_JOBSERVER']], open(sys.argv[1], 'w'))"
+    )
+    done = subprocess.run(
+        [str(console_script()), "jobserver", "-j", "3", "--", sys.executable, "-c", code, str(out)],
+        env=base_environ({"MAKEFLAGS": "k -j8 --jobserver-auth=fifo:/elsewhere"}),
+        capture_output=True,
+        text=True,
+        timeout=HANG_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    makeflags, mark = json.loads(out.read_text())
+    words = makeflags.split()
+    assert words[:2] == ["k", "-j3"]
+    assert words[2] == f"--jobserver-auth={mark}"
+    fifo = Path(mark.removeprefix("fifo:"))
+    assert not fifo.exists(), "the fifo must be removed"
+    assert not fifo.parent.exists(), "and its private directory"
+
+
+def test_the_command_exit_status_passes_through(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(console_script()), "jobserver", "--", sys.executable, "-c", "raise SystemExit(7)"],
+        capture_output=True,
+        text=True,
+        timeout=HANG_TIMEOUT,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (7, "")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--", "ninja", "-j4"], "ninja ignores a jobserver when it is given '-j4'"),
+        (["--", "ninja", "-C", "out", "-j", "8", "all"], "given '-j 8'"),
+        (["-j", "0", "--", "true"], "-j expects a whole number from 1 to 4096, got '0'"),
+        (["-j", "many", "--", "true"], "got 'many'"),
+        (["-x", "--", "true"], "unknown option '-x'"),
+        (["--"], "no command after '--'"),
+        (["true"], "missing '--'"),
+        (["--", "no-such-command-for-fi-run"], "no-such-command-for-fi-run"),
+    ],
+)
+def test_bad_invocations_of_the_server_say_one_line_and_run_nothing(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    ninja_dir = Path(ninja_binary()).parent
+    done = subprocess.run(
+        [str(console_script()), "jobserver", *args],
+        cwd=tmp_path,
+        env=base_environ({"PATH": f"{ninja_dir}{os.pathsep}{os.environ['PATH']}"}),
+        capture_output=True,
+        text=True,
+        timeout=HANG_TIMEOUT,
+        check=False,
+    )
+    line = only_fi_run_line(done.stderr)
+    assert expected in line
+    assert done.returncode in (EXIT_USAGE, 127)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(console_script()), "jobserver", "--help"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0
+    assert done.stdout.startswith("usage: fi-run jobserver [-j N] -- COMMAND")
+
+
+def test_an_old_ninja_is_warned_about_and_its_steps_are_not_told_to_lend(tmp_path: Path) -> None:
+    fake = tmp_path / "bin" / "ninja"  # a ninja 1.11: no jobserver client
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = --version ]; then echo 1.11.1; exit 0; fi\n'
+        'echo "mark=${FI_RUN_JOBSERVER-unset} makeflags=$MAKEFLAGS"\n'
+    )
+    fake.chmod(0o755)
+    done = subprocess.run(
+        [str(console_script()), "jobserver", "-j", "2", "--", str(fake)],
+        capture_output=True,
+        text=True,
+        timeout=HANG_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert "cannot use a jobserver (1.13 can)" in only_fi_run_line(done.stderr)
+    assert done.stdout.startswith("mark=unset makeflags=-j2 --jobserver-auth=fifo:")
+
+
+# --- lending
+
+
+def _held_outside(build: Build, resource: Path, until: Sequence[Path]) -> subprocess.Popen[bytes]:
+    """Another process (another build) holds the lock on ``resource`` until every file in ``until`` exists."""
+    held = build.dir / "held"
+    waits = [arg for path in until for arg in ("--wait", str(path))]
+    holder = subprocess.Popen(
+        [*build.fi_run("--lock", str(resource)), *build.record("outside", "--touch", str(held), *waits)],
+        env=base_environ(),
+        stdin=subprocess.DEVNULL,
+    )
+    assert wait_until(held.exists, HANG_TIMEOUT)
+    return holder
+
+
+@pytest.mark.parametrize("repay", ["1", "0"], ids=["repay-after", "token-before-command"])
+def test_a_step_waiting_for_a_lock_lends_its_slot_and_an_independent_step_runs(
+    tmp_path: Path, repay: str
+) -> None:
+    """-j3: two steps wait for a lock held elsewhere; two independent steps that can only finish together
+    (each waits for the other to start) run meanwhile: four jobs at once, which ninja only starts because
+    the waiting steps gave their slots back. Either way of taking the slot back (FI_RUN_LEND_REPAY)."""
+    build = Build(tmp_path)
+    resource = tmp_path / "venv"
+    started = [tmp_path / "i1.started", tmp_path / "i2.started"]
+    holder = _held_outside(build, resource, started)
+    for w in ("w1", "w2"):
+        build.step(w, [*build.fi_run("--lock", str(resource)), *build.record(w)], after=True)
+    # A job that ends once both have lent: ninja 1.13 looks for tokens only when one of its jobs ends.
+    build.step("q", build.record("q", "--waiters", str(build.locks / "*" / "waiters" / "*"), "2"), after=True)
+    build.step("i1", build.record("i1", "--touch", str(started[0]), "--wait", str(started[1])))
+    build.step("i2", build.record("i2", "--touch", str(started[1]), "--wait", str(started[0])))
+    done = build.run(jobs=3, FI_RUN_LEND_REPAY=repay)
+    assert holder.wait(HANG_TIMEOUT) == 0
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert server_warnings(done.stderr) == []
+    spans = build.spans()
+    waits = {}
+    for record in build.records():
+        name = record["argv"][2]  # [python, rec.py, NAME, ...]
+        if name in ("w1", "w2"):
+            (loan,) = record["lent"]
+            assert loan["resource"] == os.path.realpath(resource)
+            start = float(record["start"]) + loan["start"]
+            waits[name] = (start, start + loan["duration"])
+    assert set(waits) == {"w1", "w2"}
+    # Four jobs at once under -j3: both loans and both independent steps.
+    assert most_at_once([*waits.values(), spans["i1"], spans["i2"]]) == 4
+
+    # The loans, as `fi_run report` and `fi_run trace` show them.
+    report = _tool("report", "--json", str(build.log))
+    (lent,) = json.loads(report)["lent"]
+    assert (lent["resource"], lent["loans"], lent["steps"]) == (os.path.realpath(resource), 2, 2)
+    assert lent["seconds"] == pytest.approx(sum(end - start for start, end in waits.values()), abs=0.01)
+    assert "job slots lent" in _tool("report", str(build.log))
+    trace = json.loads(_tool("trace", str(build.log)))
+    begins = [e for e in trace["traceEvents"] if e.get("cat") == "lent" and e["ph"] == "b"]
+    ends = [e for e in trace["traceEvents"] if e.get("cat") == "lent" and e["ph"] == "e"]
+    assert len(begins) == len(ends) == 2
+    assert {e["args"]["resource"] for e in begins} == {os.path.realpath(resource)}
+
+
+def _tool(*args: str) -> str:
+    done = subprocess.run(
+        [str(console_script()), *args], capture_output=True, text=True, timeout=HANG_TIMEOUT, check=False
+    )
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    return done.stdout
+
+
+def test_no_jobserver_and_auto_without_the_mark_lend_nothing(tmp_path: Path) -> None:
+    """An outer make's jobserver (MAKEFLAGS without fi_run's mark): --lend-slot auto leaves it alone;
+    --lend-slot always lends and takes the token back."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    os.write(fd, b"+++")
+    build = Build(tmp_path)
+    resource = tmp_path / "venv"
+    release = tmp_path / "release"
+    holder = _held_outside(build, resource, [release])
+    makeflags = f"-j4 --jobserver-auth=fifo:{fifo}"
+    steps = []
+    for policy in ("auto", "always", "never"):
+        steps.append(
+            subprocess.Popen(
+                [*build.fi_run("--lock", str(resource), "--lend-slot", policy), *build.record(policy)],
+                env=base_environ({"MAKEFLAGS": makeflags}),
+            )
+        )
+    steps.append(  # no MAKEFLAGS at all
+        subprocess.Popen([*build.fi_run("--lock", str(resource)), *build.record("none")], env=base_environ())
+    )
+    waiters = build.locks
+    assert wait_until(lambda: len(list(waiters.glob("*/waiters/*"))) >= 4, HANG_TIMEOUT)
+    release.touch()
+    assert [p.wait(HANG_TIMEOUT) for p in [holder, *steps]] == [0] * 5
+    lent = {record["argv"][2]: bool(record["lent"]) for record in build.records()}
+    assert lent == {"outside": False, "auto": False, "always": True, "never": False, "none": False}
+    assert os.read(fd, 100) == b"+++", "every token is back in the outer jobserver"
+    os.close(fd)
+
+
+def test_a_lock_timeout_takes_the_lent_token_back_before_exiting(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    os.write(fd, b"++")
+    build = Build(tmp_path)
+    resource = tmp_path / "venv"
+    release = tmp_path / "release"
+    holder = _held_outside(build, resource, [release])
+    try:
+        done = subprocess.run(
+            [*build.fi_run("--lock", str(resource), "--lock-timeout", "0.5"), *build.record("late")],
+            env=base_environ(
+                {"MAKEFLAGS": f"-j3 --jobserver-auth=fifo:{fifo}", "FI_RUN_JOBSERVER": f"fifo:{fifo}"}
+            ),
+            capture_output=True,
+            text=True,
+            timeout=HANG_TIMEOUT,
+            check=False,
+        )
+    finally:
+        release.touch()
+        holder.wait(HANG_TIMEOUT)
+    assert done.returncode == 75
+    assert "gave up after 0.5 s" in only_fi_run_line(done.stderr)
+    (record,) = [r for r in build.records() if r["argv"][2] == "late"]
+    (loan,) = record["lent"]
+    assert loan["duration"] is not None
+    assert loan["lost"] is False
+    assert os.read(fd, 100) == b"++", "the token lent while waiting is back"
+    os.close(fd)
+
+
+def test_a_step_that_cannot_take_its_slot_back_says_so_within_the_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process, on a real fifo: the lent token is taken by someone else and never comes back."""
+    import io
+
+    from fi_run.messages import Reporter
+    from fi_run.observe.steplog import StepRecord
+    from fi_run.step.interrupts import Interrupts
+
+    monkeypatch.setattr(js, "REPAY_BOUND_SECONDS", 0.3)  # instead of a minute
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    err = io.StringIO()
+    record = StepRecord()
+    with Interrupts() as interrupts:
+        lender = js.Lender(f"fifo:{fifo}", Reporter(stream=err), record, interrupts, repay_after=True)
+        lender.lend("/some/venv")
+        assert os.read(fd, 10) == b"+"  # another job takes the lent token
+        lender.take_back()  # none there: the command runs on credit
+        assert record.loans[0]["credit"] is True
+        lender.settle()  # waits at most the bound for a token to repay with, then gives up
+    assert "could not take the job slot back from the jobserver within 0.3 s" in err.getvalue()
+    assert record.loans[0].get("lost") is True
+    assert lender.owed == 0
+    os.close(fd)
+
+
+def test_a_signal_right_after_the_token_is_written_still_finds_the_loan_noted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGINT delivered just after the token went into the fifo: the step ends (Interrupted) with the loan
+    noted, and settle() takes the token back, so none is lost or left over."""
+    import io
+
+    from fi_run.messages import Reporter
+    from fi_run.observe.steplog import StepRecord
+    from fi_run.step.interrupts import Interrupted, Interrupts
+
+    give = js._Tokens.give
+
+    def give_then_signal(self: js._Tokens) -> None:
+        give(self)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(js._Tokens, "give", give_then_signal)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    record = StepRecord()
+    with Interrupts() as interrupts:
+        lender = js.Lender(
+            f"fifo:{fifo}", Reporter(stream=io.StringIO()), record, interrupts, repay_after=True
+        )
+        with pytest.raises(Interrupted):
+            lender.lend("/some/venv")
+        assert lender.owed == 1
+        assert len(record.loans) == 1
+        lender.settle()
+    assert lender.owed == 0
+    assert record.loans[0]["duration"] is not None
+    with pytest.raises(BlockingIOError):
+        os.read(fd, 10)  # the token went back out of the fifo: nothing left over
+    os.close(fd)
+
+
+def test_a_lent_slot_is_taken_back_after_a_retry_back_off(tmp_path: Path) -> None:
+    from fi_run_testing import UV_2767_MESSAGE
+
+    flaky = (
+        "import os, sys\n"
+        f"if not os.path.exists({str(tmp_path / 'once')!r}):\n"
+        f"    open({str(tmp_path / 'once')!r}, 'w').close()\n"
+        f"    sys.exit(print({UV_2767_MESSAGE!r}, file=sys.stderr) or 2)\n"
+    )
+    (tmp_path / "flaky.py").write_text(flaky)
+    build = Build(tmp_path)
+    build.step("flaky", [*build.fi_run(), sys.executable, str(tmp_path / "flaky.py")])
+    done = build.run(jobs=2)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (record,) = build.records()
+    assert len(record["attempts"]) == 2
+    (loan,) = record["lent"]
+    assert loan["resource"] is None
+    assert server_warnings(done.stderr) == []
+
+
+# --- token accounting
+
+
+def test_sigint_to_the_build_returns_every_token_and_leaves_no_process(tmp_path: Path) -> None:
+    build = Build(tmp_path)
+    resource = tmp_path / "venv"
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    # Four lock-bound steps (one runs, three wait and lend), four that run until stopped, and two that end
+    # soon (ninja 1.13 looks for lent tokens when one of its jobs ends).
+    record_pid = (
+        "import os, sys, time; "
+        "open(os.path.join(sys.argv[1], str(os.getpid())), 'w').close(); time.sleep(120)"
+    )
+    for i in range(4):
+        build.step(
+            f"w{i}", [*build.fi_run("--lock", str(resource)), sys.executable, "-c", record_pid, str(pids)]
+        )
+        build.step(f"s{i}", [*build.fi_run(), sys.executable, "-c", record_pid, str(pids)])
+    for i in range(2):
+        build.step(f"q{i}", build.record(f"q{i}", "--sleep", "0.2"), after=True)
+    build.write()
+    proc = subprocess.Popen(
+        build.argv(jobs=4),
+        cwd=tmp_path,
+        env=build.env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        # Interrupted while commands run and at least one step waits for the lock with its slot lent.
+        assert wait_until(lambda: len(list(pids.iterdir())) >= 2, HANG_TIMEOUT)
+        assert wait_until(lambda: len(list(build.locks.glob("*/waiters/*"))) >= 1, HANG_TIMEOUT)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=HANG_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, out + err
+    assert server_warnings(err) == ["fi_run: jobserver: interrupted by SIGINT"], err
+    for pid in sorted(int(name) for name in os.listdir(pids)):
+        assert wait_until(functools.partial(process_gone, pid)), f"command {pid} outlived the build"
+
+
+def test_a_waiter_killed_with_sigkill_is_reported_as_a_leaked_token(tmp_path: Path) -> None:
+    build = Build(tmp_path)
+    resource = tmp_path / "venv"
+    release = tmp_path / "release"
+    holder = _held_outside(build, resource, [release])
+    pidfile = tmp_path / "waiter.pid"
+    waiter = " ".join(_q(a) for a in [*build.fi_run("--lock", str(resource)), *build.record("w")])
+    build.lines.append(f"build w: run\n  cmd = echo $$$$ > {_q(pidfile)} && exec {waiter}\n")
+    build.outputs.append("w")
+    build.write()
+    proc = subprocess.Popen(
+        build.argv(jobs=2),
+        cwd=tmp_path,
+        env=build.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: len(list(build.locks.glob("*/waiters/*"))) >= 1, HANG_TIMEOUT)
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)  # it has lent its slot: it registers after lending
+        out, err = proc.communicate(timeout=HANG_TIMEOUT)
+    finally:
+        release.touch()
+        holder.wait(HANG_TIMEOUT)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, out + err  # ninja: the step failed (1.13 passes on its status, 137)
+    (warning,) = server_warnings(err)
+    assert "1 token more than were handed out came back: leaked by a step killed (SIGKILL)" in warning
+
+
+def test_ninja_given_j_under_the_server_is_refused_and_a_plain_step_imports_no_jobserver(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        [str(console_script()), "jobserver", "--", ninja_binary(), "-j2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == EXIT_USAGE
+    assert "ignores a jobserver" in only_fi_run_line(done.stderr)
+    lines = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "fi_run",
+            "--lock-dir",
+            str(tmp_path / "l"),
+            "--lock",
+            str(tmp_path),
+            "--",
+            "true",
+        ],
+        env=base_environ(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    assert "fi_run.contention.locks" in lines
+    assert "fi_run.contention.jobserver" not in lines
+
+
+# --- the pure rules
+
+
+def test_ninja_default_jobs_follows_ninja() -> None:
+    assert [js.ninja_default_jobs(n) for n in (0, 1, 2, 3, 8)] == [2, 2, 3, 5, 10]
+
+
+@pytest.mark.parametrize(
+    ("args", "found"),
+    [
+        (["-j4"], "-j4"),
+        (["-j", "4", "all"], "-j 4"),
+        (["-vj4"], "-vj4"),
+        (["-C", "-j4"], None),  # -j4 is -C's directory
+        (["-Cout", "-j4"], "-j4"),
+        (["-t", "clean", "-j4"], None),
+        (["all", "--verbose"], None),
+        (["-k", "0", "-n"], None),
+    ],
+)
+def test_ninja_jobs_option(args: list[str], found: str | None) -> None:
+    assert js.ninja_jobs_option(args) == found
+
+
+def test_makeflags_and_auth() -> None:
+    assert js.makeflags_with("", 4, "fifo:/p") == "-j4 --jobserver-auth=fifo:/p"
+    assert js.makeflags_with("k -j8 --jobserver-auth=3,4 -- V=1", 2, "fifo:/p") == (
+        "k -- V=1 -j2 --jobserver-auth=fifo:/p"
+    )
+    assert js.jobserver_auth("-j4 --jobserver-auth=fifo:/a --jobserver-auth=fifo:/b") == "fifo:/b"
+    assert js.jobserver_auth("n -j4 --jobserver-auth=fifo:/a") is None  # make -n
+    assert js.jobserver_auth("-k") is None
+
+
+@pytest.mark.parametrize("windows", [False, True])
+def test_lending_auth(windows: bool) -> None:
+    def auth(policy: str, environ: Mapping[str, str]) -> str | None:
+        return js.lending_auth(policy, environ, windows=windows)
+
+    native = "jobserver_sem" if windows else "fifo:/p"
+    foreign = "fifo:/p" if windows else "jobserver_sem"
+    marked = {"MAKEFLAGS": f"-j4 --jobserver-auth={native}", "FI_RUN_JOBSERVER": native}
+    unmarked = {"MAKEFLAGS": f"-j4 --jobserver-auth={native}"}
+    assert auth("auto", marked) == native
+    assert auth("never", marked) is None
+    assert auth("auto", unmarked) is None
+    assert auth("always", unmarked) == native
+    assert auth("always", {"MAKEFLAGS": "-j4 --jobserver-auth=3,4"}) is None  # pipe style: no descriptors
+    assert auth("always", {"MAKEFLAGS": f"-j4 --jobserver-auth={foreign}"}) is None
+    assert auth("auto", {"FI_RUN_JOBSERVER": native}) is None
+    # A make between fi-run jobserver and the step made its own jobserver: not fi_run's to lend to.
+    assert auth("auto", {**marked, "MAKEFLAGS": "-j2 --jobserver-auth=fifo:/other"}) is None
+
+
+def test_accounting_messages() -> None:
+    assert js.accounting_message(3, 3) is None
+    assert "2 of 3 tokens did not come back" in str(js.accounting_message(3, 1))
+    assert "1 token more than were handed out" in str(js.accounting_message(3, 4))
+
+
+def test_parse_version() -> None:
+    assert js.parse_version("1.13.2.git.kitware.jobserver-pipe-1\n") == (1, 13, 2)
+    assert js.parse_version("1.11.1") < (1, 13)
+    assert js.parse_version("garbage") == ()
+
+
+def test_lend_slot_option_is_checked(tmp_path: Path) -> None:
+    for args, env in ((["--lend-slot", "sometimes"], {}), ([], {"FI_RUN_LEND_SLOT": "maybe"})):
+        done = subprocess.run(
+            [sys.executable, "-m", "fi_run", *args, "--", "true"],
+            env=base_environ(env),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == EXIT_USAGE
+        assert "expects auto, always or never" in only_fi_run_line(done.stderr)
