@@ -11,11 +11,12 @@ mkdir -p "$WS"
 T0=$(date +%s)
 step() { echo "== [setup $(( $(date +%s) - T0 ))s] $*"; }
 
-step "wine, wine64 (Debian)"
-if ! command -v wine >/dev/null || ! dpkg -s wine64 >/dev/null 2>&1; then
+step "wine, wine64, unzip (Debian)"
+if ! command -v wine >/dev/null || ! dpkg -s wine64 >/dev/null 2>&1 || ! command -v unzip >/dev/null; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   timeout 600 $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive timeout 900 $SUDO apt-get install -y -q --no-install-recommends wine wine64
+  DEBIAN_FRONTEND=noninteractive timeout 900 $SUDO apt-get install -y -q --no-install-recommends \
+    wine wine64 unzip
 fi
 wine --version 2>/dev/null
 
