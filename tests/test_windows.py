@@ -273,7 +273,16 @@ from fi_run.step.run_windows import run_once
 threading.Timer(1.0, signal.raise_signal, (signal.SIGBREAK,)).start()
 with Interrupts() as interrupts:
     argv = (sys.executable, "-c", sys.argv[1], sys.argv[2])
-    outcome = run_once(sys.executable, argv, dict(os.environ), None, None, None, None, interrupts)
+    outcome = run_once(
+        sys.executable,
+        argv,
+        env=dict(os.environ),
+        cwd=None,
+        stdout=None,
+        stderr=None,
+        timeout=None,
+        interrupts=interrupts,
+    )
 print(interrupts.signum, outcome.status)
 """
 

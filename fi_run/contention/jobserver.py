@@ -599,13 +599,9 @@ def accounting_message(tokens: int, returned: int) -> str | None:
 
 def main(argv: Sequence[str]) -> int:
     from ..messages import Reporter
+    from ..step import runner
     from ..step.environment import find_executable
     from ..step.interrupts import Interrupted, Interrupts, exit_status_for, signal_name
-
-    if sys.platform == "win32":  # pragma: no cover - Windows only
-        from ..step.run_windows import run_once
-    else:
-        from ..step.run_posix import run_once
 
     parsed = parse_args(argv)
     if parsed is None:
@@ -647,7 +643,16 @@ def main(argv: Sequence[str]) -> int:
                 env.pop(MARKER, None)
             try:
                 interrupts.idle()
-                status = run_once(executable, tuple(command), env, None, None, None, None, interrupts).status
+                status = runner.run(
+                    executable,
+                    tuple(command),
+                    env=env,
+                    cwd=None,
+                    stdout=None,
+                    stderr=None,
+                    timeout=None,
+                    interrupts=interrupts,
+                ).status
             except Interrupted:
                 pass
             returned = server.count()

@@ -9,10 +9,10 @@ output plus one fi_run line per retry.
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 from ..errors import EXIT_TIMEOUT
+from . import runner
 
 TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlocked step (docs/performance.md)
 if TYPE_CHECKING:
@@ -24,11 +24,6 @@ if TYPE_CHECKING:
     from .interrupts import Interrupts
     from .outcome import Outcome
     from .spec import StepSpec
-
-if sys.platform == "win32":  # pragma: no cover - Windows only
-    from .run_windows import run_once
-else:
-    from .run_posix import run_once
 
 
 class StepResult:
@@ -67,15 +62,15 @@ def run_attempts(
     while True:
         remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
         attempt_start = record.offset()
-        outcome: Outcome = run_once(
+        outcome: Outcome = runner.run(
             executable,
             spec.command,
-            env,
-            spec.cwd,
-            capture.child_fd(1),
-            capture.child_fd(2),
-            remaining,
-            interrupts,
+            env=env,
+            cwd=spec.cwd,
+            stdout=capture.child_fd(1),
+            stderr=capture.child_fd(2),
+            timeout=remaining,
+            interrupts=interrupts,
         )
         if outcome.status == 0 or outcome.timed_out or interrupts.signum is not None:
             record.add_attempt(attempt_start, outcome.status, None, None)

@@ -97,6 +97,7 @@ def _missing_interpreter(executable: str) -> str | None:
 def run_once(
     executable: str,
     argv: tuple[str, ...],
+    *,
     env: dict[str, str],
     cwd: str | None,
     stdout: int | None,

@@ -72,6 +72,7 @@ def _stop(proc: subprocess.Popen[bytes], job: Job) -> int:
 def run_once(
     executable: str,
     argv: tuple[str, ...],
+    *,
     env: dict[str, str],
     cwd: str | None,
     stdout: int | None,
