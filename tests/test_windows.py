@@ -427,3 +427,80 @@ def test_a_killed_holder_frees_the_lock(tmp_path: Path) -> None:
     survivors = _clean_up([int(marker.read_text())])
     assert after.returncode == 0
     assert survivors == []  # on Windows: the command died with fi_run (its job)
+
+
+# --- the --retry-on child (issue 11's bounded user regexes): Windows has no RLIMIT_CPU, so a job object
+
+
+if sys.platform == "win32":
+
+    def _descendants(pid: int) -> list[int]:
+        """Every process below ``pid`` (a venv's python.exe is a launcher: fi_run is its child), by a Toolhelp
+        snapshot of parent ids."""
+        import ctypes
+        from ctypes import wintypes
+
+        class Entry(ctypes.Structure):
+            _fields_ = (
+                ("dwSize", wintypes.DWORD),
+                ("cntUsage", wintypes.DWORD),
+                ("th32ProcessID", wintypes.DWORD),
+                ("th32DefaultHeapID", ctypes.c_void_p),
+                ("th32ModuleID", wintypes.DWORD),
+                ("cntThreads", wintypes.DWORD),
+                ("th32ParentProcessID", wintypes.DWORD),
+                ("pcPriClassBase", ctypes.c_long),
+                ("dwFlags", wintypes.DWORD),
+                ("szExeFile", ctypes.c_wchar * 260),
+            )
+
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        kernel32.CreateToolhelp32Snapshot.restype = wintypes.HANDLE
+        snapshot = kernel32.CreateToolhelp32Snapshot(0x2, 0)  # TH32CS_SNAPPROCESS
+        parents: dict[int, int] = {}
+        entry = Entry()
+        entry.dwSize = ctypes.sizeof(entry)
+        more = kernel32.Process32FirstW(snapshot, ctypes.byref(entry))
+        while more:
+            parents[entry.th32ProcessID] = entry.th32ParentProcessID
+            more = kernel32.Process32NextW(snapshot, ctypes.byref(entry))
+        kernel32.CloseHandle(snapshot)
+        found: list[int] = []
+        frontier = [pid]
+        while frontier:
+            below = [child for child, parent in parents.items() if parent in frontier and child not in found]
+            found.extend(below)
+            frontier = below
+        return found
+
+else:
+
+    def _descendants(pid: int) -> list[int]:
+        raise AssertionError("a Toolhelp snapshot exists on Windows only")
+
+
+@windows_only
+def test_a_retry_on_regex_child_does_not_outlive_a_killed_fi_run(tmp_path: Path) -> None:
+    """A catastrophic --retry-on regex runs in a child Python (recognizer.user_matches). On POSIX it limits
+    its own CPU time; on Windows it sits in a kill-on-close job object, so killing fi_run ends it too."""
+    output = tmp_path / "output.txt"
+    output.write_text("a" * 40 + "!\n")  # ^(a+)+$ backtracks for 2**40 steps on this line
+    proc = subprocess.Popen(
+        [*FI_RUN, "classify", "--retry-on", "^(a+)+$", str(output)],
+        env=base_environ(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    below: list[int] = []
+
+    def regex_child_started() -> bool:
+        below[:] = _descendants(proc.pid)
+        return len(below) >= 2  # the launcher's fi_run and fi_run's regex child
+
+    try:
+        wait_until(regex_child_started, "fi_run classify to start its regex child")
+    finally:
+        proc.kill()
+        proc.wait(timeout=HANG_TIMEOUT)
+    survivors = _clean_up(below)
+    assert survivors == [], f"outlived fi_run: {survivors} of {below}"

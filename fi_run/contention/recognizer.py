@@ -1103,12 +1103,24 @@ def user_matches(lines: Sequence[str], patterns: tuple[str, ...], seconds: float
     import sys
 
     payload = json.dumps({"p": list(patterns), "l": list(lines)}).encode()
+    # Windows has no RLIMIT_CPU: the child goes into a kill-on-close job object instead, so that it ends with
+    # fi_run however fi_run ends (a TerminateProcess included), as the command itself does (winjob.py).
+    job = None
+    flags = 0
+    if sys.platform == "win32":  # pragma: no cover - Windows only
+        from ..step.winjob import CREATE_SUSPENDED, Job
+
+        job = Job()
+        flags = CREATE_SUSPENDED if job.handle is not None else 0
     with subprocess.Popen(
         [sys.executable, "-I", "-S", "-c", _USER_CHILD, str(int(seconds) + 2)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        creationflags=flags,
     ) as child:
+        if job is not None and job.handle is not None:
+            job.adopt(child.pid)  # resumes it, inside the job if it could be put there
         try:
             out, _ = child.communicate(payload, timeout=seconds)
         except subprocess.TimeoutExpired:
@@ -1118,6 +1130,9 @@ def user_matches(lines: Sequence[str], patterns: tuple[str, ...], seconds: float
         except BaseException:  # a signal (Interrupted, KeyboardInterrupt): the child must not outlive us
             child.kill()
             raise
+        finally:
+            if job is not None:
+                job.close()  # kill-on-close: the child has answered or been killed by now
     try:
         found = json.loads(out)
     except ValueError:
