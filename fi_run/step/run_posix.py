@@ -7,7 +7,6 @@ Python, and fi_run runs once per build step. No threads and no polling: the time
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 
@@ -141,6 +140,8 @@ def run_once(
     except OSError as exc:
         # The file was found and looked executable, but the kernel refused it: no #! line (ENOEXEC), a
         # missing #! interpreter, a noexec mount, arguments over ARG_MAX. A shell says 126 for these.
+        import errno  # this error path only: a step that starts pays nothing for it
+
         interpreter = _missing_interpreter(executable) if exc.errno == errno.ENOENT else None
         if interpreter is not None:
             # As bash: 127 and "bad interpreter" (the file is there; its #! names nothing that exists).
