@@ -31,6 +31,20 @@ echo "-- skipped, and why:"
 grep -a 'POSIX-only, not collected here' "$out" | sed 's/^/   /; s/$/ (process groups, POSIX signals, \/proc, \/bin\/sh under ninja, x bits, #! lines, flock)/'
 grep -aE '^SKIPPED ' "$out" | sed 's/^/   /'
 echo "-- totals: $(grep -aE '(passed|failed|error).* in [0-9.]+s' "$out" | tail -1)"
+# Wine 8.0 fails about one process start in 300 ("Internal error", or an exit status 1 with no output), and
+# this suite starts thousands. So tests that failed are run once more, alone; only a test that fails twice
+# fails the stage. A real regression fails twice; more than 5 failures are never taken for flakes.
+if [ "$rc" = 1 ]; then
+  mapfile -t again < <(grep -aE '^(FAILED|ERROR) tests' "$out" | tr -d '\r' | sed -E 's/^(FAILED|ERROR) //; s/ - .*$//' | sort -u)
+  if [ "${#again[@]}" -ge 1 ] && [ "${#again[@]}" -le 5 ]; then
+    echo "-- run again, alone (a Wine process-start flake fails once, a real failure twice):"
+    printf '   %s\n' "${again[@]}"
+    (cd "$REPO" && wrun 300 -- "$VPY" -m pytest -p no:cacheprovider -rfEs "${again[@]}") > "$out.again" 2>&1
+    rc=$?
+    echo "   second run: exit status $rc: $(grep -aE '(passed|failed|error).* in [0-9.]+s' "$out.again" | tail -1)"
+    grep -aE '^(FAILED|ERROR) ' "$out.again" | cut -c1-200 | sed 's/^/   /'
+  fi
+fi
 if [ "$rc" != 0 ]; then status=1; echo "Windows stage: test suite FAILED" >&2; fi
 
 echo "== the seed: uv 0.1.27 x 8 into one venv under ninja.exe -j8 (unwrapped, --lock, default retries)"
