@@ -19,8 +19,6 @@ from .interrupts import Interrupted, Interrupts, exit_status_for, signal_name
 
 TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlocked step (docs/performance.md)
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ..contention.jobserver import Lender
     from ..messages import Reporter
     from .attempts import StepResult
@@ -42,11 +40,6 @@ def _check_outputs(outputs: tuple[str, ...], started: float) -> None:
             raise OutputError(f"--output {path!r} was not written by the command ({exc.strerror})") from None
         if mtime < reference:
             raise OutputError(f"--output {path!r} was not written by this run (older than the run's start)")
-
-
-def _sleep(lender: Lender | None) -> tuple[Callable[[float], None], ...]:
-    """run_attempts' back-off sleep: lending the slot for its length when there is a jobserver to lend to."""
-    return () if lender is None else (lender.sleep,)
 
 
 def execute(spec: StepSpec, reporter: Reporter) -> int:
@@ -87,6 +80,8 @@ def _execute(spec: StepSpec, reporter: Reporter, record: StepRecord) -> int:
             from ..contention.jobserver import lender_for
 
             lender = lender_for(spec.lend_slot, os.environ, reporter, record, interrupts)
+        # A retry's back-off lends the slot for its length when there is a jobserver to lend to.
+        sleep = time.sleep if lender is None else lender.sleep
         try:
             started = time.time()
             if spec.locks:
@@ -96,11 +91,11 @@ def _execute(spec: StepSpec, reporter: Reporter, record: StepRecord) -> int:
                     if lender is not None:
                         lender.take_back()
                     result = run_attempts(
-                        spec, executable, env, reporter, interrupts, record, capture, *_sleep(lender)
+                        spec, executable, env, reporter, interrupts, record, capture, sleep=sleep
                     )
             else:
                 result = run_attempts(
-                    spec, executable, env, reporter, interrupts, record, capture, *_sleep(lender)
+                    spec, executable, env, reporter, interrupts, record, capture, sleep=sleep
                 )
         except Interrupted:
             pass  # interrupts.signum says by what
