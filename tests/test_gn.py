@@ -63,9 +63,11 @@ def gn_string(path: Path) -> str:
     return '"' + path.as_posix().replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
 
 
-def generate(tmp_path: Path, extra_build_gn: str = "", *, vendored: bool = False) -> Path:
-    """Copy the example to tmp_path/src (with ``extra_build_gn`` appended to BUILD.gn), `gn gen` it into
-    src/out and return src. ``vendored``: copy fi_run into the tree where the template looks by default
+def gen_example(
+    tmp_path: Path, extra_build_gn: str = "", *, vendored: bool = False
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """Copy the example to tmp_path/src (with ``extra_build_gn`` appended to BUILD.gn) and `gn gen` it into
+    src/out: (src, what gn did). ``vendored``: copy fi_run into the tree where the template looks by default
     (//third_party/fi_run/fi_run/) instead of naming this checkout's with the fi_run_script arg."""
     src = tmp_path / "src"
     shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("out", "__pycache__"))
@@ -78,7 +80,12 @@ def generate(tmp_path: Path, extra_build_gn: str = "", *, vendored: bool = False
         shutil.copytree(FI_RUN_SCRIPT.parent, vendored_dir, ignore=shutil.ignore_patterns("__pycache__"))
     else:
         args += f" fi_run_script={gn_string(FI_RUN_SCRIPT)}"
-    gen = run(tool("gn"), "gen", "out", f"--args={args}", cwd=src)
+    return src, run(tool("gn"), "gen", "out", f"--args={args}", cwd=src)
+
+
+def generate(tmp_path: Path, extra_build_gn: str = "", *, vendored: bool = False) -> Path:
+    """gen_example, which must succeed: returns src."""
+    src, gen = gen_example(tmp_path, extra_build_gn, vendored=vendored)
     assert gen.returncode == 0, gen.stdout
     return src
 
@@ -221,10 +228,8 @@ def test_an_action_whose_outputs_lie_fails_and_leaves_no_stamp(tmp_path: Path) -
 
 
 def test_template_without_a_command_is_a_gn_error(tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("out", "__pycache__"))
-    with (src / "BUILD.gn").open("a", encoding="utf-8") as f:
-        f.write('\nfi_run_action("nothing_to_run") {\n  outputs = [ "$target_gen_dir/x.txt" ]\n}\n')
-    gen = run(tool("gn"), "gen", "out", cwd=src)
+    _src, gen = gen_example(
+        tmp_path, 'fi_run_action("nothing_to_run") {\n  outputs = [ "$target_gen_dir/x.txt" ]\n}\n'
+    )
     assert gen.returncode != 0
     assert "nothing_to_run: set command = [ program, args... ]" in gen.stdout

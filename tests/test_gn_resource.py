@@ -7,7 +7,7 @@ import itertools
 import shutil
 from typing import TYPE_CHECKING
 
-from test_gn import EXAMPLE, generate, ninja, run, tool
+from test_gn import gen_example, generate, ninja, run, tool
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -99,24 +99,17 @@ def test_a_resource_gives_its_actions_the_pool_and_the_lock(tmp_path: Path) -> N
 
 
 def test_a_resource_and_a_pool_together_are_a_gn_error(tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("out", "__pycache__"))
-    with (src / "BUILD.gn").open("a", encoding="utf-8") as f:
-        f.write(
-            RESOURCE_GN
-            + '\npool("other") {\n  depth = 2\n}\n'
-            + 'fi_run_action("both") {\n  command = [ "true" ]\n  resource = venv\n  pool = ":other"\n}\n'
-        )
-    gen = run(tool("gn"), "gen", "out", cwd=src)
+    _src, gen = gen_example(
+        tmp_path,
+        RESOURCE_GN
+        + '\npool("other") {\n  depth = 2\n}\n'
+        + 'fi_run_action("both") {\n  command = [ "true" ]\n  resource = venv\n  pool = ":other"\n}\n',
+    )
     assert gen.returncode != 0
     assert "both: a resource gives the action its pool; drop `pool`" in gen.stdout
 
 
 def test_a_resource_without_a_depth_is_a_gn_error(tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("out", "__pycache__"))
-    with (src / "BUILD.gn").open("a", encoding="utf-8") as f:
-        f.write('\nfi_run_resource("shallow") {\n}\n')
-    gen = run(tool("gn"), "gen", "out", cwd=src)
+    _src, gen = gen_example(tmp_path, 'fi_run_resource("shallow") {\n}\n')
     assert gen.returncode != 0
     assert "shallow: fi_run_resource needs depth = N (N >= 1)" in gen.stdout
