@@ -16,21 +16,23 @@ import stat
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from fi_run_testing import Ran, Runner, only_fi_run_line, py
 
+import fi_run
 from fi_run import __version__
-from fi_run.cli import ACTIONS, OPTIONS, TOOLS, epilog, parse, requested_action
+from fi_run.cli import ACTIONS, OPTIONS, TOOLS, parse, requested_action
 from fi_run.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT, EXIT_USAGE, UsageError
+from fi_run.helptext import epilog
 from fi_run.messages import NORMAL, QUIET, VERBOSE
 from fi_run.step.environment import EnvOp
 from fi_run.step.spec import DEFAULT_RETRIES, LockRequest
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
     from typing import Any
 
 PASS = (sys.executable, "-c", "pass")
@@ -568,3 +570,58 @@ def test_both_console_scripts_are_installed_and_run_fi_run() -> None:
         assert os.stat(script).st_mode & stat.S_IXUSR, script
         proc = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60, check=False)
         assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"fi_run {__version__}\n", "")
+
+
+# --- run by path (GN's `script`), the package found from the script's own place
+
+MAIN_PY = Path(fi_run.__file__).resolve().parent / "__main__.py"
+
+
+def _by_path(script: Path, tmp_path: Path, flags: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+    # -S: no site-packages, so the installed fi_run cannot be what runs: only the script's own tree can.
+    stamp = tmp_path / "out" / "x.stamp"
+    return subprocess.run(
+        [
+            sys.executable,
+            "-S",
+            *flags,
+            str(script),
+            "--stamp",
+            str(stamp),
+            "--",
+            sys.executable,
+            "-S",
+            "-c",
+            "",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks need a privilege on Windows")
+@pytest.mark.parametrize("flags", [(), ("-I",)], ids=["script dir on sys.path", "-I: none"])
+@pytest.mark.parametrize(
+    "how", ["the file", "a symlink to it", "a renamed symlinked tree", "a symlinked fi_run"]
+)
+def test_main_py_run_by_path_finds_its_own_package(tmp_path: Path, how: str, flags: tuple[str, ...]) -> None:
+    package = MAIN_PY.parent
+    if how == "the file":
+        script = MAIN_PY
+    elif how == "a symlink to it":  # uv#2767's gntools/fi_run.py
+        (tmp_path / "gntools").mkdir()
+        script = tmp_path / "gntools" / "fi_run.py"
+        script.symlink_to(MAIN_PY)
+    elif how == "a renamed symlinked tree":
+        (tmp_path / "vendor").mkdir()
+        (tmp_path / "vendor" / "runner").symlink_to(package, target_is_directory=True)
+        script = tmp_path / "vendor" / "runner" / "__main__.py"
+    else:
+        (tmp_path / "third_party").mkdir()
+        (tmp_path / "third_party" / "fi_run").symlink_to(package, target_is_directory=True)
+        script = tmp_path / "third_party" / "fi_run" / "__main__.py"
+    done = _by_path(script, tmp_path, flags)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "x.stamp").exists()

@@ -36,9 +36,9 @@ from fi_run_testing import (
 from fi_run.contention import backoff
 from fi_run.contention.catalogue import BUILTIN
 from fi_run.messages import Reporter
-from fi_run.observe.steplog import StepRecord
 from fi_run.step.attempts import run_attempts
 from fi_run.step.capture import Capture
+from fi_run.step.execute import StepRecord
 from fi_run.step.interrupts import Interrupts
 from fi_run.step.spec import StepSpec
 
@@ -441,8 +441,8 @@ def test_default_retry_lets_40_concurrent_git_adds_all_succeed(tmp_path: Path) -
 def test_run_attempts_reports_the_attempts_actually_run_when_the_total_wait_cap_stops_it(
     tmp_path: Path,
 ) -> None:
-    """StepResult.attempts must count the attempts that ran. When the total-wait cap (or the --timeout
-    deadline) ends the loop, run_attempts has already counted the retry it then does not make."""
+    """run_attempts' Outcome.attempts must count the attempts that ran. When the total-wait cap (or the
+    --timeout deadline) ends the loop, run_attempts has already counted the retry it then does not make."""
     _status, reported, count, sleeps, _lines, _output = _run_attempts_recording_sleeps(
         tmp_path, 100, f"{SAY_UV}; exit 2"
     )

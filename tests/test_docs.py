@@ -90,7 +90,7 @@ def test_the_exit_status_table_is_errors_exit_statuses() -> None:
 
 def test_the_help_text_carries_the_same_exit_statuses() -> None:
     # --help is built from EXIT_STATUSES too: the page, the help and the code cannot disagree.
-    from fi_run.cli import help_text
+    from fi_run.helptext import help_text
 
     text = " ".join(help_text().split())
     for status, meaning in EXIT_STATUSES:

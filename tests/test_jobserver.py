@@ -398,7 +398,7 @@ def test_a_step_that_cannot_take_its_slot_back_says_so_within_the_bound(
     import io
 
     from fi_run.messages import Reporter
-    from fi_run.observe.steplog import StepRecord
+    from fi_run.step.execute import StepRecord
     from fi_run.step.interrupts import Interrupts
 
     monkeypatch.setattr(js, "REPAY_BOUND_SECONDS", 0.3)  # instead of a minute
@@ -428,7 +428,7 @@ def test_a_signal_right_after_the_token_is_written_still_finds_the_loan_noted(
     import io
 
     from fi_run.messages import Reporter
-    from fi_run.observe.steplog import StepRecord
+    from fi_run.step.execute import StepRecord
     from fi_run.step.interrupts import Interrupted, Interrupts
 
     give = js._Tokens.give

@@ -13,8 +13,9 @@ from test_imports import NEVER_ON_THE_PLAIN_PATH, imported_modules
 
 from fi_run.messages import Reporter
 from fi_run.observe import logfile, schema
-from fi_run.observe.steplog import StepRecord, append, encode
+from fi_run.observe.steplog import append, as_step, encode
 from fi_run.step.environment import EnvOp
+from fi_run.step.execute import StepRecord
 from fi_run.step.spec import StepSpec
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def written_step(tmp_path: Path) -> schema.Step:
         stamp=str(tmp_path / "s"),
         env_ops=(EnvOp("set", "TOKEN", "secret"), EnvOp("venv", str(tmp_path / "venv"))),
     )
-    return record.finish(spec, 0, None)
+    return as_step(record, spec, 0, None)
 
 
 def test_a_written_line_reads_back_as_the_same_record(tmp_path: Path) -> None:

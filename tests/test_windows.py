@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 import pytest
 from fi_run_testing import HANG_TIMEOUT, base_environ, ninja_binary, process_gone, py, wait_until
 
-from fi_run.cli import encodable
+from fi_run.cli import os_exit_code
 from fi_run.contention.doorbell import alive
+from fi_run.helptext import encodable
 from fi_run.step.capture import same_file
-from fi_run.step.outcome import os_exit_code
 
 if TYPE_CHECKING:
     from pathlib import Path

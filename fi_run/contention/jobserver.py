@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from ..messages import Reporter
     from ..observe.schema import JSON
-    from ..observe.steplog import StepRecord
+    from ..step.execute import StepRecord
     from ..step.interrupts import Interrupts
 
     class _Server(Protocol):
@@ -599,7 +599,7 @@ def accounting_message(tokens: int, returned: int) -> str | None:
 
 def main(argv: Sequence[str]) -> int:
     from ..messages import Reporter
-    from ..step import runner
+    from ..step.attempts import platform_runner
     from ..step.environment import find_executable
     from ..step.interrupts import Interrupted, Interrupts, exit_status_for, signal_name
 
@@ -643,7 +643,7 @@ def main(argv: Sequence[str]) -> int:
                 env.pop(MARKER, None)
             try:
                 interrupts.idle()
-                status = runner.run(
+                status = platform_runner()(
                     executable,
                     tuple(command),
                     env=env,

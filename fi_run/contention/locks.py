@@ -29,7 +29,10 @@ import sys
 import time
 from contextlib import contextmanager
 
+import filelock  # noqa: F401 - here, not in a function: loaded before any wait, so logged waits are only waits
+
 from ..errors import LockTimeoutError
+from . import doorbell  # noqa: F401 - the same, and with the collector off (cli._collect_from_now_on)
 from .lockdir import (
     NOFOLLOW,
     LockDir,
@@ -50,7 +53,7 @@ if TYPE_CHECKING:
 
     from ..messages import Reporter
     from ..observe.schema import JSON
-    from ..observe.steplog import StepRecord
+    from ..step.execute import StepRecord
     from ..step.spec import LockRequest, StepSpec
     from .doorbell import Waiter
 
@@ -430,10 +433,6 @@ def held_locks(
     """Hold every lock the step asked for, in the global order; release them all on every exit path.
 
     ``on_wait(resource)`` is called each time a lock is not free at once, before the wait starts."""
-    import filelock  # noqa: F401 - imported before any wait starts, so that logged waits are only waits
-
-    from . import doorbell  # noqa: F401
-
     lock_dir = prepare_lock_dir(spec)
     plans = plan_locks(spec.locks, lock_dir.path, spec.start_dir, windows=os.name == "nt")
     acquirer = _Acquirer(spec, reporter, lock_dir, on_wait=on_wait)

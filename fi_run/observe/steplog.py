@@ -1,5 +1,8 @@
 """--log / FI_RUN_LOG: one JSON line per fi_run invocation, appended by many processes at once.
 
+The line is a step's record (step/execute.py, StepRecord) made a schema.Step; this module writes it, and only
+a logged step imports it.
+
 Each line is built in memory and written with ONE write(2) to a descriptor opened with O_APPEND. On a local
 filesystem the kernel moves the end-of-file and writes the data under the inode's lock, so concurrent lines
 never interleave and none is lost, however long, with no lock of fi_run's own to slow the build (Linux:
@@ -13,97 +16,38 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) on an unlocked, logged step
 if TYPE_CHECKING:
     from ..messages import Reporter
+    from ..step.execute import StepRecord
     from ..step.spec import StepSpec
     from .schema import JSON, Step
 
 
-class StepRecord:
-    """What one invocation did, in the order it happened, until ``finish`` makes it a schema.Step.
+def as_step(record: StepRecord, spec: StepSpec, status: int, error: str | None) -> Step:
+    """The record of a step that ended with ``status`` (and fi_run's ``error``), as a log line's schema."""
+    from .schema import SCHEMA_VERSION, Attempt, Loan, Lock, Step
 
-    Offsets are seconds from ``started_mono``. Every step keeps one (attempts and locks use its clock), but
-    only a logged one needs the schema: until ``finish``, attempts and locks are plain dicts of the schema's
-    fields, and schema.py is imported then (0.2 ms saved on every step without --log). locks.py fills in a
-    lock's ``held`` just before it releases the lock, after the wait was recorded.
-    """
-
-    def __init__(self) -> None:
-        self.started_wall = time.time()
-        self.started_mono = time.monotonic()
-        self.attempts: list[dict[str, JSON]] = []
-        self.locks: list[dict[str, JSON]] = []
-        self.loans: list[dict[str, JSON]] = []  # job slots lent to the jobserver (contention/jobserver.py)
-
-    def offset(self) -> float:
-        return time.monotonic() - self.started_mono
-
-    def add_attempt(self, start: float, status: int, family: str | None, line: str | None) -> None:
-        end = self.offset()
-        self.attempts.append(
-            {
-                "start": round(start, 6),
-                "duration": round(end - start, 6),
-                "status": status,
-                "family": family,
-                "line": line,
-            }
-        )
-
-    def add_lock(self, resource: str, mode: str, slots: int, wait_start: float) -> dict[str, JSON]:
-        entry: dict[str, JSON] = {
-            "resource": resource,
-            "mode": mode,
-            "slots": slots,
-            "wait_start": round(wait_start, 6),
-            "wait": round(self.offset() - wait_start, 6),
-            "held": None,
-        }
-        self.locks.append(entry)
-        return entry
-
-    def add_loan(self, resource: str | None) -> dict[str, JSON]:
-        """The slot was lent now, while waiting for ``resource`` (None: a retry back-off)."""
-        entry: dict[str, JSON] = {"start": round(self.offset(), 6), "duration": None, "resource": resource}
-        self.loans.append(entry)
-        return entry
-
-    def end_loan(self, entry: dict[str, JSON], *, credit: bool, lost: bool = False) -> None:
-        """The step goes on: with a token taken back, on credit (it repays one after its command: see
-        jobserver.REPAY_AFTER), or without one (lost: it could not take one back)."""
-        start = entry["start"]
-        assert isinstance(start, float)
-        entry["duration"] = round(self.offset() - start, 6)
-        if credit:
-            entry["credit"] = True
-        if lost:
-            entry["lost"] = True
-
-    def finish(self, spec: StepSpec, status: int, error: str | None) -> Step:
-        from .schema import SCHEMA_VERSION, Attempt, Loan, Lock, Step
-
-        duration = self.offset()
-        names = sorted({op.name if op.kind != "venv" else "VIRTUAL_ENV" for op in spec.env_ops})
-        return Step(
-            v=SCHEMA_VERSION,
-            pid=os.getpid(),
-            start=round(self.started_wall, 6),
-            end=round(self.started_wall + duration, 6),
-            duration=round(duration, 6),
-            argv=spec.command,
-            cwd=spec.start_dir,
-            command_cwd=spec.cwd,
-            status=status,
-            error=error,
-            attempts=tuple(Attempt(**entry) for entry in self.attempts),  # type: ignore[arg-type]
-            locks=tuple(Lock(**entry) for entry in self.locks),  # type: ignore[arg-type]
-            stamp=spec.stamp,
-            env_names=tuple(names),
-            lent=tuple(Loan(**entry) for entry in self.loans),  # type: ignore[arg-type]
-        )
+    duration = record.offset()
+    names = sorted({op.name if op.kind != "venv" else "VIRTUAL_ENV" for op in spec.env_ops})
+    return Step(
+        v=SCHEMA_VERSION,
+        pid=os.getpid(),
+        start=round(record.started_wall, 6),
+        end=round(record.started_wall + duration, 6),
+        duration=round(duration, 6),
+        argv=spec.command,
+        cwd=spec.start_dir,
+        command_cwd=spec.cwd,
+        status=status,
+        error=error,
+        attempts=tuple(Attempt(**entry) for entry in record.attempts),  # type: ignore[arg-type]
+        locks=tuple(Lock(**entry) for entry in record.locks),  # type: ignore[arg-type]
+        stamp=spec.stamp,
+        env_names=tuple(names),
+        lent=tuple(Loan(**entry) for entry in record.loans),  # type: ignore[arg-type]
+    )
 
 
 def encode(value: JSON) -> str:

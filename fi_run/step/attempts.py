@@ -1,5 +1,10 @@
 """Attempts: run the command, classify a failure, back off and run it again, or stop.
 
+One attempt is one run of the platform's runner, behind one contract (``RunOnce``), which
+``platform_runner()`` alone chooses: ``run_posix.run_once`` (posix_spawn, process groups, SIGALRM for
+--timeout) or ``run_windows.run_once`` (CreateProcess, a job object, taskkill). They differ in everything
+but that contract and its result, ``Outcome``. ``fi_run jobserver`` runs its build through it too.
+
 Only a failed attempt is examined, and only the end of its own output (contention/recognizer.py); a
 failure the recognizer does not call contention is never retried, so its exit status passes through
 after one attempt. A retried attempt's output is dropped: what the build log shows is the final attempt's
@@ -9,30 +14,71 @@ output plus one fi_run line per retry.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from ..errors import EXIT_TIMEOUT
-from . import runner
 
 TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlocked step (docs/performance.md)
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Protocol
 
     from ..messages import Reporter
-    from ..observe.steplog import StepRecord
     from .capture import Capture
+    from .execute import StepRecord
     from .interrupts import Interrupts
-    from .outcome import Outcome
     from .spec import StepSpec
 
+    class RunOnce(Protocol):
+        def __call__(
+            self,
+            executable: str,
+            argv: tuple[str, ...],
+            *,
+            env: dict[str, str],
+            cwd: str | None,
+            stdout: int | None,
+            stderr: int | None,
+            timeout: float | None,
+            interrupts: Interrupts,
+        ) -> Outcome:
+            """Start ``executable`` with ``argv``, wait for it (at most ``timeout`` seconds, then stop
+            everything it started) and return its status. ``stdout``/``stderr``: file descriptors for the
+            command's streams, None to inherit fi_run's. Raises NotExecutableError if it cannot start."""
+            ...
 
-class StepResult:
+
+def platform_runner() -> RunOnce:
+    """The runner for the platform fi_run runs on: the only place that chooses it.
+
+    Imported on the first call, not at the top: both runners import this module (for Outcome).
+    """
+    if sys.platform == "win32":  # pragma: no cover - Windows only
+        from .run_windows import run_once
+    else:
+        from .run_posix import run_once
+    return run_once
+
+
+class Outcome:
+    """What one run of the command came to; from run_attempts, what all of them came to."""
+
     __slots__ = ("attempts", "status", "timed_out")
 
-    def __init__(self, status: int, attempts: int, timed_out: bool) -> None:
-        self.status = status
-        self.attempts = attempts
+    def __init__(self, status: int, timed_out: bool, attempts: int = 1) -> None:
+        self.status = status  # the exit status fi_run passes on: the command's, or 128 + N for signal N
         self.timed_out = timed_out
+        self.attempts = attempts  # how many runs of the command it took
+
+    def __repr__(self) -> str:
+        return f"Outcome(status={self.status}, timed_out={self.timed_out}, attempts={self.attempts})"
+
+
+def exit_status(wait_status: int) -> int:
+    """A POSIX wait status as a shell reports it: the exit code, or 128 + N for a death by signal N."""
+    code = os.waitstatus_to_exitcode(wait_status)
+    return 128 - code if code < 0 else code
 
 
 def _shorten(line: str, limit: int = 160) -> str:
@@ -49,7 +95,7 @@ def run_attempts(
     record: StepRecord,
     capture: Capture,
     sleep: Callable[[float], None] = time.sleep,
-) -> StepResult:
+) -> Outcome:
     """Run the command until it succeeds, fails for good, times out or is interrupted.
 
     The final attempt's output stays in ``capture``: the caller shows it once the locks are released, so that
@@ -59,10 +105,11 @@ def run_attempts(
     retries_done = 0
     waited = 0.0
     holders: list[int | None] = []  # the holder each contention verdict named, in a row
+    run_once = platform_runner()
     while True:
         remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
         attempt_start = record.offset()
-        outcome: Outcome = runner.run(
+        outcome: Outcome = run_once(
             executable,
             spec.command,
             env=env,
@@ -133,5 +180,5 @@ def run_attempts(
         sleep(pause)
         waited += pause
     if outcome.timed_out:
-        return StepResult(EXIT_TIMEOUT, retries_done + 1, True)
-    return StepResult(outcome.status, retries_done + 1, False)
+        return Outcome(EXIT_TIMEOUT, True, attempts=retries_done + 1)
+    return Outcome(outcome.status, False, attempts=retries_done + 1)

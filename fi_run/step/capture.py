@@ -1,4 +1,6 @@
-"""Holding a command's output: for --quiet-on-success, and so that a failed attempt can be examined.
+"""The command's standard streams: fi_run's own closed ones at start, and holding the command's output.
+
+The output is held for --quiet-on-success, and so that a failed attempt can be examined.
 
 The child writes straight into an unlinked temporary file (no pipe, no reader thread, no size limit in
 memory). Under ninja stdout and stderr are one pipe; then both of the child's descriptors point at ONE
@@ -28,6 +30,30 @@ _CHUNK: Final = 1024 * 1024
 # Less free space than this where the output would be held, and it is not held at all: a command whose
 # output fills the disk would see ENOSPC on its own writes and fail, where without fi_run it succeeds.
 MIN_FREE_BYTES: Final = 64 * 1024 * 1024
+
+
+# Standard descriptors that were closed when fi_run started (``fi_run ... >&-``). A closed descriptor 0, 1
+# or 2 is dangerous in the process that finds it closed: the next file it opens gets that number (a lock
+# file, the capture file), and the command would then write its output into it. So fi_run parks os.devnull
+# on each closed one for itself, remembers which they were here, and the runner (run_posix) closes them
+# again in the command (a posix_spawn close action): the command sees exactly what it would see without
+# fi_run, and its own exit status passes through.
+CLOSED: set[int] = set()
+
+
+def reserve_closed() -> None:
+    """Park os.devnull on every closed standard descriptor (lowest first, so each lands on its own number)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd, inheritable=False)
+                os.close(null)
+            else:
+                os.set_inheritable(fd, False)
+            CLOSED.add(fd)
 
 
 class Unavailable(Exception):
@@ -122,11 +148,9 @@ class Capture:
         self.unavailable: str | None = None
         if not wanted:
             return
-        from .stdio import CLOSED
-
         stats: dict[int, os.stat_result] = {}
         for fd in (1, 2):
-            if fd in CLOSED:  # closed when fi_run started: the command gets it closed too (stdio.py)
+            if fd in CLOSED:  # closed when fi_run started: the command gets it closed too (CLOSED)
                 continue
             try:
                 if os.isatty(fd) and not terminals:

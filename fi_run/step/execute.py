@@ -2,6 +2,11 @@
 
 ``execute`` returns the exit status; it never calls sys.exit. fi_run's own failures are raised as
 FiRunError subclasses, which ``cli.main`` turns into one stderr line and their exit status.
+
+``StepRecord`` is what the step did, in the order it happened: attempts, lock waits and holds, job slots
+lent. Every step keeps one (attempts, locks and the lender use its clock and fill it in); only a logged step
+turns it into the log's schema and writes it (observe/steplog.py), so a step without --log
+imports nothing from observe/.
 """
 
 from __future__ import annotations
@@ -10,7 +15,6 @@ import os
 import time
 
 from ..errors import FiRunError, OutputError, UsageError
-from ..observe.steplog import StepRecord, append
 from . import stamp as stamps
 from .attempts import run_attempts
 from .capture import Capture
@@ -21,8 +25,70 @@ TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlock
 if TYPE_CHECKING:
     from ..contention.jobserver import Lender
     from ..messages import Reporter
-    from .attempts import StepResult
+    from ..observe.schema import JSON
+    from .attempts import Outcome
     from .spec import StepSpec
+
+
+class StepRecord:
+    """What one invocation did, in the order it happened, until steplog.as_step makes it a schema.Step.
+
+    Offsets are seconds from ``started_mono``. Every step keeps one (attempts and locks use its clock), but
+    only a logged one needs the schema: until then, attempts and locks are plain dicts of the schema's
+    fields, and schema.py is imported then (0.2 ms saved on every step without --log). locks.py fills in a
+    lock's ``held`` just before it releases the lock, after the wait was recorded.
+    """
+
+    def __init__(self) -> None:
+        self.started_wall = time.time()
+        self.started_mono = time.monotonic()
+        self.attempts: list[dict[str, JSON]] = []
+        self.locks: list[dict[str, JSON]] = []
+        self.loans: list[dict[str, JSON]] = []  # job slots lent to the jobserver (contention/jobserver.py)
+
+    def offset(self) -> float:
+        return time.monotonic() - self.started_mono
+
+    def add_attempt(self, start: float, status: int, family: str | None, line: str | None) -> None:
+        end = self.offset()
+        self.attempts.append(
+            {
+                "start": round(start, 6),
+                "duration": round(end - start, 6),
+                "status": status,
+                "family": family,
+                "line": line,
+            }
+        )
+
+    def add_lock(self, resource: str, mode: str, slots: int, wait_start: float) -> dict[str, JSON]:
+        entry: dict[str, JSON] = {
+            "resource": resource,
+            "mode": mode,
+            "slots": slots,
+            "wait_start": round(wait_start, 6),
+            "wait": round(self.offset() - wait_start, 6),
+            "held": None,
+        }
+        self.locks.append(entry)
+        return entry
+
+    def add_loan(self, resource: str | None) -> dict[str, JSON]:
+        """The slot was lent now, while waiting for ``resource`` (None: a retry back-off)."""
+        entry: dict[str, JSON] = {"start": round(self.offset(), 6), "duration": None, "resource": resource}
+        self.loans.append(entry)
+        return entry
+
+    def end_loan(self, entry: dict[str, JSON], *, credit: bool, lost: bool = False) -> None:
+        """The step goes on: with a token taken back, on credit (it repays one after its command: see
+        jobserver.REPAY_AFTER), or without one (lost: it could not take one back)."""
+        start = entry["start"]
+        assert isinstance(start, float)
+        entry["duration"] = round(self.offset() - start, 6)
+        if credit:
+            entry["credit"] = True
+        if lost:
+            entry["lost"] = True
 
 
 def _check_outputs(outputs: tuple[str, ...], started: float) -> None:
@@ -47,12 +113,14 @@ def execute(spec: StepSpec, reporter: Reporter) -> int:
     record = StepRecord()
     if spec.log is None:
         return _execute(spec, reporter, record)
+    from ..observe.steplog import append, as_step
+
     try:
         status = _execute(spec, reporter, record)
     except FiRunError as exc:
-        append(spec.log, record.finish(spec, exc.exit_status, exc.message), reporter)
+        append(spec.log, as_step(record, spec, exc.exit_status, exc.message), reporter)
         raise
-    append(spec.log, record.finish(spec, status, None), reporter)
+    append(spec.log, as_step(record, spec, status, None), reporter)
     return status
 
 
@@ -72,7 +140,7 @@ def _execute(spec: StepSpec, reporter: Reporter, record: StepRecord) -> int:
             + (", even on success" if spec.quiet_on_success else "")
             + (", and a failure is not retried" if spec.retries > 0 else "")
         )
-    result: StepResult | None = None
+    result: Outcome | None = None
     with Interrupts() as interrupts:
         lender: Lender | None = None
         # Lending needs a jobserver, which MAKEFLAGS names: without one nothing more is even imported.

@@ -11,7 +11,8 @@ import os
 import sys
 
 from ..errors import CommandNotFoundError, NotExecutableError
-from .outcome import Outcome, exit_status
+from .attempts import Outcome, exit_status
+from .capture import CLOSED
 
 # Type checkers skip the rest of this module for Windows (mypy --platform win32); run_windows serves there.
 assert sys.platform != "win32"
@@ -107,14 +108,12 @@ def run_once(
     """Start the command, wait for it, and return its exit status.
 
     Raises NotExecutableError (126) if the kernel refuses to start it."""
-    from .stdio import CLOSED
-
     file_actions: list[tuple[int, int] | tuple[int, int, int]] = []
     if stdout is not None:
         file_actions.append((os.POSIX_SPAWN_DUP2, stdout, 1))
     if stderr is not None:
         file_actions.append((os.POSIX_SPAWN_DUP2, stderr, 2))
-    # Closed when fi_run started: closed for the command too, as without fi_run (stdio.py).
+    # Closed when fi_run started: closed for the command too, as without fi_run (capture.CLOSED).
     replaced = {1: stdout, 2: stderr}
     file_actions.extend((os.POSIX_SPAWN_CLOSE, fd) for fd in sorted(CLOSED) if replaced.get(fd) is None)
     # With --timeout the command always gets a group of its own, so that everything it started can be

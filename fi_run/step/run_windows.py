@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import NotExecutableError
-from .outcome import Outcome
+from .attempts import Outcome
 
 # Type checkers skip the rest of this module off Windows; run_posix serves there.
 assert sys.platform == "win32"
