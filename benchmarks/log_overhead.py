@@ -41,7 +41,8 @@ def measure(commands: dict[str, tuple[list[str], dict[str, str]]], rounds: int) 
 def append_cost(directory: str, count: int = 2000) -> float:
     """Seconds to build one record and append it (what a logged step adds after its command), in-process."""
     from fi_run.messages import Reporter
-    from fi_run.observe.steplog import StepRecord, append
+    from fi_run.observe.steplog import append, as_step
+    from fi_run.step.execute import StepRecord
     from fi_run.step.spec import StepSpec
 
     spec = StepSpec(command=("true",), start_dir=directory, stamp=os.path.join(directory, "s"))
@@ -51,7 +52,7 @@ def append_cost(directory: str, count: int = 2000) -> float:
     for _ in range(count):
         record = StepRecord()
         record.add_attempt(0.0, 0, None, None)
-        append(path, record.finish(spec, 0, None), reporter)
+        append(path, as_step(record, spec, 0, None), reporter)
     return (time.perf_counter() - start) / count
 
 
