@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 # Under Wine 8.0 this build intermittently runs every install step twice (each package ends up in
 # installed.txt twice, while the second run.py build still reports no work), in about one run in three of the
-# Windows stage; alone it passed 3 runs of 3. Not yet explained (ninja.exe restarting the build after the
-# manifest step under Wine's file times is the suspect): left as an open finding in docs/windows.md.
+# Windows stage; alone it passed every run (9 of 9). Not yet explained (not a ninja restart: build.ninja has
+# no generator edge): left as an open finding in docs/windows.md.
 pytestmark = pytest.mark.skipif(
     under_wine(), reason="under Wine 8.0 the example build sometimes runs its installs twice (see windows.md)"
 )
