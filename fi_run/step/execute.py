@@ -5,8 +5,8 @@ FiRunError subclasses, which ``cli.main`` turns into one stderr line and their e
 
 ``StepRecord`` is what the step did, in the order it happened: attempts, lock waits and holds, job slots
 lent. Every step keeps one (attempts, locks and the lender use its clock and fill it in); only a logged step
-turns it into the log's schema and writes it (observe/steplog.py), so a step without --log
-imports nothing from observe/.
+turns it into the log's schema and writes it (observe/steplog.py), so a step without --log imports nothing
+from observe/.
 """
 
 from __future__ import annotations
