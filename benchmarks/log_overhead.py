@@ -42,8 +42,7 @@ def append_cost(directory: str, count: int = 2000) -> float:
     """Seconds to build one record and append it (what a logged step adds after its command), in-process."""
     from fi_run.messages import Reporter
     from fi_run.observe.steplog import append, as_step
-    from fi_run.step.execute import StepRecord
-    from fi_run.step.spec import StepSpec
+    from fi_run.records import StepRecord, StepSpec
 
     spec = StepSpec(command=("true",), start_dir=directory, stamp=os.path.join(directory, "s"))
     path = os.path.join(directory, "inprocess.log")

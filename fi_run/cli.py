@@ -16,15 +16,14 @@ import sys
 
 from .errors import EXIT_INTERRUPTED, EXIT_SOFTWARE, FiRunError, UsageError
 from .messages import NORMAL, QUIET, VERBOSE, Reporter
-from .step.spec import DEFAULT_RETRIES
+from .records import DEFAULT_RETRIES, LEND_POLICIES
 
 TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlocked step (docs/performance.md)
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from typing import Final
 
-    from .step.environment import EnvOp
-    from .step.spec import LockRequest, StepSpec
+    from .records import EnvOp, LockRequest, StepSpec
 
 USAGE: Final = "fi_run [OPTIONS] -- COMMAND [ARG...]"
 
@@ -88,14 +87,14 @@ def _path(where: str, text: str) -> str:
 
 
 def _set_env(where: str, text: str) -> EnvOp:
-    from .step.environment import EnvOp
+    from .records import EnvOp
 
     name, value = _name_value(where, text, "NAME=VALUE")
     return EnvOp("set", name, value)
 
 
 def _unset_env(where: str, text: str) -> EnvOp:
-    from .step.environment import EnvOp
+    from .records import EnvOp
 
     if not text or "=" in text or "\0" in text:
         raise UsageError(f"{where} expects a variable NAME, got {text!r}")
@@ -103,7 +102,7 @@ def _unset_env(where: str, text: str) -> EnvOp:
 
 
 def _prepend_env(where: str, text: str) -> EnvOp:
-    from .step.environment import EnvOp
+    from .records import EnvOp
 
     name, directory = _name_value(where, text, "NAME=DIR")
     if not directory:
@@ -112,13 +111,13 @@ def _prepend_env(where: str, text: str) -> EnvOp:
 
 
 def _venv(where: str, text: str) -> EnvOp:
-    from .step.environment import EnvOp
+    from .records import EnvOp
 
     return EnvOp("venv", _path(where, text))
 
 
 def _exclusive(where: str, text: str) -> LockRequest:
-    from .step.spec import LockRequest
+    from .records import LockRequest
 
     if not text:
         raise UsageError(f"{where} expects RESOURCE (a path), got ''")
@@ -126,7 +125,7 @@ def _exclusive(where: str, text: str) -> LockRequest:
 
 
 def _shared(where: str, text: str) -> LockRequest:
-    from .step.spec import LockRequest
+    from .records import LockRequest
 
     if not text:
         raise UsageError(f"{where} expects RESOURCE (a path), got ''")
@@ -134,7 +133,7 @@ def _shared(where: str, text: str) -> LockRequest:
 
 
 def _semaphore(where: str, text: str) -> LockRequest:
-    from .step.spec import LockRequest
+    from .records import LockRequest
 
     resource, sep, count = text.rpartition("=")
     if not sep or not resource:
@@ -153,7 +152,7 @@ def _regex(where: str, text: str) -> str:
 
 def _lend_slot(where: str, text: str) -> str:
     policy = text.strip().lower()
-    if policy not in ("auto", "always", "never"):
+    if policy not in LEND_POLICIES:
         raise UsageError(f"{where} expects auto, always or never, got {text!r}")
     return policy
 
@@ -353,7 +352,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option(
         ("-v", "--verbose"),
         None,
-        "say what fi_run does (environment, command, timings)",
+        "say what fi_run does (the variables it changes, the command, lock and retry timings)",
         field="verbose",
         env="FI_RUN_VERBOSE",
     ),
@@ -413,7 +412,7 @@ def requested_action(argv: Sequence[str]) -> str | None:
 
 def parse(argv: Sequence[str], environ: Mapping[str, str], cwd: str) -> StepSpec:
     """argv (without the program name) and the environment -> a StepSpec; raises UsageError."""
-    from .step.spec import StepSpec
+    from .records import StepSpec
 
     options, command = _options_and_command(argv)
     table = _flag_table()
@@ -495,16 +494,13 @@ def parse(argv: Sequence[str], environ: Mapping[str, str], cwd: str) -> StepSpec
 # main(argv) returns a status or raises FiRunError.
 # name -> (module whose main(argv) runs it, what it does for --help)
 TOOLS: Final = {
-    "jobserver": ("fi_run.contention.jobserver", "run a build under a jobserver that steps lend slots to"),
-    "classify": (
-        "fi_run.contention.classify",
-        "tell whether a failed step's output would be retried, and why",
-    ),
+    "jobserver": ("fi_run.tools.jobserver", "run a build under a jobserver that steps lend slots to"),
+    "classify": ("fi_run.tools.classify", "tell whether a failed step's output would be retried, and why"),
     "report": (
-        "fi_run.observe.report",
+        "fi_run.tools.report",
         "summarize --log files: failures, retries, lock waits and holds per resource",
     ),
-    "trace": ("fi_run.observe.trace", "write --log files as a Chrome trace-event JSON file"),
+    "trace": ("fi_run.tools.trace", "write --log files as a Chrome trace-event JSON file"),
 }
 
 
@@ -524,6 +520,19 @@ def _collect_from_now_on() -> None:
     gc.enable()
 
 
+def _working_directory() -> str:
+    """Where fi_run was started: its relative paths are taken from here, so it must still exist."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:  # `cd x; rmdir ../x; fi-run ...` (issue 22)
+        where = os.environ.get("PWD", "")
+        named = f" {where!r}" if where else ""
+        raise UsageError(
+            f"the working directory{named} no longer exists (removed after the build entered it); "
+            "run fi_run from a directory that exists"
+        ) from None
+
+
 def _run(args: list[str], reporter: Reporter, *, collector_paused: bool) -> int:
     if args and args[0] in TOOLS:
         import importlib
@@ -532,22 +541,82 @@ def _run(args: list[str], reporter: Reporter, *, collector_paused: bool) -> int:
         if collector_paused:
             _collect_from_now_on()
         return tool(args[1:])
-    action = requested_action(args)
-    if action is not None:
-        from .helptext import action_text, encodable
+    from .step.interrupts import Interrupts
 
-        sys.stdout.write(encodable(action_text(action), sys.stdout.encoding))
-        sys.stdout.flush()
-        return 0
-    spec = parse(args, os.environ, os.getcwd())
-    reporter.verbosity = spec.verbosity
-    from .step.execute import execute
+    # Installed before anything else of the step (reading a response file included), kept until its last
+    # record is written: a signal at any moment ends the step the one way (exit 128 + N, one line, no
+    # stamp, a log record), never as a death by signal without a word (issue 22). Only Python's own
+    # start-up and fi_run's first imports come before this.
+    with Interrupts() as interrupts:
+        action = requested_action(args)
+        if action is not None:
+            from .helptext import action_text, encodable
+            from .messages import write_result
 
-    if collector_paused:
-        if spec.locks:
-            from .contention import locks  # noqa: F401 - it and filelock load before the collector is back on
-        _collect_from_now_on()
-    return execute(spec, reporter)
+            return write_result(encodable(action_text(action), getattr(sys.stdout, "encoding", None)))
+        spec = parse(args, os.environ, _working_directory())
+        reporter.verbosity = spec.verbosity
+        from .step.execute import execute
+
+        if collector_paused:
+            if spec.locks:
+                from .contention import locks  # noqa: F401 - it and filelock load before the collector is back on
+            _collect_from_now_on()
+        return execute(spec, reporter, interrupts)
+
+
+def named_stamps(args: Sequence[str], cwd: str | None, *, expand: bool = True) -> list[str]:
+    """Every --stamp an invocation names before '--', as far as it can be told from arguments that may not
+    parse: a bad value anywhere, or a response file that cannot be read, still leaves the rest readable.
+
+    ``cwd`` None: the working directory is gone, and only absolute stamps can be found. ``expand``: read
+    the response files too (never when a signal ended the step: one may be a fifo nobody writes)."""
+    options: list[str] | None = None
+    if expand:
+        try:
+            options, _command = _options_and_command(args)
+        except FiRunError:
+            pass
+    if options is None:
+        options, _command = _split_at_separator(args)
+    table = _flag_table()
+    found = []
+    i = 0
+    while i < len(options):
+        flag, has_inline, inline = options[i].partition("=")
+        i += 1
+        option = table.get(flag)
+        if option is None or option.metavar is None:
+            continue
+        if not has_inline:
+            if i >= len(options):
+                break
+            inline = options[i]
+            i += 1
+        known = cwd is not None or os.path.isabs(inline)
+        if option.field == "stamp" and inline and "\0" not in inline and known:
+            found.append(os.path.normpath(os.path.join(cwd or "", inline)))
+    return found
+
+
+def _remove_stamps(args: Sequence[str], exc: BaseException) -> None:
+    """A step that fails before it starts still leaves no stamp (issue 22): a stale one from an earlier
+    success would say "done" to ninja. The pipeline removes it first thing (step/stamp.prepare); this is
+    for failures before the pipeline: a bad option or environment default, an unreadable response file, a
+    signal while fi_run starts."""
+    from .step.interrupts import Interrupted
+
+    try:
+        cwd: str | None = os.getcwd()
+    except OSError:  # removed: only absolute stamps can be found
+        cwd = None
+    expand = not isinstance(exc, (Interrupted, KeyboardInterrupt))
+    for path in named_stamps(args, cwd, expand=expand):
+        try:
+            if not os.path.isdir(path):
+                os.unlink(path)
+        except OSError:
+            pass  # not there (the common case), or not ours to remove: the error line says what went wrong
 
 
 def main(argv: Sequence[str] | None = None, *, collector_paused: bool = False) -> int:
@@ -561,16 +630,23 @@ def main(argv: Sequence[str] | None = None, *, collector_paused: bool = False) -
     from .step.capture import reserve_closed
 
     reserve_closed()  # before anything is opened: see capture.CLOSED
+    args = sys.argv[1:] if argv is None else list(argv)
+    step = not (args and args[0] in TOOLS)
     try:
-        args = sys.argv[1:] if argv is None else list(argv)
         return _run(args, reporter, collector_paused=collector_paused)
     except FiRunError as exc:
+        if step:
+            _remove_stamps(args, exc)
         reporter.error(exc.message)
         return exc.exit_status
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if step:
+            _remove_stamps(args, exc)
         return EXIT_INTERRUPTED
     except Exception as exc:
         # A bug in fi_run: one line, never a traceback in the build log (FI_RUN_DEBUG=1 shows it).
+        if step:
+            _remove_stamps(args, exc)
         if os.environ.get("FI_RUN_DEBUG"):
             raise
         reporter.error(f"internal error: {type(exc).__name__}: {exc} (set FI_RUN_DEBUG=1 for a traceback)")
@@ -608,4 +684,4 @@ def entrypoint() -> None:
             stream.flush()
         except (OSError, ValueError, AttributeError):  # AttributeError: None, closed when Python started
             pass  # a closed or broken pipe (try/except, not contextlib.suppress: saves ~2 ms per step)
-    os._exit(os_exit_code(status, windows=os.name == "nt"))
+    os._exit(os_exit_code(status, windows=sys.platform == "win32"))

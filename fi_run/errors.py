@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 EXIT_USAGE: Final = 2  # the invocation is wrong: argv, a response file, an environment default, a path
 EXIT_OUTPUT: Final = 65  # sysexits EX_DATAERR: the command succeeded but a declared --output was not written
 EXIT_SOFTWARE: Final = 70  # sysexits EX_SOFTWARE: a bug in fi_run (reported in one line, never a traceback)
-EXIT_IOERR: Final = 74  # sysexits EX_IOERR: the command succeeded but fi_run could not write its stamp
+EXIT_IOERR: Final = 74  # sysexits EX_IOERR: fi_run could not write its stamp, or a tool its result (stdout)
 EXIT_TEMPFAIL: Final = 75  # sysexits EX_TEMPFAIL: --lock-timeout expired before the lock was free
 EXIT_TIMEOUT: Final = 124  # as timeout(1): --timeout expired and the command was stopped
 EXIT_NOT_EXECUTABLE: Final = 126  # as POSIX shells: found but cannot be executed
@@ -27,7 +27,7 @@ EXIT_STATUSES: Final = (
     (EXIT_USAGE, "usage error"),
     (EXIT_OUTPUT, "a declared --output missing or stale"),
     (EXIT_SOFTWARE, "internal error"),
-    (EXIT_IOERR, "stamp not written"),
+    (EXIT_IOERR, "stamp or result not written"),
     (EXIT_TEMPFAIL, "lock timeout"),
     (EXIT_TIMEOUT, "timeout"),
     (EXIT_NOT_EXECUTABLE, "not executable"),
@@ -63,6 +63,12 @@ class LockTimeoutError(FiRunError):
 
 
 class StampError(FiRunError):
+    exit_status = EXIT_IOERR
+
+
+class ResultError(FiRunError):
+    """What fi_run itself prints (--version, --help, a tool's result) could not be written to stdout."""
+
     exit_status = EXIT_IOERR
 
 

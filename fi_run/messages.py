@@ -59,7 +59,7 @@ def colour_for(stream: TextIO) -> bool:
     """Whether to colour what goes to ``stream`` (colour_wanted, from its being a terminal); on Windows,
     also make the console understand the colours."""
     colour = colour_wanted(os.environ, is_terminal(stream))
-    if colour and os.name == "nt":  # pragma: no cover - Windows only
+    if colour and sys.platform == "win32":  # pragma: no cover - Windows only
         _enable_windows_ansi()
     return colour
 
@@ -107,6 +107,41 @@ class Reporter:
     def debug(self, text: str) -> None:
         if self.verbosity >= VERBOSE:
             self._emit(DIM, text)
+
+
+def write_result(text: str) -> int:
+    """Write what fi_run itself prints as its result (--version, --help, a tool's output) to stdout.
+
+    Returns 0, or 1 if the reader went away (``fi_run report LOG | head``: not an error worth a line).
+    A stdout that was closed when fi_run started (``>&-``) or that cannot take the text (``> /dev/full``,
+    an I/O error) raises ResultError: one line and exit 74, not an internal error (issue 22).
+    """
+    from .errors import ResultError
+
+    stream = sys.stdout
+    if stream is None:  # descriptor 1 was closed when Python started
+        raise ResultError("cannot write to standard output: it is closed")
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        return 1
+    except (OSError, ValueError) as exc:  # ValueError: a closed file object
+        _silence_stdout()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ResultError(f"cannot write to standard output: {reason}") from None
+    return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that what is still buffered cannot fail again at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _enable_windows_ansi() -> None:  # pragma: no cover - Windows only

@@ -407,7 +407,7 @@ def process_gone(pid: int) -> bool:
     os.kill(pid, 0) would terminate the process: fi_run's own liveness check (OpenProcess) asks instead.
     """
     if sys.platform == "win32":
-        from fi_run.contention.doorbell import alive
+        from fi_run.processes import alive
 
         return not alive(pid)
     try:

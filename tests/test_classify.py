@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, NamedTuple
 import pytest
 from fi_run_testing import HANG_TIMEOUT, process_gone, py, run_fi_run, wait_until
 
-from fi_run.contention.classify import describe
 from fi_run.contention.recognizer import (
     HINT_RETRIES,
     LINE_CHARS,
@@ -34,6 +33,7 @@ from fi_run.contention.recognizer import (
     lock_path,
     tail_lines,
 )
+from fi_run.tools.classify import describe
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

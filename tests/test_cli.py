@@ -9,6 +9,7 @@ stamp, so none is left.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shlex
@@ -20,16 +21,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from fi_run_testing import Ran, Runner, only_fi_run_line, py
+from fi_run_testing import Ran, Runner, only_fi_run_line, py, run_fi_run
 
 import fi_run
 from fi_run import __version__
 from fi_run.cli import ACTIONS, OPTIONS, TOOLS, parse, requested_action
-from fi_run.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT, EXIT_USAGE, UsageError
+from fi_run.errors import (
+    EXIT_IOERR,
+    EXIT_NOT_EXECUTABLE,
+    EXIT_NOT_FOUND,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+    UsageError,
+)
 from fi_run.helptext import epilog
 from fi_run.messages import NORMAL, QUIET, VERBOSE
-from fi_run.step.environment import EnvOp
-from fi_run.step.spec import DEFAULT_RETRIES, LockRequest
+from fi_run.records import DEFAULT_RETRIES, EnvOp, LockRequest
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -79,7 +86,6 @@ class Bad:
     argv: tuple[str, ...]
     names: tuple[str, ...]  # each must appear in the one stderr line
     status: int = EXIT_USAGE
-    phase: str = "parse"  # "parse": nothing touched; "run": the stale stamp was already removed
     env: dict[str, str] = field(default_factory=dict)
     stale_stamp: bool = True  # create a stale stamp first (not possible when the stamp path is broken)
     setup: Callable[[Path], None] | None = None
@@ -178,7 +184,6 @@ BAD: tuple[Bad, ...] = (
         "stamp-directory-cannot-be-created",
         ("--stamp", "{tmp}/regular-file/sub/stamp", "--", *PASS),
         ("--stamp", "regular-file/sub/stamp"),
-        phase="run",
         stale_stamp=False,
         setup=_plain_file,
     ),
@@ -186,7 +191,6 @@ BAD: tuple[Bad, ...] = (
         "stamp-is-a-directory",
         ("--stamp", S, "--", *PASS),
         ("--stamp", "is a directory"),
-        phase="run",
         stale_stamp=False,
         setup=_stamp_dir,
     ),
@@ -194,28 +198,24 @@ BAD: tuple[Bad, ...] = (
         "cwd-missing",
         ("--cwd", "{tmp}/nowhere", "--stamp", S, "--", *PASS),
         ("--cwd", "nowhere"),
-        phase="run",
     ),
     Bad(
         "command-not-found",
         ("--stamp", S, "--", "fi-run-test-no-such-command"),
         ("not found", "'fi-run-test-no-such-command'"),
         status=EXIT_NOT_FOUND,
-        phase="run",
     ),
     Bad(
         "command-path-not-found",
         ("--stamp", S, "--", "{tmp}/no-such-tool"),
         ("not found", "no-such-tool"),
         status=EXIT_NOT_FOUND,
-        phase="run",
     ),
     Bad(
         "command-not-executable",
         ("--stamp", S, "--", "{tmp}/tool.sh"),
         ("not executable", "tool.sh"),
         status=EXIT_NOT_EXECUTABLE,
-        phase="run",
         setup=_not_executable,
     ),
     Bad(
@@ -223,7 +223,6 @@ BAD: tuple[Bad, ...] = (
         ("--stamp", S, "--", "{tmp}/adir"),
         ("directory", "adir"),
         status=EXIT_NOT_EXECUTABLE,
-        phase="run",
         setup=_directory,
     ),
     Bad(
@@ -231,7 +230,6 @@ BAD: tuple[Bad, ...] = (
         ("--stamp", S, "--", "{tmp}/noshebang"),
         ("cannot execute", "noshebang"),
         status=EXIT_NOT_EXECUTABLE,
-        phase="run",
         setup=_no_shebang,
     ),
 )
@@ -287,12 +285,13 @@ def test_bad_invocation_prints_one_line_naming_the_value_and_writes_no_stamp(
             named = named.replace("/", "\\")
         assert named in line, f"{named!r} not in {line!r}"
     assert ran.out == ""
-    if case.stale_stamp and case.phase == "parse":
-        # Parse errors happen before anything is touched: the stale stamp is left exactly as it was.
-        assert stamp.read_text() == STALE
-    else:
-        # Execution starts by removing the stale stamp; nothing wrote a new one.
+    if any(flag == "--stamp" and value == S for flag, value in itertools.pairwise(case.argv)):
+        # A failed step leaves no stamp, whenever it failed: a stale one from an earlier success would tell
+        # ninja the step is done (issue 22: parse errors used to leave it in place). Nothing wrote a new one.
         assert not stamp.is_file()
+    elif case.stale_stamp:
+        # Never named as the stamp (--stmp, --stamp with nothing after it): fi_run does not touch it.
+        assert stamp.read_text() == STALE
     if stamp.parent.is_dir():
         assert [p.name for p in stamp.parent.iterdir() if p.name != "stamp"] == []
 
@@ -625,3 +624,93 @@ def test_main_py_run_by_path_finds_its_own_package(tmp_path: Path, how: str, fla
     done = _by_path(script, tmp_path, flags)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "x.stamp").exists()
+
+
+def test_a_vendored_fi_run_on_a_python_without_filelock_says_what_to_install(tmp_path: Path) -> None:
+    """Issue 17: run by path with -S (no site-packages, so no filelock), a locked step ends in one line that
+    names the package and exit 2, not "internal error" (70); the stale stamp is gone, nothing ran."""
+    stamp = tmp_path / "x.stamp"
+    stamp.write_text("")
+    marker = tmp_path / "ran"
+    done = subprocess.run(
+        [
+            *(sys.executable, "-S", str(MAIN_PY), "--stamp", str(stamp), "--lock", str(tmp_path / "R")),
+            *("--", sys.executable, "-S", "-c", f"open({str(marker)!r}, 'w')"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == EXIT_USAGE, done.stderr
+    line = only_fi_run_line(done.stderr)
+    assert "need the filelock package" in line
+    assert "install it there (pip install filelock) or vendor it beside fi_run" in line
+    assert not stamp.exists()
+    assert not marker.exists()
+
+
+def test_the_filelock_minimum_is_the_one_pyproject_asks_for() -> None:
+    from fi_run.contention.locks import FILELOCK_MINIMUM
+
+    pyproject = (MAIN_PY.parents[1] / "pyproject.toml").read_text()
+    wanted = ".".join(map(str, FILELOCK_MINIMUM))
+    assert f'"filelock>={wanted}",' in pyproject
+
+
+def test_a_working_directory_removed_under_fi_run_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """Issue 22: `cd x; rmdir ../x; fi-run -- true` was an internal error (70). Now one line naming the
+    directory (from PWD, as the shell knows it) and exit 2; an absolute stale stamp is removed too."""
+    gone = tmp_path / "x"
+    gone.mkdir()
+    stamp = tmp_path / "x.stamp"
+    stamp.write_text("stale")
+    child = f"import os, sys; os.rmdir({str(gone)!r}); os.execv(sys.executable, sys.argv[1:])"
+    done = subprocess.run(
+        [sys.executable, "-c", child, sys.executable, "-m", "fi_run", "--stamp", str(stamp), "--", "true"],
+        cwd=gone,
+        env={**os.environ, "PWD": str(gone)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == EXIT_USAGE, done.stderr
+    assert only_fi_run_line(done.stderr) == (
+        f"fi_run: the working directory {str(gone)!r} no longer exists (removed after the build entered it); "
+        "run fi_run from a directory that exists"
+    )
+    assert not stamp.exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("stdout", ["closed", "full"])
+@pytest.mark.parametrize(
+    "args",
+    [["--version"], ["--list-signatures"], ["--help"], ["classify", "{out}"], ["report", "{log}"]],
+    ids=["version", "list-signatures", "help", "classify", "report"],
+)
+def test_what_fi_run_prints_to_a_closed_or_full_stdout_is_one_line_and_exit_74(
+    tmp_path: Path, args: list[str], stdout: str
+) -> None:
+    """Issue 22: these exited 70 (internal error) when stdout was closed (>&-) or full (> /dev/full)."""
+    out = tmp_path / "out.txt"
+    out.write_text("error: could not lock config file .git/config: File exists\n")
+    log = tmp_path / "fi_run.log"
+    assert run_fi_run("module", ["--log", str(log), "--", *PASS], cwd=tmp_path).status == 0
+    argv = [arg.replace("{out}", str(out)).replace("{log}", str(log)) for arg in args]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "fi_run", *argv],
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=full if stdout == "full" else None,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+            pass_fds=(),
+            close_fds=True,
+            preexec_fn=(lambda: os.close(1)) if stdout == "closed" else None,
+        )
+    assert done.returncode == EXIT_IOERR, done.stderr
+    reason = "it is closed" if stdout == "closed" else "No space left on device"
+    assert done.stderr == f"fi_run: cannot write to standard output: {reason}\n"

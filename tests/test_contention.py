@@ -36,11 +36,10 @@ from fi_run_testing import (
 from fi_run.contention import backoff
 from fi_run.contention.catalogue import BUILTIN
 from fi_run.messages import Reporter
+from fi_run.records import StepRecord, StepSpec
 from fi_run.step.attempts import run_attempts
 from fi_run.step.capture import Capture
-from fi_run.step.execute import StepRecord
 from fi_run.step.interrupts import Interrupts
-from fi_run.step.spec import StepSpec
 
 assert sys.platform != "win32"  # POSIX only: conftest.POSIX_ONLY keeps it from being collected on Windows
 

@@ -14,7 +14,7 @@ import pytest
 from fi_run.cli import OPTIONS, Option
 from fi_run.errors import EXIT_SIGNAL_BASE, EXIT_STATUSES
 from fi_run.observe import report, schema
-from fi_run.step.spec import DEFAULT_RETRIES
+from fi_run.records import DEFAULT_RETRIES
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "docs" / "reference.md"
@@ -137,3 +137,24 @@ def families() -> list[str]:
 def test_every_family_fi_run_lists_is_documented_and_no_other(families: list[str]) -> None:
     documented = sorted(row[0].strip("`") for row in table("Signature families"))
     assert documented == families
+
+
+def test_the_code_map_names_every_module_and_no_other() -> None:
+    """docs/README.md's "Where things are in the code" names every module of fi_run/ (issue 17), by its path
+    or, inside a package's bullet, by its file name; and names no module that is not there."""
+    text = (ROOT / "docs" / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"^## Where things are in the code\n(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
+    assert match
+    code_map = match.group(1)
+    package = ROOT / "fi_run"
+    modules = sorted(
+        path.relative_to(ROOT).as_posix()
+        for path in package.rglob("*.py")
+        if path.name != "__init__.py" and "__pycache__" not in path.parts
+    )
+    for module in modules:
+        parent, _, name = module.rpartition("/")
+        bullets = [b for b in re.split(r"\n(?=- )", code_map) if f"`{parent}/" in b]
+        assert f"`{module}`" in code_map or any(f"`{name}`" in b for b in bullets), f"{module} not in the map"
+    named = set(re.findall(r"`(fi_run/[\w/]+\.py)`", code_map))
+    assert named <= set(modules), f"the map names modules that do not exist: {named - set(modules)}"

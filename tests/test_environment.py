@@ -7,12 +7,14 @@ the ``windows=True`` argument; the files are real, in tmp_path.
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
 
 from fi_run.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, CommandNotFoundError, NotExecutableError
-from fi_run.step.environment import EnvOp, build_environment, find_executable, venv_bin_dir
+from fi_run.records import EnvOp
+from fi_run.step.environment import build_environment, find_executable, venv_bin_dir
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -312,3 +314,43 @@ def test_windows_name_with_a_directory_part_uses_pathext_against_cwd(tmp_path: P
     make_file(tmp_path / "sub" / "tool.EXE")
     found = find_executable("sub/tool", {"PATHEXT": ".EXE"}, cwd=str(tmp_path), windows=True)
     assert os.path.normpath(found) == str(tmp_path / "sub" / "tool.EXE")
+
+
+# --- what --verbose says
+
+
+def test_verbose_says_what_the_environment_options_did_without_showing_env_values(tmp_path: Path) -> None:
+    """-v's help promises the variables it changes: --env and --unset by name only (values hold tokens, as
+    in the log), the prepended lists and the venv as the command gets them."""
+    from fi_run_testing import base_environ, run_fi_run
+
+    done = run_fi_run(
+        "module",
+        [
+            "-v",
+            "--env",
+            "API_TOKEN=s3cr3t-value",
+            "--unset",
+            "LANG",
+            "--prepend-path",
+            "PYTHONPATH=lib",
+            "--venv",
+            "venv",
+            "--",
+            sys.executable,
+            "-c",
+            "pass",
+        ],
+        cwd=tmp_path,
+        env=base_environ({"PYTHONPATH": None}),
+    )
+    assert done.status == 0, done.err
+    assert "s3cr3t-value" not in done.err
+    (line,) = [line for line in done.err.splitlines() if line.startswith("fi_run: environment: ")]
+    venv = tmp_path / "venv"
+    assert line == (
+        f"fi_run: environment: set API_TOKEN; unset LANG; PYTHONPATH={tmp_path / 'lib'}; VIRTUAL_ENV={venv}; "
+        f"PATH={venv_bin_dir(str(venv), windows=sys.platform == 'win32')}{SEP}{os.environ['PATH']}"
+    )
+    quiet = run_fi_run("module", ["--env", "A=1", "--", sys.executable, "-c", "pass"], cwd=tmp_path)
+    assert quiet == (0, "", ""), "without -v nothing is said"

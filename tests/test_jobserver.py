@@ -26,8 +26,9 @@ from fi_run_testing import (
     wait_until,
 )
 
-from fi_run.contention import jobserver as js
+from fi_run.contention import lending
 from fi_run.errors import EXIT_USAGE
+from fi_run.tools import jobserver as js
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -200,7 +201,7 @@ def test_the_command_exit_status_passes_through(tmp_path: Path) -> None:
         (["--", "ninja", "-C", "out", "-j", "8", "all"], "given '-j 8'"),
         (["-j", "0", "--", "true"], "-j expects a whole number from 1 to 4096, got '0'"),
         (["-j", "many", "--", "true"], "got 'many'"),
-        (["-x", "--", "true"], "unknown option '-x'"),
+        (["-x", "--", "true"], "jobserver: unrecognized arguments: -x (see fi_run jobserver --help)"),
         (["--"], "no command after '--'"),
         (["true"], "missing '--'"),
         (["--", "no-such-command-for-fi-run"], "no-such-command-for-fi-run"),
@@ -398,17 +399,17 @@ def test_a_step_that_cannot_take_its_slot_back_says_so_within_the_bound(
     import io
 
     from fi_run.messages import Reporter
-    from fi_run.step.execute import StepRecord
+    from fi_run.records import StepRecord
     from fi_run.step.interrupts import Interrupts
 
-    monkeypatch.setattr(js, "REPAY_BOUND_SECONDS", 0.3)  # instead of a minute
+    monkeypatch.setattr(lending, "REPAY_BOUND_SECONDS", 0.3)  # instead of a minute
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
     err = io.StringIO()
     record = StepRecord()
     with Interrupts() as interrupts:
-        lender = js.Lender(f"fifo:{fifo}", Reporter(stream=err), record, interrupts, repay_after=True)
+        lender = lending.Lender(f"fifo:{fifo}", Reporter(stream=err), record, interrupts, repay_after=True)
         lender.lend("/some/venv")
         assert os.read(fd, 10) == b"+"  # another job takes the lent token
         lender.take_back()  # none there: the command runs on credit
@@ -428,22 +429,22 @@ def test_a_signal_right_after_the_token_is_written_still_finds_the_loan_noted(
     import io
 
     from fi_run.messages import Reporter
-    from fi_run.step.execute import StepRecord
+    from fi_run.records import StepRecord
     from fi_run.step.interrupts import Interrupted, Interrupts
 
-    give = js._Tokens.give
+    give = lending._Tokens.give
 
-    def give_then_signal(self: js._Tokens) -> None:
+    def give_then_signal(self: lending._Tokens) -> None:
         give(self)
         os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(js._Tokens, "give", give_then_signal)
+    monkeypatch.setattr(lending._Tokens, "give", give_then_signal)
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
     record = StepRecord()
     with Interrupts() as interrupts:
-        lender = js.Lender(
+        lender = lending.Lender(
             f"fifo:{fifo}", Reporter(stream=io.StringIO()), record, interrupts, repay_after=True
         )
         with pytest.raises(Interrupted):
@@ -590,7 +591,7 @@ def test_ninja_given_j_under_the_server_is_refused_and_a_plain_step_imports_no_j
         check=True,
     ).stderr
     assert "fi_run.contention.locks" in lines
-    assert "fi_run.contention.jobserver" not in lines
+    assert "fi_run.contention.lending" not in lines
 
 
 # --- the pure rules
@@ -620,17 +621,17 @@ def test_ninja_jobs_option(args: list[str], found: str | None) -> None:
 def test_makeflags_and_auth() -> None:
     assert js.makeflags_with("", 4, "fifo:/p") == "-j4 --jobserver-auth=fifo:/p"
     assert js.makeflags_with("k -j8 --jobserver-auth=3,4 -- V=1", 2, "fifo:/p") == (
-        "k -- V=1 -j2 --jobserver-auth=fifo:/p"
+        "k -j2 --jobserver-auth=fifo:/p -- V=1"
     )
-    assert js.jobserver_auth("-j4 --jobserver-auth=fifo:/a --jobserver-auth=fifo:/b") == "fifo:/b"
-    assert js.jobserver_auth("n -j4 --jobserver-auth=fifo:/a") is None  # make -n
-    assert js.jobserver_auth("-k") is None
+    assert lending.jobserver_auth("-j4 --jobserver-auth=fifo:/a --jobserver-auth=fifo:/b") == "fifo:/b"
+    assert lending.jobserver_auth("n -j4 --jobserver-auth=fifo:/a") is None  # make -n
+    assert lending.jobserver_auth("-k") is None
 
 
 @pytest.mark.parametrize("windows", [False, True])
 def test_lending_auth(windows: bool) -> None:
     def auth(policy: str, environ: Mapping[str, str]) -> str | None:
-        return js.lending_auth(policy, environ, windows=windows)
+        return lending.lending_auth(policy, environ, windows=windows)
 
     native = "jobserver_sem" if windows else "fifo:/p"
     foreign = "fifo:/p" if windows else "jobserver_sem"
@@ -648,9 +649,30 @@ def test_lending_auth(windows: bool) -> None:
 
 
 def test_accounting_messages() -> None:
-    assert js.accounting_message(3, 3) is None
-    assert "2 of 3 tokens did not come back" in str(js.accounting_message(3, 1))
-    assert "1 token more than were handed out" in str(js.accounting_message(3, 4))
+    assert js.accounting_message(3, 3, windows=False) is None
+    assert "2 of 3 tokens did not come back" in str(js.accounting_message(3, 1, windows=False))
+    one = str(js.accounting_message(3, 4, windows=False))
+    assert "1 token more than were handed out came back: leaked by a step killed (SIGKILL)" in one
+    assert "while lending its job slot, so the build could run up to 1 job beyond -j" in one
+    two = str(js.accounting_message(3, 5, windows=False))
+    assert "leaked by steps killed (SIGKILL) while lending their job slots" in two
+    assert "up to 2 jobs beyond -j" in two
+
+
+def test_the_surplus_message_on_windows_names_no_posix_signal() -> None:
+    """Issue 22: on Windows a step is killed by TerminateProcess (taskkill /F), not SIGKILL."""
+    one = str(js.accounting_message(3, 4, windows=True))
+    assert "SIGKILL" not in one
+    assert "leaked by a step killed (TerminateProcess, taskkill /F) while lending its job slot" in one
+    two = str(js.accounting_message(3, 6, windows=True))
+    assert "steps killed (TerminateProcess, taskkill /F) while lending their job slots" in two
+
+
+def test_the_jobserver_flags_go_before_makeflags_command_line_variables() -> None:
+    """Issue 22 (suspected, GNU make 4.4 not here): make reads no option after MAKEFLAGS' ' -- ' word."""
+    flags = js.makeflags_with("k -- CC=clang CFLAGS=-O2", 4, "fifo:/tmp/x/fifo")
+    assert flags == "k -j4 --jobserver-auth=fifo:/tmp/x/fifo -- CC=clang CFLAGS=-O2"
+    assert js.makeflags_with("", 2, "fifo:/f") == "-j2 --jobserver-auth=fifo:/f"
 
 
 def test_parse_version() -> None:

@@ -48,7 +48,7 @@ from fi_run_testing import (
 from fi_run.contention.lockdir import _probe, canonical_resource, resource_dir_name
 from fi_run.contention.locks import plan_locks
 from fi_run.errors import EXIT_TEMPFAIL, UsageError
-from fi_run.step.spec import LockRequest
+from fi_run.records import LockRequest
 
 assert sys.platform != "win32"  # POSIX only: conftest.POSIX_ONLY keeps it from being collected on Windows
 

@@ -354,7 +354,7 @@ def test_a_logged_step_imports_none_of_the_log_reading_tools(tmp_path: Path) -> 
         "from fi_run.cli import main\n"
         "status = main(['--log', 'log', '--stamp', 's', '--', 'true'])\n"
         "print(status, sorted(m for m in sys.modules if m in "
-        "('json', 'argparse', 'fi_run.observe.report', 'fi_run.observe.trace', 'fi_run.observe.logfile')))\n"
+        "('json', 'argparse', 'fi_run.tools.report', 'fi_run.tools.trace', 'fi_run.observe.logfile')))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code],

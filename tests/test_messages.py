@@ -99,9 +99,9 @@ def test_the_childs_output_is_never_coloured(tmp_path: Path) -> None:
 
 
 def test_colour_on_windows_goes_through_colorama(monkeypatch: pytest.MonkeyPatch) -> None:
-    """os.name mocked (the edge): with colour wanted, the Windows path imports colorama and fixes the console;
-    colorama's just_fix_windows_console is a no-op off Windows, so this runs for real on Linux."""
-    monkeypatch.setattr(os, "name", "nt")
+    """sys.platform mocked (the edge): with colour wanted, the Windows path imports colorama and fixes the
+    console; colorama's just_fix_windows_console is a no-op off Windows, so this runs for real on Linux."""
+    monkeypatch.setattr(sys, "platform", "win32")
     monkeypatch.setenv("CLICOLOR_FORCE", "1")
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.delitem(sys.modules, "colorama", raising=False)

@@ -25,6 +25,7 @@ from fi_run_testing import (
 )
 
 from fi_run.observe import report
+from fi_run.tools import report as report_tool
 
 assert sys.platform != "win32"  # POSIX only: conftest.POSIX_ONLY keeps it from being collected on Windows
 
@@ -299,8 +300,8 @@ def test_every_way_of_running_the_report_gives_the_same_output(build: Build) -> 
     assert expected
     for via in (
         [os.fspath(console_script()), "report"],
-        [sys.executable, "-m", "fi_run.observe.report"],
-        [sys.executable, str(Path(report.__file__))],  # by path, as a vendored tree might
+        [sys.executable, "-m", "fi_run.tools.report"],
+        [sys.executable, str(Path(report_tool.__file__))],  # by path, as a vendored tree might
     ):
         done = report_cli([build.log], build.directory, via=via)
         assert (done.returncode, done.stderr, done.stdout) == (0, "", expected), via

@@ -14,9 +14,7 @@ from test_imports import NEVER_ON_THE_PLAIN_PATH, imported_modules
 from fi_run.messages import Reporter
 from fi_run.observe import logfile, schema
 from fi_run.observe.steplog import append, as_step, encode
-from fi_run.step.environment import EnvOp
-from fi_run.step.execute import StepRecord
-from fi_run.step.spec import StepSpec
+from fi_run.records import EnvOp, StepRecord, StepSpec
 
 if TYPE_CHECKING:
     from pathlib import Path

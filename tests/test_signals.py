@@ -7,6 +7,7 @@ depends on how fast the machine is.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -245,3 +246,86 @@ def test_ctrl_c_in_a_terminal_reaches_the_child_once(tmp_path: Path) -> None:
     assert (tmp_path / "finished").exists()
     assert output.splitlines()[-1] == "fi_run: interrupted by SIGINT; no stamp written"
     assert not stamp.exists()
+
+
+# --- signals outside the command's run (issue 22): before it starts, and after it has ended
+
+
+def _blocked_on_a_fifo(pid: int) -> bool:
+    """Is process ``pid`` waiting in open() for the other end of a fifo (Linux's wchan)?"""
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            return f.read().strip() == "wait_for_partner"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/wchan"), reason="needs Linux's /proc/PID/wchan")
+def test_a_signal_while_fi_run_starts_ends_the_step_with_one_line_and_no_stamp(tmp_path: Path) -> None:
+    """fi_run is still reading its response file (a fifo nobody writes) when SIGTERM comes: 143, one line,
+    the stale stamp is gone and the command never ran. Before issue 22 it died of the signal, silently."""
+    rsp = tmp_path / "args.rsp"
+    os.mkfifo(rsp)
+    stamp = tmp_path / "x.stamp"
+    stamp.write_text("")
+    ran = tmp_path / "ran"
+    proc = subprocess.Popen(
+        [*fi_run_argv(), "--stamp", str(stamp), f"@{rsp}", "--", *py(f"open({str(ran)!r}, 'w')")],
+        cwd=tmp_path,
+        env=base_environ(),
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: _blocked_on_a_fifo(proc.pid), HANG_TIMEOUT)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=HANG_TIMEOUT)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err == "fi_run: interrupted by SIGTERM; no stamp written\n"
+    assert not stamp.exists()
+    assert not ran.exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/wchan"), reason="needs Linux's /proc/PID/wchan")
+def test_a_signal_after_the_command_ended_still_ends_the_step_the_one_way(tmp_path: Path) -> None:
+    """The command has succeeded and exited; fi_run has not written the stamp yet (its temporary file is a
+    fifo the command left, so the write waits) when SIGTERM comes. Before issue 22 the handlers were gone
+    by then: death by signal, no message, no log record. Now: 143, one line, no stamp, a record saying so."""
+    from fi_run.step.stamp import temporary_name
+
+    stamp = tmp_path / "out" / "x.stamp"
+    log = tmp_path / "fi_run.log"
+    pid_file = tmp_path / "command.pid"
+    tmp = temporary_name(str(stamp))
+    command = py(f"import os; os.mkfifo({tmp!r}); open({str(pid_file)!r}, 'w').write(str(os.getpid()))")
+    proc = subprocess.Popen(
+        [*fi_run_argv(), "--stamp", str(stamp), "--log", str(log), "--", *command],
+        cwd=tmp_path,
+        env=base_environ(),
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: pid_file.exists() and pid_file.read_text() != "", HANG_TIMEOUT)
+        assert wait_until(lambda: process_gone(int(pid_file.read_text())), HANG_TIMEOUT)
+        assert wait_until(lambda: _blocked_on_a_fifo(proc.pid), HANG_TIMEOUT)
+        proc.send_signal(signal.SIGTERM)
+        # Let the stamp's open go on (it would otherwise wait for a reader for ever), and drain it.
+        fd = os.open(tmp, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            _, err = proc.communicate(timeout=HANG_TIMEOUT)
+        finally:
+            os.close(fd)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err == "fi_run: interrupted by SIGTERM; no stamp written\n"
+    assert not stamp.exists()
+    assert not os.path.exists(tmp)
+    (record,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert (record["status"], record["error"]) == (143, "interrupted by SIGTERM; no stamp written")
+    assert [attempt["status"] for attempt in record["attempts"]] == [0]

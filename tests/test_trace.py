@@ -364,7 +364,7 @@ def test_help_and_the_module_entry_point(tmp_path: Path) -> None:
     assert "ui.perfetto.dev" in done.stdout
     (tmp_path / "empty.log").write_text("")
     module = subprocess.run(
-        [sys.executable, "-m", "fi_run.observe.trace", "empty.log"],
+        [sys.executable, "-m", "fi_run.tools.trace", "empty.log"],
         cwd=tmp_path,
         env=base_environ(),
         capture_output=True,

@@ -25,8 +25,8 @@ import pytest
 from fi_run_testing import HANG_TIMEOUT, base_environ, ninja_binary, process_gone, py, wait_until
 
 from fi_run.cli import os_exit_code
-from fi_run.contention.doorbell import alive
 from fi_run.helptext import encodable
+from fi_run.processes import alive
 from fi_run.step.capture import same_file
 
 if TYPE_CHECKING:

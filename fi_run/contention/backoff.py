@@ -5,7 +5,7 @@ retry their own lock contention:
 - git's lockfile.c waits for a held lock with a backoff that grows from 1 ms, each wait multiplied by a
   random factor in [0.75, 1.25] so that waiters started together do not retry in lockstep: our jitter.
 - MSBuild's Copy task retries a file locked by another process 10 times, 1 s apart: the order of the
-  per-wait cap (and the default count, step/spec.py's DEFAULT_RETRIES).
+  per-wait cap (and the default count, records.py's DEFAULT_RETRIES).
 - uv gives up waiting for a lock after 300 s (UV_LOCK_TIMEOUT's default): our cap on the total wait.
 The first wait is 0.25 s rather than git's 1 ms because a retry here restarts a whole tool (hundreds of
 ms), not one open(2); holders of a venv or a git index hold it for about that long.

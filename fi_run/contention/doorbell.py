@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import os
 import select
-import sys
 import time
+
+from ..processes import alive
 
 TYPE_CHECKING = False  # saves nothing: only a locked step imports this, and filelock imports typing
 if TYPE_CHECKING:
@@ -38,42 +39,6 @@ else:
 SAFETY_POLL: Final = 0.1
 FALLBACK_POLL: Final = 0.005
 _LOOPBACK: Final = "127.0.0.1"
-
-
-def alive(pid: int) -> bool:
-    """Is process ``pid`` still running? (A waiter or holder killed with SIGKILL/TerminateProcess is not.)"""
-    if sys.platform == "win32":
-        return _alive_windows(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
-if sys.platform == "win32":
-
-    def _alive_windows(pid: int) -> bool:
-        # os.kill(pid, 0) would *terminate* the process on Windows. A process runs while its exit code
-        # reads STILL_ACTIVE; one that cannot be opened at all (ERROR_INVALID_PARAMETER) does not exist.
-        # Access denied (another user's process) counts as alive: only a proven death removes an entry.
-        import _winapi
-
-        try:
-            handle = _winapi.OpenProcess(_PROCESS_QUERY_LIMITED_INFORMATION, False, pid)
-        except OSError as exc:
-            return getattr(exc, "winerror", None) != _ERROR_INVALID_PARAMETER
-        try:
-            return bool(_winapi.GetExitCodeProcess(handle) == _STILL_ACTIVE)
-        finally:
-            _winapi.CloseHandle(handle)
-
-
-_PROCESS_QUERY_LIMITED_INFORMATION: Final = 0x1000
-_ERROR_INVALID_PARAMETER: Final = 87
-_STILL_ACTIVE: Final = 259
 
 
 class Waiter:

@@ -28,7 +28,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Final
 
-    from ..step.spec import StepSpec
+    from ..records import StepSpec
 
 PROBE_MARKER: Final = ".locks-work"
 NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
@@ -175,7 +175,7 @@ class LockDir:
 
 
 def prepare_lock_dir(spec: StepSpec) -> LockDir:
-    windows = os.name == "nt"
+    windows = sys.platform == "win32"
     lock_dir = spec.lock_dir or default_lock_dir(windows=windows, environ=os.environ)
     try:
         if spec.lock_dir is None and not windows:

@@ -28,10 +28,10 @@ import os
 import sys
 import time
 from contextlib import contextmanager
+from typing import Final
 
-import filelock  # noqa: F401 - here, not in a function: loaded before any wait, so logged waits are only waits
-
-from ..errors import LockTimeoutError
+from ..errors import LockTimeoutError, UsageError
+from ..processes import alive, zombie
 from . import doorbell  # noqa: F401 - the same, and with the collector off (cli._collect_from_now_on)
 from .lockdir import (
     NOFOLLOW,
@@ -44,17 +44,44 @@ from .lockdir import (
     resource_dir_name,
 )
 
+# The oldest filelock fi_run runs with, and why: 3.20.3 has both symlink fixes (CVE-2025-68146,
+# CVE-2026-22701); 3.30.0 has preserve_lock_file, without which a Windows release deletes the lock file
+# and the next waiter finds a new one (issue 22). pyproject.toml says the same (a test keeps them equal).
+FILELOCK_MINIMUM: Final = (3, 30, 0)
+
+try:  # here, not in a function: loaded before any wait, so logged waits are only waits
+    import filelock
+except ImportError:  # a vendored fi_run (GN's script) on a Python without it: what to do, not exit 70
+    raise UsageError(
+        f"--lock, --shared-lock and --semaphore need the filelock package (>= "
+        f"{'.'.join(map(str, FILELOCK_MINIMUM))}), which {sys.executable} cannot import: install it there "
+        "(pip install filelock) or vendor it beside fi_run"
+    ) from None
+
+
+def _version(text: str) -> tuple[int, ...]:
+    numbers = []
+    for part in text.split("."):
+        if not part.isdigit():
+            break
+        numbers.append(int(part))
+    return tuple(numbers)
+
+
+if _version(getattr(filelock, "__version__", "0")) < FILELOCK_MINIMUM:
+    raise UsageError(
+        f"fi_run's locks need filelock >= {'.'.join(map(str, FILELOCK_MINIMUM))}, but {sys.executable} "
+        f"has {getattr(filelock, '__version__', 'an unknown version')} ({filelock.__file__}): upgrade it"
+    )
+
 TYPE_CHECKING = False  # saves nothing: only a locked step imports this, and filelock imports typing
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
-    from typing import Final
 
     from filelock import BaseFileLock
 
     from ..messages import Reporter
-    from ..observe.schema import JSON
-    from ..step.execute import StepRecord
-    from ..step.spec import LockRequest, StepSpec
+    from ..records import JSON, LockRequest, StepRecord, StepSpec
     from .doorbell import Waiter
 
 # A step that has waited this long says once what it waits for, when a person can see it.
@@ -111,22 +138,7 @@ def _read_holder(lock_path: str) -> tuple[int, str] | None:
         pid = int(pid_text)
     except (OSError, ValueError):
         return None
-    return (pid, command) if _alive(pid) else None
-
-
-def _alive(pid: int) -> bool:
-    from .doorbell import alive  # OpenProcess on Windows, where os.kill(pid, 0) would terminate the process
-
-    return alive(pid)
-
-
-def _zombie(pid: int) -> bool:
-    """Finished but not yet reaped by its parent (Linux /proc; elsewhere never known, so False)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rpartition(b")")[2].split()[0] == b"Z"
-    except (OSError, IndexError):
-        return False
+    return (pid, command) if alive(pid) else None
 
 
 def _identity(path: str) -> tuple[int, int] | None:
@@ -260,13 +272,13 @@ class _Acquirer:
         """The file this step queued on was removed while ``pid`` held it, and this step now holds a new
         one: nobody else can see the old holder any more, so wait here, holding the new lock (which keeps
         later arrivals out too), until it has finished. Never two holders."""
-        if pid is None or not _alive(pid):
+        if pid is None or not alive(pid):
             return
         self.reporter.warning(
             f"lock file {path!r} was removed while pid {pid} held it (rm -rf? a tmp cleaner?); "
             f"waiting for pid {pid} to finish"
         )
-        while _alive(pid) and not _zombie(pid):
+        while alive(pid) and not zombie(pid):
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 raise LockTimeoutError(
                     f"gave up after {self.spec.lock_timeout:g} s waiting for pid {pid}, which held {path!r} "
@@ -291,7 +303,7 @@ class _Acquirer:
         # instead of slipping in during a hand-off (a reader past a waiting writer, say).
         # Not on Windows yet: there a killed waiter's entry cannot be told from a live one (_alive), and it
         # would hold up the line for good (issue 13).
-        fifo = fifo and os.name != "nt"
+        fifo = fifo and sys.platform != "win32"
         queued = fifo and first_in_line(waiters)
         if not queued:
             kind = attempt()
@@ -412,7 +424,7 @@ def _pass_to_command(lock: BaseFileLock) -> None:
     flock(1). The next holder waits for the orphan instead of running beside it. Windows is another matter
     (a job object kills the command with fi_run there). See docs/faults.md.
     """
-    if os.name == "nt":
+    if sys.platform == "win32":
         return
     fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
     if isinstance(fd, int):
@@ -434,7 +446,7 @@ def held_locks(
 
     ``on_wait(resource)`` is called each time a lock is not free at once, before the wait starts."""
     lock_dir = prepare_lock_dir(spec)
-    plans = plan_locks(spec.locks, lock_dir.path, spec.start_dir, windows=os.name == "nt")
+    plans = plan_locks(spec.locks, lock_dir.path, spec.start_dir, windows=sys.platform == "win32")
     acquirer = _Acquirer(spec, reporter, lock_dir, on_wait=on_wait)
     acquired: list[tuple[dict[str, JSON], float]] = []  # (log entry, when it was held)
     try:

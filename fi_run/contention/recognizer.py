@@ -921,27 +921,10 @@ def _ancestors() -> set[int]:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists now."""
-    if os.name == "nt":  # pragma: no cover - Windows only
-        import ctypes
+    """Whether a process with this pid exists now (processes.alive: the one liveness check)."""
+    from ..processes import alive
 
-        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined,unused-ignore]
-        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-        if not handle:
-            return bool(kernel32.GetLastError() == 5)  # ERROR_ACCESS_DENIED: it exists, it is not ours
-        code = ctypes.c_ulong()
-        kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-        kernel32.CloseHandle(handle)
-        return code.value == 259  # STILL_ACTIVE
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, owned by another user
-    except OSError:
-        return False
-    return True
+    return alive(pid)
 
 
 def classify(
@@ -1108,7 +1091,7 @@ def user_matches(lines: Sequence[str], patterns: tuple[str, ...], seconds: float
     job = None
     flags = 0
     if sys.platform == "win32":  # pragma: no cover - Windows only
-        from ..step.winjob import CREATE_SUSPENDED, Job
+        from ..winjob import CREATE_SUSPENDED, Job
 
         job = Job()
         flags = CREATE_SUSPENDED if job.handle is not None else 0

@@ -1,6 +1,7 @@
 """``fi_run report LOG...``: what held a build up, from fi_run's --log / FI_RUN_LOG lines.
 
-Also ``python -m fi_run.observe.report LOG...``. Imported only by that subcommand, never by a build step.
+The summary and its rendering; the command line is tools/report.py. Imported only by that tool, never by a
+build step.
 
 The terminal summary answers, in this order: how many steps, which failed, how often fi_run retried on
 contention (by signature family) and at what cost, and which shared resource made steps wait (per resource:
@@ -17,24 +18,14 @@ Definitions:
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-if __name__ == "__main__" and not __package__:
-    # Run by path: import fi_run from its parent directory, and let this directory (where trace.py would
-    # shadow the standard library's trace) off the path.
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    __package__ = "fi_run.observe"
-
 from ..messages import BOLD, CYAN, DIM, RED, RESET, YELLOW
 from .logfile import percentile, short_command, step_label
-from .tools import parse_and_read, safe_stdout, tool_parser, write_stdout
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
     from typing import Final
 
     from .logfile import Log
@@ -464,47 +455,3 @@ def render(summary: Summary, colour: bool, width: int = 120, top: int = DEFAULT_
 def _cut(line: str, width: int) -> str:
     """Cut a plain line (colour is added afterwards) to the terminal's width."""
     return line if len(line) <= width else line[: max(width - 3, 1)] + "..."
-
-
-def main(argv: Sequence[str]) -> int:
-    """``fi_run report ARGS``: the exit status; raises UsageError (cli.main reports it)."""
-    parser = tool_parser(
-        "fi_run report",
-        "Summarize fi_run --log / FI_RUN_LOG files: steps, failures, retries by contention family, and per "
-        "shared resource the lock waits (total, p50, p95, max), time held and the steps that waited longest.",
-        epilog="Log a build with FI_RUN_LOG=$PWD/fi_run.log ninja, then: fi_run report fi_run.log\n"
-        "Exit status: 0, or 2 if a log cannot be read. Unreadable lines are skipped and counted.\n"
-        "--json keys:\n" + "\n".join(f"  {key}: {meaning}" for key, meaning in JSON_KEYS.items()),
-    )
-    parser.add_argument("--json", action="store_true", help="print the figures as one JSON document")
-    parser.add_argument(
-        "--top",
-        type=int,
-        default=DEFAULT_TOP,
-        metavar="N",
-        help=f"list the N longest waits per resource (default {DEFAULT_TOP})",
-    )
-    parsed = parse_and_read(
-        parser, argv, lambda args: f"--top expects a number >= 0, got {args.top}" if args.top < 0 else None
-    )
-    if parsed is None:
-        return 0
-    args, log = parsed
-    summary = summarize(log)
-    safe_stdout()
-    if args.json:
-        import json
-
-        return write_stdout(json.dumps(to_json(summary, args.top), indent=2) + "\n")
-    import shutil
-
-    from ..messages import colour_for, is_terminal
-
-    width = shutil.get_terminal_size((120, 24)).columns if is_terminal(sys.stdout) else 120
-    return write_stdout(render(summary, colour_for(sys.stdout), width, args.top))
-
-
-if __name__ == "__main__":
-    from .tools import run_by_path
-
-    run_by_path("report")

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from dataclasses import dataclass
     from typing import Final
 
-    JSON = None | bool | int | float | str | list["JSON"] | dict[str, "JSON"]
+    from ..records import JSON
 else:
     from .._record import dataclass  # not dataclasses': saves ~10 ms (inspect, re) on an unlocked step
 

@@ -1,6 +1,6 @@
 """--log / FI_RUN_LOG: one JSON line per fi_run invocation, appended by many processes at once.
 
-The line is a step's record (step/execute.py, StepRecord) made a schema.Step; this module writes it, and only
+The line is a step's record (records.StepRecord) made a schema.Step; this module writes it, and only
 a logged step imports it.
 
 Each line is built in memory and written with ONE write(2) to a descriptor opened with O_APPEND. On a local
@@ -20,9 +20,8 @@ import sys
 TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) on an unlocked, logged step
 if TYPE_CHECKING:
     from ..messages import Reporter
-    from ..step.execute import StepRecord
-    from ..step.spec import StepSpec
-    from .schema import JSON, Step
+    from ..records import JSON, StepRecord, StepSpec
+    from .schema import Step
 
 
 def as_step(record: StepRecord, spec: StepSpec, status: int, error: str | None) -> Step:

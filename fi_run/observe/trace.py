@@ -1,6 +1,6 @@
 """``fi_run trace LOG... -o trace.json``: a Chrome trace-event file of a build, from fi_run's --log lines.
 
-Also ``python -m fi_run.observe.trace``. Imported only by that subcommand, never by a build step.
+The trace itself; the command line is tools/trace.py. Imported only by that tool, never by a build step.
 
 The output is the trace-event format's JSON Object Format (``{"traceEvents": [...], "displayTimeUnit":
 "ms"}``) that Perfetto (https://ui.perfetto.dev, "Open trace file") and chrome://tracing load. One process,
@@ -27,19 +27,9 @@ are written in time order (at one instant the enclosing slice first), as the old
 from __future__ import annotations
 
 import os
-import sys
 from typing import TYPE_CHECKING, Any
 
-if __name__ == "__main__" and not __package__:
-    # Run by path: import fi_run from its parent directory, and let this directory (where trace.py would
-    # shadow the standard library's trace) off the path.
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    __package__ = "fi_run.observe"
-
-from ..errors import UsageError
-from ..messages import Reporter
 from .logfile import short_command, step_label
-from .tools import parse_and_read, tool_parser, write_stdout
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -241,45 +231,3 @@ def _step_events(step: Step, start: int, end: int, slot: int) -> list[dict[str, 
                 }
             )
     return events
-
-
-def main(argv: Sequence[str]) -> int:
-    """``fi_run trace ARGS``: the exit status; raises UsageError (cli.main reports it)."""
-    parser = tool_parser(
-        "fi_run trace",
-        "Write a Chrome trace-event JSON file of the steps in fi_run --log / FI_RUN_LOG files: one track per "
-        "concurrent slot, lock waits and attempts as slices, retries as instant events.",
-        epilog="Open the file in https://ui.perfetto.dev (Open trace file) or chrome://tracing (Load).\n"
-        "Exit status: 0, or 2 if a log cannot be read or the output cannot be written.",
-    )
-    parser.add_argument(
-        "-o", "--output", metavar="FILE", default="-", help="where to write the trace (default: stdout)"
-    )
-    parsed = parse_and_read(parser, argv)
-    if parsed is None:
-        return 0
-    args, log = parsed
-    import json
-
-    trace = build_trace(log)
-    text = json.dumps(trace, ensure_ascii=True, separators=(",", ":")) + "\n"
-    reporter = Reporter()
-    if log.skipped:
-        reporter.warning(log.skipped_note())
-    if args.output == "-":
-        return write_stdout(text)
-    try:
-        with open(args.output, "w", encoding="ascii") as stream:
-            stream.write(text)
-    except OSError as exc:
-        raise UsageError(f"cannot write the trace to {args.output!r}: {exc.strerror or exc}") from None
-    other = trace["otherData"]
-    steps = "no steps logged" if not other["steps"] else f"{other['steps']} steps on {other['slots']} tracks"
-    reporter.info(f"wrote {args.output} ({steps}); open it in https://ui.perfetto.dev or chrome://tracing")
-    return 0
-
-
-if __name__ == "__main__":
-    from .tools import run_by_path
-
-    run_by_path("trace")

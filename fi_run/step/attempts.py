@@ -1,6 +1,6 @@
 """Attempts: run the command, classify a failure, back off and run it again, or stop.
 
-One attempt is one run of the platform's runner, behind one contract (``RunOnce``), which
+One attempt is one run of the platform's runner, behind one contract (``records.RunOnce``), which
 ``platform_runner()`` alone chooses: ``run_posix.run_once`` (posix_spawn, process groups, SIGALRM for
 --timeout) or ``run_windows.run_once`` (CreateProcess, a job object, taskkill). They differ in everything
 but that contract and its result, ``Outcome``. ``fi_run jobserver`` runs its build through it too.
@@ -13,72 +13,32 @@ output plus one fi_run line per retry.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
 from ..errors import EXIT_TIMEOUT
+from ..records import Outcome
 
 TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlocked step (docs/performance.md)
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Protocol
 
     from ..messages import Reporter
+    from ..records import RunOnce, StepRecord, StepSpec
     from .capture import Capture
-    from .execute import StepRecord
     from .interrupts import Interrupts
-    from .spec import StepSpec
-
-    class RunOnce(Protocol):
-        def __call__(
-            self,
-            executable: str,
-            argv: tuple[str, ...],
-            *,
-            env: dict[str, str],
-            cwd: str | None,
-            stdout: int | None,
-            stderr: int | None,
-            timeout: float | None,
-            interrupts: Interrupts,
-        ) -> Outcome:
-            """Start ``executable`` with ``argv``, wait for it (at most ``timeout`` seconds, then stop
-            everything it started) and return its status. ``stdout``/``stderr``: file descriptors for the
-            command's streams, None to inherit fi_run's. Raises NotExecutableError if it cannot start."""
-            ...
 
 
 def platform_runner() -> RunOnce:
     """The runner for the platform fi_run runs on: the only place that chooses it.
 
-    Imported on the first call, not at the top: both runners import this module (for Outcome).
+    Imported on the first call: the other platform's runner is never loaded (nor type-checked there).
     """
     if sys.platform == "win32":  # pragma: no cover - Windows only
         from .run_windows import run_once
     else:
         from .run_posix import run_once
     return run_once
-
-
-class Outcome:
-    """What one run of the command came to; from run_attempts, what all of them came to."""
-
-    __slots__ = ("attempts", "status", "timed_out")
-
-    def __init__(self, status: int, timed_out: bool, attempts: int = 1) -> None:
-        self.status = status  # the exit status fi_run passes on: the command's, or 128 + N for signal N
-        self.timed_out = timed_out
-        self.attempts = attempts  # how many runs of the command it took
-
-    def __repr__(self) -> str:
-        return f"Outcome(status={self.status}, timed_out={self.timed_out}, attempts={self.attempts})"
-
-
-def exit_status(wait_status: int) -> int:
-    """A POSIX wait status as a shell reports it: the exit code, or 128 + N for a death by signal N."""
-    code = os.waitstatus_to_exitcode(wait_status)
-    return 128 - code if code < 0 else code
 
 
 def _shorten(line: str, limit: int = 160) -> str:
@@ -136,7 +96,7 @@ def run_attempts(
             interrupts.idle()  # a signal during classification ends the step now, as during the back-off
             verdict = classify(
                 capture.text(),
-                windows=os.name == "nt",
+                windows=sys.platform == "win32",
                 command=spec.command[0] if spec.command else "",
                 extra=spec.retry_on,
                 check_holders=True,

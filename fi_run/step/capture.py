@@ -66,7 +66,7 @@ def _open_temporary() -> int:
     if not directory or not os.path.isdir(directory):
         # Windows sets TEMP for every user; without it, the user's own profile (SystemRoot\Temp is not
         # writable by ordinary users).
-        directory = "/tmp" if os.name != "nt" else os.path.expandvars(r"%LOCALAPPDATA%\Temp")  # noqa: S108
+        directory = "/tmp" if sys.platform != "win32" else os.path.expandvars(r"%LOCALAPPDATA%\Temp")  # noqa: S108
     if hasattr(os, "statvfs"):
         try:
             fs = os.statvfs(directory)
@@ -95,7 +95,7 @@ def _create_in(directory: str) -> int:
             fd = os.open(path, flags | getattr(os, "O_TEMPORARY", 0), 0o600)
         except FileExistsError:
             continue
-        if os.name != "nt":
+        if sys.platform != "win32":
             os.unlink(path)
         return fd
     raise FileExistsError(f"no free temporary file name in {directory}")
@@ -161,7 +161,7 @@ class Capture:
         try:
             same = None
             if 1 in stats and 2 in stats:
-                same = same_file(stats[1], stats[2], windows=os.name == "nt")
+                same = same_file(stats[1], stats[2], windows=sys.platform == "win32")
                 if same is None:
                     same = _same_windows_object(1, 2)
             if same:

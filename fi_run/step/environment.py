@@ -1,6 +1,6 @@
 """The child's environment and the executable it runs: pure functions of their inputs.
 
-Everything platform-specific takes ``windows`` as an argument instead of reading ``os.name``, so the
+Everything platform-specific takes ``windows`` as an argument instead of checking the platform, so the
 Windows rules (case-insensitive names, ``Scripts``, ``PATHEXT``) are unit-tested on Linux too.
 """
 
@@ -14,21 +14,9 @@ from ..errors import CommandNotFoundError, NotExecutableError
 TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlocked step (docs/performance.md)
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-    from dataclasses import dataclass
-    from typing import Final, Literal
+    from typing import Final
 
-    EnvOpKind = Literal["set", "unset", "prepend", "venv"]
-else:
-    from .._record import dataclass  # not dataclasses': saves ~10 ms (inspect, re) on an unlocked step
-
-
-@dataclass(frozen=True)
-class EnvOp:
-    """One environment change, applied in command-line order."""
-
-    kind: EnvOpKind
-    name: str  # the variable (for "venv": the directory)
-    value: str = ""  # "set": the value; "prepend": the directory
+    from ..records import EnvOp
 
 
 # Windows: CreateProcess searches these when the name has no extension (cmd.exe's default PATHEXT).
@@ -75,6 +63,30 @@ def build_environment(
             # A PYTHONHOME inherited from the build would make the venv's python load another stdlib.
             env.pop(_key("PYTHONHOME", windows=windows), None)
     return env
+
+
+def describe_changes(ops: Sequence[EnvOp], env: Mapping[str, str], *, windows: bool) -> str:
+    """What --verbose says the environment options did, in command-line order.
+
+    A --env value is not shown, only its name (as in the --log record): build logs are kept and shared, and
+    values hold tokens. The lists fi_run prepended to (PATH, PYTHONPATH...) and VIRTUAL_ENV are shown as the
+    command gets them: which program runs depends on them, and they hold directories.
+    """
+    said: list[str] = []
+    shown: set[str] = set()
+    for op in ops:
+        if op.kind == "set":
+            said.append(f"set {op.name}")
+        elif op.kind == "unset":
+            said.append(f"unset {op.name}")
+        else:
+            names = [op.name] if op.kind == "prepend" else ["VIRTUAL_ENV", "PATH"]
+            for name in names:
+                key = _key(name, windows=windows)
+                if key not in shown:
+                    shown.add(key)
+                    said.append(f"{name}={env.get(key, '')}")
+    return "; ".join(said)
 
 
 def _is_executable_file(path: str, *, windows: bool) -> tuple[bool, bool]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ..errors import EXIT_INTERRUPTED, EXIT_SIGNAL_BASE
+from ..errors import EXIT_INTERRUPTED, EXIT_SIGNAL_BASE, FiRunError
 
 TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlocked step (docs/performance.md)
 if TYPE_CHECKING:
@@ -27,8 +27,6 @@ else:
     # The C module, not `signal`: `signal` imports enum for its IntEnum wrappers, a few ms per build step.
     import _signal
 
-_WINDOWS: Final = os.name == "nt"
-
 # The signals a build system or a terminal sends to stop a step.
 HANDLED: tuple[int, ...]
 if sys.platform == "win32":  # pragma: no cover - Windows only
@@ -37,17 +35,11 @@ else:
     HANDLED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
 
 
-class Interrupted(Exception):  # a state, not an error of fi_run's
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
 _NAMES: Final = {
     1: "SIGHUP",
     2: "SIGINT",
     15: "SIGTERM",
-    21: "SIGBREAK (Ctrl-Break)" if _WINDOWS else "SIGTTIN",
+    21: "SIGBREAK (Ctrl-Break)" if sys.platform == "win32" else "SIGTTIN",
 }
 
 
@@ -57,9 +49,21 @@ def signal_name(signum: int) -> str:
 
 def exit_status_for(signum: int) -> int:
     """128 + N on POSIX; 130 on Windows, where console control events have no POSIX number."""
-    if _WINDOWS:  # pragma: no cover - Windows only
+    if sys.platform == "win32":  # pragma: no cover - Windows only
         return EXIT_INTERRUPTED
     return EXIT_SIGNAL_BASE + signum
+
+
+class Interrupted(FiRunError):
+    """The step was stopped by a signal: one line, exit 128 + N, no stamp (cli.main's error path).
+
+    Raised by the handler itself while nothing runs (start-up, a lock wait, a back-off), or by the
+    pipeline once a signal it recorded while something ran has been dealt with."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by {signal_name(signum)}; no stamp written")
+        self.signum = signum
+        self.exit_status = exit_status_for(signum)
 
 
 class Interrupts:

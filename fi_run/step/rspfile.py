@@ -83,6 +83,7 @@ This module imports only ``os`` (and fi_run's errors): fi_run runs once per buil
 from __future__ import annotations
 
 import os
+import sys
 
 from ..errors import UsageError
 
@@ -95,7 +96,6 @@ __all__ = ["MAX_DEPTH", "expand_response_files", "split_response_text"]
 MAX_DEPTH = 10
 """The most response files that may be open at once: ``@a`` naming ``@b`` naming ``@c`` ... is 3."""
 
-_HOST_WINDOWS = os.name == "nt"
 
 _WHITESPACE = " \t\n\r"
 # str.translate tables that turn every character the tokenizers stop at into NUL, so that one C-speed
@@ -121,7 +121,7 @@ def split_response_text(text: str, *, windows: bool | None = None) -> list[str]:
     Raises UsageError for an unterminated quote, a trailing backslash, a NUL or invalid UTF-8.
     """
     try:
-        return _split(text, _HOST_WINDOWS if windows is None else windows)
+        return _split(text, sys.platform == "win32" if windows is None else windows)
     except _ParseError as exc:
         raise UsageError(f"response file text: {exc}") from None
 
@@ -143,7 +143,7 @@ def expand_response_files(
     else:
         return list(argv)
     out: list[str] = []
-    _expand(argv, out, (), (), _HOST_WINDOWS if windows is None else windows, takes_value, [False])
+    _expand(argv, out, (), (), sys.platform == "win32" if windows is None else windows, takes_value, [False])
     return out
 
 

@@ -11,7 +11,7 @@ import os
 import sys
 
 from ..errors import CommandNotFoundError, NotExecutableError
-from .attempts import Outcome, exit_status
+from ..records import Outcome, exit_status
 from .capture import CLOSED
 
 # Type checkers skip the rest of this module for Windows (mypy --platform win32); run_windows serves there.
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from types import FrameType
     from typing import Final
 
-    from .interrupts import Interrupts
+    from ..records import Signals
 else:
     import _signal  # `signal` would import enum; see interrupts.py
 
@@ -103,7 +103,7 @@ def run_once(
     stdout: int | None,
     stderr: int | None,
     timeout: float | None,
-    interrupts: Interrupts,
+    interrupts: Signals,
 ) -> Outcome:
     """Start the command, wait for it, and return its exit status.
 

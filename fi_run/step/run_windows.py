@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import NotExecutableError
-from .attempts import Outcome
+from ..records import Outcome
 
 # Type checkers skip the rest of this module off Windows; run_posix serves there.
 assert sys.platform == "win32"
@@ -20,8 +20,8 @@ TYPE_CHECKING = False  # not typing's: saves importing typing on an unlocked Win
 if TYPE_CHECKING:
     import subprocess
 
-    from .interrupts import Interrupts
-    from .winjob import Job
+    from ..records import Signals
+    from ..winjob import Job
 
 # After --timeout expires, `taskkill /T` asks the tree to stop; this much later it is forced.
 KILL_GRACE_SECONDS = 2.0
@@ -78,11 +78,11 @@ def run_once(
     stdout: int | None,
     stderr: int | None,
     timeout: float | None,
-    interrupts: Interrupts,
+    interrupts: Signals,
 ) -> Outcome:
     import subprocess
 
-    from .winjob import CREATE_SUSPENDED, Job
+    from ..winjob import CREATE_SUSPENDED, Job
 
     interrupts.spawning()
     job = Job()

@@ -60,6 +60,14 @@ def prepare(path: str) -> None:
         ) from None
 
 
+def remove(path: str) -> None:
+    """Take back a stamp this run wrote: the step was interrupted just as it finished (issue 22)."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def write(path: str) -> None:
     """Write an empty stamp atomically: a temporary file beside it, then os.replace.
 

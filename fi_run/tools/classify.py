@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
-from ..errors import EXIT_USAGE, FiRunError, UsageError
-from .recognizer import TAIL_CHARS, Verdict, check_user_regex, classify
+from ..contention.recognizer import TAIL_CHARS, Verdict, check_user_regex, classify
+from ..errors import EXIT_IOERR, EXIT_USAGE, FiRunError, UsageError
+from ..messages import write_result
+from .scaffold import exit_statuses, parse, tool_parser
 
 if TYPE_CHECKING:
     import argparse
@@ -34,24 +36,13 @@ class ClassifyInputError(FiRunError):
 
 
 def _parser() -> argparse.ArgumentParser:
-    import argparse
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message: str) -> NoReturn:
-            raise UsageError(f"classify: {message} (see fi_run classify --help)")
-
-    parser = Parser(
-        prog="fi_run classify",
-        description=(
-            "Say whether fi_run would retry a step that failed with this output (lock contention), and why:\n"
-            "the verdict, the tier that decided (catalogue, generic, windows-hint, user), the family,\n"
-            "the evidence lines and the holder check. See docs/retries.md."
-        ),
-        epilog=(
-            "Exit status: 0 if fi_run would retry, 1 if it would not, 2 for bad input.\n"
-            "Example: ninja 2>&1 | tail -200 > out.txt; fi_run classify --command pip out.txt"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = tool_parser(
+        "classify",
+        "Say whether fi_run would retry a step that failed with this output (lock contention), and why:\n"
+        "the verdict, the tier that decided (catalogue, generic, windows-hint, user), the family,\n"
+        "the evidence lines and the holder check. See docs/retries.md.",
+        epilog=exit_statuses(EXIT_USAGE, EXIT_IOERR, first="0 if fi_run would retry, 1 if it would not")
+        + "\nExample: ninja 2>&1 | tail -200 > out.txt; fi_run classify --command pip out.txt",
     )
     parser.add_argument(
         "file", nargs="?", default="-", metavar="FILE", help="the output ('-' or none: stdin)"
@@ -59,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--platform",
         choices=("posix", "windows"),
-        default="windows" if os.name == "nt" else "posix",
+        default="windows" if sys.platform == "win32" else "posix",
         help="where the output was printed (default: this machine's); Windows codes count only there",
     )
     parser.add_argument(
@@ -122,10 +113,9 @@ def describe(verdict: Verdict) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-    try:
-        args = _parser().parse_args(list(argv))
-    except SystemExit as exc:  # --help
-        return exc.code if isinstance(exc.code, int) else 0
+    args = parse(_parser(), argv)
+    if args is None:  # --help
+        return 0
     for regex in args.retry_on:
         problem = check_user_regex(regex)
         if problem is not None:
@@ -138,6 +128,6 @@ def main(argv: Sequence[str]) -> int:
         extra=tuple(args.retry_on),
         check_holders=args.check_holders,
     )
-    sys.stdout.write(describe(verdict))
-    sys.stdout.flush()
+    if write_result(describe(verdict)):
+        return 1  # the reader went away
     return EXIT_RETRY if verdict.retry else EXIT_NO_RETRY

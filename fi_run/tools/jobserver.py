@@ -1,0 +1,362 @@
+"""``fi-run jobserver [-j N] -- COMMAND``: run a build under a GNU make style jobserver that steps lend to.
+
+Ninja >= 1.13, GNU make >= 4.4 and cargo take one token from a jobserver for every job beyond their first
+and give it back when the job ends. This tool creates one with N-1 tokens (a fifo in a private temporary
+directory on POSIX, a named semaphore on Windows), puts ``-jN --jobserver-auth=...`` into MAKEFLAGS, runs the
+command, and when it has exited counts the tokens: every one handed out must have come back. It also sets
+FI_RUN_JOBSERVER (contention/lending.MARKER) to the same ``--jobserver-auth`` value: the mark that says this
+jobserver is fi_run's and that the command does use it (a ninja given -j would not), so a step's
+``--lend-slot auto`` knows it may lend (contention/lending.py, the step's side). See docs/jobserver.md.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from ..contention.lending import MARKER, TOKEN
+from ..errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SIGNAL_BASE, EXIT_USAGE, UsageError
+from .scaffold import exit_statuses, parse, tool_parser
+
+if sys.platform == "win32":  # pragma: no cover - Windows only
+    from ..contention.lending import _semaphore_close, _semaphore_create, _semaphore_take
+else:
+    from ..contention.lending import _fifo_open
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from typing import Final, Protocol
+
+    class _Server(Protocol):
+        auth: str
+
+        def count(self) -> int: ...
+        def close(self) -> None: ...
+
+
+USAGE: Final = "fi-run jobserver [-j N] -- COMMAND [ARG...]"
+MAX_JOBS: Final = 4096  # the tokens must fit in the fifo's buffer at once (64 KiB on Linux, 16 KiB on macOS)
+DESCRIPTION: Final = """\
+Run COMMAND (ninja >= 1.13, GNU make >= 4.4, cargo) under a jobserver of N job slots: N-1 tokens plus the
+command's own first slot. MAKEFLAGS gets -jN --jobserver-auth=...; FI_RUN_JOBSERVER marks the jobserver as
+fi_run's, so that steps run with --lend-slot auto (the default) lend their slot while they wait for a lock
+or back off before a retry. When COMMAND has exited, every token must have come back: a surplus or shortfall
+is reported. Give ninja no -j of its own: it would ignore the jobserver."""
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on, as ninja counts them (the affinity mask where there is one)."""
+    if sys.platform == "linux":
+        try:
+            return len(os.sched_getaffinity(0))
+        except OSError:
+            pass
+    return os.cpu_count() or 1
+
+
+def ninja_default_jobs(cpus: int) -> int:
+    """Ninja's own default -j (GuessParallelism in ninja's src/ninja.cc): 2, 3, then CPUs + 2."""
+    if cpus <= 1:
+        return 2
+    if cpus == 2:
+        return 3
+    return cpus + 2
+
+
+def is_ninja(program: str) -> bool:
+    name = program.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    return name.removesuffix(".exe") == "ninja"
+
+
+# ninja's getopt string is "d:f:j:k:l:nt:vw:C:h": these options take a value.
+_NINJA_VALUE_OPTIONS: Final = frozenset("dfjkltwC")
+
+
+def ninja_jobs_option(args: Sequence[str]) -> str | None:
+    """The -j option in ninja's arguments (``-j4``, ``-j 4``, ``-vj4``), as written; None if there is none."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--" or not arg.startswith("-") or arg.startswith("--") or arg == "-":
+            continue  # a target, or a long option (--version, --verbose, --quiet)
+        for position, letter in enumerate(arg[1:], start=1):
+            if letter not in _NINJA_VALUE_OPTIONS:
+                continue
+            rest = arg[position + 1 :]
+            if letter == "j":
+                return arg if rest or i >= len(args) else f"{arg} {args[i]}"
+            if letter == "t":
+                return None  # -t TOOL: the rest are the tool's arguments
+            if not rest:
+                i += 1  # the value is the next argument
+            break
+    return None
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """'1.13.2.git.kitware.jobserver-pipe-1' -> (1, 13, 2); () if it does not start with numbers."""
+    numbers = []
+    for part in text.strip().split("."):
+        if not part.isdigit():
+            break
+        numbers.append(int(part))
+    return tuple(numbers)
+
+
+def makeflags_with(existing: str, jobs: int, auth: str) -> str:
+    """MAKEFLAGS for the command: the flags already there, then ``-jN --jobserver-auth=AUTH``.
+
+    An earlier -j or jobserver option (an outer make's) is dropped: it describes another jobserver, and
+    the last one would win anyway for ninja and make; tools that take the first would pick the wrong one.
+    GNU make keeps command-line variables after a ``--`` word (``-k -- CC=clang``) and reads no option
+    there, so ours go before it (issue 22: appended after it, make would have run serially).
+    """
+    kept = [
+        word
+        for word in existing.split()
+        if not (
+            word.startswith(("--jobserver-auth=", "--jobserver-fds="))
+            or (word.startswith("-j") and word[2:].isdigit())
+        )
+    ]
+    ours = [f"-j{jobs}", f"--jobserver-auth={auth}"]
+    if "--" in kept:
+        split = kept.index("--")
+        return " ".join([*kept[:split], *ours, *kept[split:]])
+    return " ".join([*kept, *ours])
+
+
+def _parser() -> argparse.ArgumentParser:
+    cpus = available_cpus()
+    parser = tool_parser(
+        "jobserver",
+        DESCRIPTION,
+        epilog=exit_statuses(EXIT_USAGE, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SIGNAL_BASE)
+        + " See docs/jobserver.md.",
+        usage=USAGE,
+    )
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        metavar="N",
+        help=f"job slots, 1 to {MAX_JOBS} (default: ninja's own default, {ninja_default_jobs(cpus)} here)",
+    )
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> tuple[int | None, list[str]] | None:
+    """(-j N or None, command); None after --help (printed). Raises UsageError."""
+    args = list(argv)
+    if "--" not in args and not {"-h", "--help"} & set(args):
+        raise UsageError(f"jobserver: missing '--' before the command (usage: {USAGE})")
+    split = args.index("--") if "--" in args else len(args)
+    options, command = args[:split], args[split + 1 :]
+    parsed = parse(_parser(), options)
+    if parsed is None:
+        return None
+    if not command or not command[0]:
+        raise UsageError(f"jobserver: no command after '--' (usage: {USAGE})")
+    jobs: int | None = None
+    if parsed.jobs is not None:
+        text = parsed.jobs
+        try:
+            jobs = int(text)
+        except ValueError:
+            jobs = 0
+        if not 1 <= jobs <= MAX_JOBS:
+            raise UsageError(f"jobserver: -j expects a whole number from 1 to {MAX_JOBS}, got {text!r}")
+    return jobs, command
+
+
+if sys.platform != "win32":
+
+    class _FifoServer:  # POSIX only
+        """N-1 tokens in a fifo in a private (0700) temporary directory; removed by close()."""
+
+        def __init__(self, tokens: int) -> None:
+            import tempfile
+
+            try:
+                self.directory = tempfile.mkdtemp(prefix="fi_run-jobserver-")
+            except OSError as exc:
+                raise UsageError(f"jobserver: cannot create a temporary directory (TMPDIR): {exc}") from None
+            self.path = os.path.join(self.directory, "fifo")
+            self.fd = -1
+            try:
+                if any(c.isspace() for c in self.path):  # MAKEFLAGS is split at whitespace
+                    raise UsageError(
+                        f"jobserver: the temporary directory {self.directory!r} has a space in it; "
+                        "set TMPDIR to one without"
+                    )
+                os.mkfifo(self.path, 0o600)
+                self.fd = _fifo_open(self.path)
+                written = os.write(self.fd, TOKEN * tokens) if tokens else 0
+                if written != tokens:
+                    raise UsageError(f"jobserver: the fifo holds only {written} tokens; give a smaller -j")
+            except OSError as exc:
+                self.close()
+                raise UsageError(f"jobserver: cannot create the fifo {self.path!r}: {exc}") from None
+            except BaseException:
+                self.close()
+                raise
+            self.auth = "fifo:" + self.path
+
+        def count(self) -> int:
+            """Take every token there is and say how many."""
+            count = 0
+            while True:
+                try:
+                    data = os.read(self.fd, 4096)
+                except BlockingIOError:
+                    return count
+                if not data:
+                    return count
+                count += len(data)
+
+        def close(self) -> None:
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
+            for remove, path in ((os.unlink, self.path), (os.rmdir, self.directory)):
+                try:
+                    remove(path)
+                except OSError:
+                    pass
+
+
+if sys.platform == "win32":  # pragma: no cover - Windows only
+
+    class _SemaphoreServer:
+        """N-1 tokens in a named semaphore, which Windows removes with its last handle."""
+
+        def __init__(self, tokens: int) -> None:
+            self.auth = f"fi_run_jobserver_{os.getpid()}_{os.urandom(4).hex()}"
+            try:
+                self.handle = _semaphore_create(self.auth, tokens)
+            except OSError as exc:
+                raise UsageError(f"jobserver: cannot create the semaphore {self.auth!r}: {exc}") from None
+
+        def count(self) -> int:
+            count = 0
+            while _semaphore_take(self.handle, 0):
+                count += 1
+            return count
+
+        def close(self) -> None:
+            _semaphore_close(self.handle)
+
+
+def _create_server(tokens: int) -> _Server:
+    if sys.platform == "win32":  # pragma: no cover - Windows only
+        return _SemaphoreServer(tokens)
+    else:  # noqa: RET505 - mypy skips a platform's branch only in an if/else
+        return _FifoServer(tokens)
+
+
+def _ninja_version(executable: str) -> tuple[int, ...]:
+    """``ninja --version`` as numbers; () if it cannot be told."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            [executable, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return parse_version(done.stdout) if done.returncode == 0 else ()
+
+
+def accounting_message(tokens: int, returned: int, *, windows: bool) -> str | None:
+    """What the server says when the command has exited and ``returned`` of ``tokens`` tokens are back."""
+    if returned == tokens:
+        return None
+    if returned < tokens:
+        missing = tokens - returned
+        return (
+            f"jobserver: {missing} of {tokens} tokens did not come back "
+            f"({'a client' if missing == 1 else 'clients'} of the jobserver ended without returning them)"
+        )
+    extra = returned - tokens
+    # Killed without a chance to take its token back: SIGKILL on POSIX; TerminateProcess (`taskkill /F`,
+    # Task Manager) on Windows, where the same surplus has no POSIX signal's name (issue 22).
+    killed = "killed (TerminateProcess, taskkill /F)" if windows else "killed (SIGKILL)"
+    who = (
+        f"a step {killed} while lending its job slot"
+        if extra == 1
+        else f"steps {killed} while lending their job slots"
+    )
+    return (
+        f"jobserver: {extra} token{'s' if extra > 1 else ''} more than were handed out came back: leaked by "
+        f"{who}, so the build could run up to {extra} job{'s' if extra > 1 else ''} beyond -j"
+    )
+
+
+def main(argv: Sequence[str]) -> int:
+    from ..messages import Reporter
+    from ..step.attempts import platform_runner
+    from ..step.environment import find_executable
+    from ..step.interrupts import Interrupted, Interrupts, exit_status_for, signal_name
+
+    parsed = parse_args(argv)
+    if parsed is None:
+        return 0  # --help, printed
+    jobs, command = parsed
+    if jobs is None:
+        jobs = ninja_default_jobs(available_cpus())
+    reporter = Reporter()
+    windows = sys.platform == "win32"
+    env = dict(os.environ)
+    executable = find_executable(command[0], env, cwd=os.getcwd(), windows=windows)
+    marked = True
+    if is_ninja(command[0]):
+        option = ninja_jobs_option(command[1:])
+        if option is not None:
+            raise UsageError(
+                f"jobserver: ninja ignores a jobserver when it is given {option!r}; give the count to "
+                f"fi-run jobserver instead: fi-run jobserver -j N -- ninja ..."
+            )
+        version = _ninja_version(executable)
+        if version and version < (1, 13):
+            marked = False  # the steps must not lend into a jobserver nobody reads
+            reporter.warning(
+                f"jobserver: ninja {'.'.join(map(str, version))} cannot use a jobserver (1.13 can): it runs "
+                "its own default -j and the steps do not lend their slots; "
+                "run ninja -j N without fi-run jobserver"
+            )
+    tokens = jobs - 1
+    status = 0
+    with Interrupts() as interrupts:
+        server = _create_server(tokens)
+        try:
+            env["MAKEFLAGS"] = makeflags_with(env.get("MAKEFLAGS", ""), jobs, server.auth)
+            if marked:
+                env[MARKER] = server.auth
+            else:
+                env.pop(MARKER, None)
+            try:
+                interrupts.idle()
+                status = platform_runner()(
+                    executable,
+                    tuple(command),
+                    env=env,
+                    cwd=None,
+                    stdout=None,
+                    stderr=None,
+                    timeout=None,
+                    interrupts=interrupts,
+                ).status
+            except Interrupted:
+                pass
+            returned = server.count()
+        finally:
+            server.close()
+    message = accounting_message(tokens, returned, windows=windows)
+    if message is not None:
+        reporter.warning(message)
+    if interrupts.signum is not None:
+        reporter.error(f"jobserver: interrupted by {signal_name(interrupts.signum)}")
+        return exit_status_for(interrupts.signum)
+    return status
