@@ -393,23 +393,23 @@ def test_plan_locks_orders_globally_and_merges_spellings_of_one_resource(tmp_pat
     (tmp_path / "b_alias").symlink_to(tmp_path / "b", target_is_directory=True)
     real_a, real_b = os.path.realpath(tmp_path / "a"), os.path.realpath(tmp_path / "b")
 
-    def planned(*requests: LockRequest) -> list[tuple[str, str, int]]:
+    def planned(*requests: LockRequest) -> list[tuple[str, tuple[tuple[str, int], ...]]]:
         return [
-            (p.canonical, p.mode, p.slots)
+            (p.canonical, p.modes)
             for p in plan_locks(requests, str(tmp_path / "locks"), str(tmp_path), windows=False)
         ]
 
     b_then_a = planned(LockRequest("b", "exclusive"), LockRequest("a", "exclusive"))
     a_then_b = planned(LockRequest("a", "exclusive"), LockRequest("b", "exclusive"))
-    assert b_then_a == a_then_b == [(real_a, "exclusive", 1), (real_b, "exclusive", 1)]
+    assert b_then_a == a_then_b == [(real_a, (("exclusive", 1),)), (real_b, (("exclusive", 1),))]
     # one resource asked for twice, spelled two ways: exclusive covers shared
     assert planned(LockRequest("b_alias", "shared"), LockRequest("./b", "exclusive")) == [
-        (real_b, "exclusive", 1)
+        (real_b, (("exclusive", 1),))
     ]
-    # two counts: the smaller one wins; shared and counted on one resource come in a fixed order
+    # two counts: the smaller one wins; shared and counted on one resource are one claim, in a fixed order
     assert planned(
         LockRequest("b", "shared"), LockRequest("b", "semaphore", 4), LockRequest("b_alias", "semaphore", 2)
-    ) == [(real_b, "semaphore", 2), (real_b, "shared", 1)]
+    ) == [(real_b, (("semaphore", 2), ("shared", 1)))]
 
 
 # --- resource spelling: behaviour of separate fi_run processes
@@ -911,3 +911,87 @@ def test_a_lock_directory_where_no_lock_can_be_taken_is_refused_in_one_line(tmp_
     assert done.err.startswith("fi_run: cannot use file locks in lock directory '/sys'")
     assert len(done.err.splitlines()) == 1
     assert not (tmp_path / "ran").exists()
+
+
+# --- one resource asked for in two modes, and the order of a mixed line (issue 22)
+
+
+def _waiting(lock_dir: Path, proc: subprocess.Popen[bytes], kinds: tuple[str, ...]) -> Callable[[], bool]:
+    """Has fi_run process ``proc`` put itself in a resource's line, as a waiter of one of ``kinds``?"""
+
+    def check() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"pid {proc.pid} ended (status {proc.returncode}) before it waited")
+        return any(
+            entry.name.split("-")[1] == str(proc.pid) and entry.suffix[1:] in kinds
+            for entry in lock_dir.glob("*/waiters/*")
+        )
+
+    return check
+
+
+def test_a_counted_and_shared_request_on_one_resource_cannot_deadlock_with_a_writer(
+    tmp_path: Path, scripts: Scripts, lock_dir: Path, resource: Path, procs: Procs, holder: Holder
+) -> None:
+    """Issue 22's repro: X holds --lock R; P asks --semaphore R=2 --shared-lock R and queues; E asks --lock R
+    and queues behind it. P's two slots used to be taken one after the other: E took the gate between them
+    and drained the slots, waiting for P's counted slot while P waited for the gate, for ever. Now one
+    resource is one claim: P goes first, then E, alone."""
+    log = tmp_path / "order.log"
+    p = procs.start_fi_run(
+        [
+            *("--lock-dir", lock_dir, "--semaphore", f"{resource}=2", "--shared-lock", resource),
+            *("--", "sh", scripts.step, log, "p.1", "0.2"),
+        ],
+        cwd=tmp_path,
+    )
+    assert wait_until(_waiting(lock_dir, p, ("gate",)), "P to queue")
+    e = procs.start_fi_run(
+        ["--lock-dir", lock_dir, "--lock", resource, "--", "sh", scripts.step, log, "e.1", "0"], cwd=tmp_path
+    )
+    assert wait_until(_waiting(lock_dir, e, ("gate",)), "E to queue")
+    holder.release()
+    assert finish(holder.proc) == 0
+    assert (finish(p), finish(e)) == (0, 0)
+    result = analyse(read_log(log), exclusive_kinds={"e", "h"})
+    assert result.entered == ["h.0", "p.1", "e.1"]
+    assert result.violations == []
+
+
+def test_a_counted_waiter_that_found_every_slot_taken_is_not_overtaken_by_a_later_writer(
+    tmp_path: Path, scripts: Scripts, lock_dir: Path, resource: Path, procs: Procs
+) -> None:
+    """Issue 22: H holds R's one counted slot; S asks for it and waits for a slot; E asks --lock R later.
+    E used to take the gate (S waited for a slot, not for the gate) and run before S. First come, first
+    served per resource: H, S, E."""
+    log = tmp_path / "order.log"
+    counted: list[str | os.PathLike[str]] = ["--lock-dir", lock_dir, "--semaphore", f"{resource}=1"]
+    holder = start_holder(procs, scripts, counted, log=log, tag="h.0", control=tmp_path / "ctl", cwd=tmp_path)
+    s = procs.start_fi_run([*counted, "--", "sh", scripts.step, log, "s.1", "0.2"], cwd=tmp_path)
+    assert wait_until(_waiting(lock_dir, s, ("slot",)), "S to wait for a slot")
+    e = procs.start_fi_run(
+        ["--lock-dir", lock_dir, "--lock", resource, "--", "sh", scripts.step, log, "e.1", "0"], cwd=tmp_path
+    )
+    assert wait_until(_waiting(lock_dir, e, ("gate", "drain")), "E to queue")
+    holder.release()
+    assert (finish(holder.proc), finish(s), finish(e)) == (0, 0, 0)
+    result = analyse(read_log(log), exclusive_kinds={"e", "h", "s"})
+    assert result.entered == ["h.0", "s.1", "e.1"]
+    assert result.violations == []
+
+
+def test_planning_takes_a_counted_and_a_shared_request_on_one_resource_as_one_claim(tmp_path: Path) -> None:
+    (tmp_path / "b").mkdir()
+    plans = plan_locks(
+        [LockRequest("b", "shared"), LockRequest("b", "semaphore", 4), LockRequest("./b", "semaphore", 2)],
+        str(tmp_path / "locks"),
+        str(tmp_path),
+        windows=False,
+    )
+    assert [(p.canonical, p.modes) for p in plans] == [
+        (os.path.realpath(tmp_path / "b"), (("semaphore", 2), ("shared", 1)))
+    ]
+    assert (
+        plans[0].describe()
+        == f"a semaphore slot (of 2) and a shared lock on {os.path.realpath(tmp_path / 'b')!r}"
+    )

@@ -509,3 +509,69 @@ def test_a_retry_on_regex_child_does_not_outlive_a_killed_fi_run(tmp_path: Path)
         proc.wait(timeout=HANG_TIMEOUT)
     survivors = _clean_up(below)
     assert survivors == [], f"outlived fi_run: {survivors} of {below}"
+
+
+# --- a hand-off on Windows keeps the lock file (issue 22)
+
+# Holds the exclusive lock on argv[2] (lock directory argv[1]) in-process, as a step would, and keeps a hard
+# link to the gate file so that its identity stays taken if the file is deleted (as NTFS file IDs are; Wine on
+# ext4 reuses a freed inode at once, which hid the bug). Releases when DIR/release exists, then lives on: a
+# holder under fi-run jobserver can stay alive up to a minute after its release, repaying its job slot.
+HOLD_THEN_LIVE_ON = """
+import os, sys, time
+from fi_run.contention.locks import held_locks
+from fi_run.messages import Reporter
+from fi_run.records import LockRequest, StepRecord, StepSpec
+lock_dir, resource, control = sys.argv[1:4]
+spec = StepSpec(command=("holder",), start_dir=os.getcwd(), locks=(LockRequest(resource, "exclusive"),),
+                lock_dir=lock_dir)
+with held_locks(spec, Reporter(), StepRecord()):
+    (gate,) = [os.path.join(d, "gate.lock") for d, _, files in os.walk(lock_dir) if "gate.lock" in files]
+    os.link(gate, gate + ".keep")
+    open(os.path.join(control, "ready"), "w").close()
+    while not os.path.exists(os.path.join(control, "release")):
+        time.sleep(0.02)
+open(os.path.join(control, "released"), "w").close()
+time.sleep(600)
+"""
+
+
+def test_a_waiter_goes_on_at_the_release_while_the_last_holder_lives_on(tmp_path: Path) -> None:
+    """Issue 22: filelock deleted gate.lock on every Windows release, the next holder made a new one, and a
+    waiter that had noted the old file took that for "removed while pid N held it": it warned and waited,
+    holding the lock, until the previous holder's process ended. Now the file is kept (preserve_lock_file):
+    the waiter runs as soon as the lock is free, says nothing, and the old holder is still alive."""
+    lock_dir, resource, control = tmp_path / "locks", tmp_path / "resource", tmp_path / "ctl"
+    control.mkdir()
+    holder = subprocess.Popen(
+        [*py(HOLD_THEN_LIVE_ON, str(lock_dir), str(resource), str(control))], env=base_environ()
+    )
+    try:
+        wait_until((control / "ready").exists, "the holder to hold the lock")
+        waiter = subprocess.Popen(
+            [
+                *FI_RUN,
+                "--lock-dir",
+                str(lock_dir),
+                "--lock",
+                str(resource),
+                "--lock-timeout",
+                "30",
+                "--",
+                *py("pass"),
+            ],
+            env=base_environ(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # The waiter has found the lock taken once it stands in the resource's waiters directory (the only
+        # one there: the holder took the lock at once). Not by pid: a venv's python.exe is a launcher.
+        wait_until(lambda: any(lock_dir.glob("*/waiters/*")), "the waiter to wait")
+        (control / "release").touch()
+        _, err = waiter.communicate(timeout=HANG_TIMEOUT)
+        assert (waiter.returncode, err) == (0, "")
+        assert (control / "released").exists()
+        assert holder.poll() is None, "the waiter went on while the previous holder still lived"
+    finally:
+        holder.kill()
+        holder.wait(timeout=HANG_TIMEOUT)

@@ -86,7 +86,7 @@ class Waiter:
         self._entry = entry
 
     def ahead(self) -> bool:
-        """Is a live waiter for the gate older than this one? Then it is not this one's turn (FIFO)."""
+        """Is a live waiter in line older than this one? Then it is not this one's turn (FIFO)."""
         if self._entry is None:
             return False  # unregistered (no loopback): first come, first served cannot be kept; just try
         return first_in_line(self._dir, before=os.path.basename(self._entry))
@@ -122,14 +122,21 @@ class Waiter:
         self.close()
 
 
+# The kinds of waiter that stand in the resource's line: one waiting for the gate, and a counted one that
+# found every slot taken. A later arrival queues behind both: a --lock that came after a --semaphore waiter
+# must not take the gate and drain the slots before it (issue 22). An exclusive waiter that has the gate and
+# waits for holders to leave ("drain") is past the line.
+_IN_LINE: Final = (".gate", ".slot")
+
+
 def first_in_line(waiters_dir: str, before: str | None = None) -> bool:
-    """Is there a live gate waiter (older than the entry ``before``, if given) in ``waiters_dir``?
+    """Is there a live waiter in line (older than the entry ``before``, if given) in ``waiters_dir``?
 
     Entries sort in arrival order (their names start with the monotonic time of arrival). A waiter killed
     with SIGKILL leaves its entry behind: its pid is checked, so it never holds up the line.
     """
     try:
-        names = sorted(name for name in os.listdir(waiters_dir) if name.endswith(".gate"))
+        names = sorted(name for name in os.listdir(waiters_dir) if name.endswith(_IN_LINE))
     except OSError:
         return False
     for name in names:

@@ -93,13 +93,25 @@ _WAITERS: Final = "waiters"
 
 
 class _Plan:
-    __slots__ = ("canonical", "directory", "mode", "slots")
+    """What one step takes of one resource, taken as one: the exclusive lock, or one slot of each kind the
+    step asked for (a counted slot and a shared one, for ``--semaphore R=N --shared-lock R``)."""
 
-    def __init__(self, canonical: str, directory: str, mode: str, slots: int) -> None:
+    __slots__ = ("canonical", "directory", "modes")
+
+    def __init__(self, canonical: str, directory: str, modes: tuple[tuple[str, int], ...]) -> None:
         self.canonical = canonical
         self.directory = directory
-        self.mode = mode
-        self.slots = slots
+        self.modes = modes  # (mode, slots) pairs: ("exclusive", 1), or ("semaphore", N) and/or ("shared", 1)
+
+    @property
+    def exclusive(self) -> bool:
+        return self.modes[0][0] == "exclusive"
+
+    def describe(self) -> str:
+        """'an exclusive lock', 'a shared lock', 'a semaphore (2 slots) and a shared lock' on the resource."""
+        names = {"exclusive": "an exclusive lock", "shared": "a shared lock"}
+        parts = [names.get(mode, f"a semaphore slot (of {slots})") for mode, slots in self.modes]
+        return f"{' and '.join(parts)} on {self.canonical!r}"
 
 
 def plan_locks(
@@ -107,7 +119,10 @@ def plan_locks(
 ) -> list[_Plan]:
     """Canonical, de-duplicated and globally ordered: the order every fi_run process takes locks in.
 
-    The same resource asked for twice: exclusive covers shared and counted; two counts keep the smaller.
+    One plan per resource, whatever was asked of it: exclusive covers shared and counted; two counts keep
+    the smaller; a counted and a shared request are claimed together, in one pass through the resource's
+    gate (taken one after the other they could deadlock with an exclusive request that queued between
+    them: issue 22).
     """
     by_resource: dict[str, dict[str, int]] = {}
     for request in requests:
@@ -118,11 +133,13 @@ def plan_locks(
         modes = by_resource[canonical]
         directory = os.path.join(lock_dir, resource_dir_name(canonical))
         if "exclusive" in modes:
-            plans.append(_Plan(canonical, directory, "exclusive", 1))
-            continue
-        for mode in ("semaphore", "shared"):  # a fixed order within one resource, too
-            if mode in modes:
-                plans.append(_Plan(canonical, directory, mode, modes[mode]))
+            plans.append(_Plan(canonical, directory, (("exclusive", 1),)))
+        else:  # a fixed order within one resource, too
+            plans.append(
+                _Plan(
+                    canonical, directory, tuple((m, modes[m]) for m in ("semaphore", "shared") if m in modes)
+                )
+            )
     return plans
 
 
@@ -228,14 +245,14 @@ class _Acquirer:
             os.close(fd)
 
     def _try(self, path: str, directory: str, *, holder: bool = True) -> bool:
-        from filelock import FileLock, Timeout
+        from filelock import Timeout
 
         lock = self._locks.get(path)
         if lock is None:  # one object per file: constructing a FileLock costs about a third of a try
             if self.lock_dir.shared and path not in self._ensured:
                 ensure_lock_file(path, self.lock_dir)
                 self._ensured.add(path)
-            lock = self._locks[path] = FileLock(path)
+            lock = self._locks[path] = _file_lock(path)
         try:
             try:
                 lock.acquire(blocking=False)
@@ -257,7 +274,7 @@ class _Acquirer:
         self.held.append((lock, directory, path.endswith(_GATE)))
         _pass_to_command(lock)
         seen = self._busy.pop(path, None)
-        if seen is not None and seen[0] != held:
+        if seen is not None and seen[0] != held and sys.platform != "win32":  # see _file_lock
             self._outlive(path, seen[1])
         if holder:
             self._write_holder(path)
@@ -299,8 +316,10 @@ class _Acquirer:
         from .doorbell import Waiter, first_in_line
 
         waiters = os.path.join(plan.directory, _WAITERS)
-        # First come, first served: with others already queued for the gate, a newcomer queues behind them
-        # instead of slipping in during a hand-off (a reader past a waiting writer, say).
+        # First come, first served: with others already in line (for the gate, or for a counted slot), a
+        # newcomer queues behind them instead of slipping in during a hand-off (a reader past a waiting
+        # writer, a writer past a waiting counted step: issue 22), and each tries only when no live waiter
+        # ahead of it is still in line.
         # Not on Windows yet: there a killed waiter's entry cannot be told from a live one (_alive), and it
         # would hold up the line for good (issue 13).
         fifo = fifo and sys.platform != "win32"
@@ -312,12 +331,12 @@ class _Acquirer:
         else:
             kind = "gate"
         if self.on_wait is not None:
-            self.on_wait(plan.canonical)  # not free at once: lend the job slot while waiting (jobserver.py)
+            self.on_wait(plan.canonical)  # not free at once: lend the job slot while waiting (lending.py)
         with Waiter(waiters, kind) as waiter:
             # Registered before the next try: a release between the failed try and the registration
             # would otherwise ring nobody.
             while True:
-                if not (fifo and kind == "gate" and waiter.ahead()):
+                if not (fifo and kind in ("gate", "slot") and waiter.ahead()):
                     kind = attempt()
                     if kind is None:
                         return
@@ -331,9 +350,7 @@ class _Acquirer:
 
     def _pause(self, waiter: Waiter, plan: _Plan, blocked_on: Callable[[], str]) -> None:
         now = time.monotonic()
-        what = (
-            f"{'an exclusive' if plan.mode == 'exclusive' else 'a ' + plan.mode} lock on {plan.canonical!r}"
-        )
+        what = plan.describe()
         if self.deadline is not None and now >= self.deadline:
             holder = _holder_of(blocked_on())
             on_whom = f" (held by {holder})" if holder else ""
@@ -347,40 +364,56 @@ class _Acquirer:
     def acquire(self, plan: _Plan) -> None:
         prepare_resource_dir(plan.directory, os.path.join(plan.directory, _WAITERS), self.lock_dir)
         gate = os.path.join(plan.directory, _GATE)
-        if plan.mode == "exclusive":
+        if plan.exclusive:
             self._take(gate, plan, "gate")
             for name in sorted(os.listdir(plan.directory)):
                 if name.endswith(".lock") and name != _GATE:
                     self._take(os.path.join(plan.directory, name), plan, "drain")
             return
-        prefix = "shared" if plan.mode == "shared" else "sem"
-        count = MAX_SHARED_SLOTS if plan.mode == "shared" else plan.slots
+        # (slot file prefix, how many slots there are) for each kind of slot the step claims
+        claims = [
+            ("sem", slots) if mode == "semaphore" else ("shared", MAX_SHARED_SLOTS)
+            for mode, slots in plan.modes
+        ]
         blocked = [gate]
+        waiters = os.path.join(plan.directory, _WAITERS)
 
-        def claim_slot() -> str | None:
+        def claim_slots() -> str | None:
+            """Take the gate, claim one slot of each kind or none at all, and let go of the gate."""
             if not self._try(gate, plan.directory, holder=False):
                 blocked[0] = gate
                 return "gate"
+            gate_lock = self.held.pop()  # the gate is released below, whatever happens: not in self.held
+            claimed_from = len(self.held)
             try:
-                for index in range(count):
-                    slot = os.path.join(plan.directory, f"{prefix}-{index}.lock")
-                    if self._try(slot, plan.directory):
-                        return None
-                    blocked[0] = slot
-                return "slot"
-            finally:
-                # Let go of the gate at once (it sits below the slot just claimed, if any, in self.held)
-                # and let the next claimer in.
-                gate_index = next(
-                    i for i, (_l, _d, is_gate) in enumerate(self.held) if is_gate and _d == plan.directory
-                )
-                lock = self.held.pop(gate_index)[0]
-                lock.release()
-                from .doorbell import ring
+                for prefix, count in claims:
+                    for index in range(count):
+                        slot = os.path.join(plan.directory, f"{prefix}-{index}.lock")
+                        if self._try(slot, plan.directory):
+                            break
+                        blocked[0] = slot
+                    else:  # every slot of this kind is taken: give back those claimed in this pass
+                        while len(self.held) > claimed_from:
+                            self.held.pop()[0].release()
+                        gate_lock[0].release()
+                        from .doorbell import ring
 
-                ring(os.path.join(plan.directory, _WAITERS), "gate")
+                        ring(waiters, "gate")  # another claimer may find what it needs
+                        return "slot"
+            except BaseException:
+                gate_lock[0].release()
+                raise
+            gate_lock[0].release()
+            return None
 
-        self._wait(claim_slot, plan, lambda: blocked[0])
+        try:
+            self._wait(claim_slots, plan, lambda: blocked[0])
+        finally:
+            # The gate is free again: the next in line may use it. Rung only now, once this step's own entry
+            # has left the line, or the next waiter would find it still ahead and sleep a poll's length.
+            from .doorbell import ring
+
+            ring(waiters, "gate")
 
     def release_all(self, on_release: Callable[[], None]) -> None:
         """Call ``on_release``, release every lock, then wake the waiters that can go next."""
@@ -389,7 +422,7 @@ class _Acquirer:
         while self.held:
             lock, directory, is_gate = self.held.pop()
             held = _held_identity(lock)
-            if held is not None and _identity(lock.lock_file) != held:
+            if held is not None and sys.platform != "win32" and _identity(lock.lock_file) != held:
                 self.reporter.warning(
                     f"lock file {lock.lock_file!r} was removed while this step held it (rm -rf? a tmp "
                     "cleaner?): a step that started after that may have run beside it"
@@ -412,6 +445,25 @@ class _Acquirer:
         # against 0.1 ms with it (benchmarks/handoff.py).
         if hasattr(os, "sched_yield"):
             os.sched_yield()
+
+
+def _file_lock(path: str) -> BaseFileLock:
+    """filelock's lock on ``path``, keeping the file when it is released.
+
+    On Windows filelock deletes a lock file when it releases it unless told to keep it
+    (``preserve_lock_file``, filelock >= 3.30.0), so every hand-off made a new file. A waiter that had noted
+    the old file's identity then took the new one for "removed while pid N held it", warned, and waited,
+    holding the lock, for the previous holder's process to end: up to 60 s under fi-run jobserver, where a
+    holder repays its job slot after the release (issue 22; NTFS file IDs, unlike ext4's inodes under Wine,
+    are not reused at once). Kept, the file keeps its identity. The removed-file checks themselves are
+    POSIX only: Windows cannot delete a file that is open, so a held lock file cannot vanish there.
+    POSIX keeps the default, which keeps the file and also allows filelock's soft-lock fallback.
+    """
+    from filelock import FileLock
+
+    if sys.platform == "win32":
+        return FileLock(path, preserve_lock_file=True)
+    return FileLock(path)
 
 
 def _pass_to_command(lock: BaseFileLock) -> None:
@@ -455,15 +507,14 @@ def held_locks(
             try:
                 acquirer.acquire(plan)
             except BaseException:  # a lock timeout or an interrupt: the wait still goes into the log
-                record.add_lock(plan.canonical, plan.mode, plan.slots, wait_start)
+                for mode, slots in plan.modes:
+                    record.add_lock(plan.canonical, mode, slots, wait_start)
                 raise
-            acquired.append(
-                (record.add_lock(plan.canonical, plan.mode, plan.slots, wait_start), record.offset())
-            )
+            held_since = record.offset()
+            for mode, slots in plan.modes:  # one log entry per mode asked for, as before they were one pass
+                acquired.append((record.add_lock(plan.canonical, mode, slots, wait_start), held_since))
         waited = time.monotonic() - acquirer.started
-        reporter.debug(
-            f"locks held after {waited:.3f} s: " + ", ".join(f"{p.mode} {p.canonical}" for p in plans)
-        )
+        reporter.debug(f"locks held after {waited:.3f} s: " + ", ".join(p.describe() for p in plans))
         yield
     finally:
 
