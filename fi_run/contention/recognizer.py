@@ -23,9 +23,12 @@ Steps, each bounded so that no output can make classification slow (see docs/ret
 5. **The last failure decides.** The verdict comes from the last contention message in the tail; if the
    tool went on waiting after it, or made progress and then failed for another reason, it is not
    contention.
-6. **Holder evidence.** A pid named in the message is looked at (when the output is live): our own
-   process or an ancestor means the lock is self-held (no retry); a dead process means a stale lock (no
-   retry; the message names the file to remove); a live foreign process is contention.
+6. **Holder checks** (holders.py, issue 20). A file Windows itself always holds (the page file, a
+   registry hive) is never contention. When the output is live, the pid or lock file the message names is
+   looked at: fi_run, an ancestor, the step's command or what it started means self-held (no retry); a
+   dead pid, or a lock file nobody holds that is older than the step, means a stale lock (no retry; the
+   verdict names the file to remove); a lock file that is gone means its holder finished; a live foreign
+   holder is contention, and the same one blocking three attempts in a row stops the retries.
 
 User ``--retry-on`` regexes run in a separate Python process with a time limit (`USER_REGEX_SECONDS`):
 Python's ``re`` backtracks, and a pattern like ``^(a+)+$`` can run for hours on one line while holding the
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Final
@@ -93,6 +97,11 @@ class Verdict:
     holder_check: str = ""  # "alive, another process" | "dead" | "this process or an ancestor" | ...
     stale_file: str = ""  # the lock file to remove, for a stale lock
     max_retries: int | None = None  # a cap on retries for this kind of evidence (None: --retries)
+    held_file: str = ""  # the lock file (or file Windows holds) the message names, as checked
+    file_check: str = ""  # what the check of held_file found ("absent now: ...", "held by pid 42 (flock)")
+    blocker: str = (
+        ""  # who blocked this attempt, when known ("process 42"): the same one 3 times stops retries
+    )
 
     @property
     def line(self) -> str:
@@ -1021,12 +1030,18 @@ def classify(
     user_regex_seconds: float = USER_REGEX_SECONDS,
     ancestors: Callable[[], set[int]] = _ancestors,
     alive: Callable[[int], bool] = pid_alive,
+    commands: Sequence[tuple[int, int | None]] = (),
+    started: float | None = None,
+    cwd: str | None = None,
 ) -> Verdict:
     """The verdict on a failed attempt's output: retry it (lock contention) or not, and why.
 
     ``windows``: the platform the output comes from. ``command``: the command's name, for the Windows
     hints. ``extra``: --retry-on regexes. ``signatures``: the catalogue to use (default: the platform's).
-    ``check_holders``: look at a pid the message names (only meaningful while the output is fresh).
+    ``check_holders``: look at the pid or lock file the message names (only meaningful while the output
+    is fresh); ``commands``: the step's commands so far as (pid, own process group or None);
+    ``started``: when the step started (Unix time; a lock file nobody holds is stale only if older; None:
+    now); ``cwd``: the command's directory, for relative lock paths.
     """
     if signatures is None:
         signatures = active_signatures(windows=windows, extra=extra)
@@ -1106,28 +1121,180 @@ def classify(
             )
             return replace(base, retry=False, kind="unrelated", reason=reason)
     message = " ".join(lines[j].text for j in dict.fromkeys(shown))
-    pid = holder_pid(message)
-    if pid is None or not check_holders:
-        check = "" if pid is None else "not checked (the output is not live)"
-        return replace(base, holder=pid, holder_check=check)
-    if pid in ancestors():
-        reason = "the process named as the holder is fi_run itself or one of its ancestors"
+    # A file Windows itself keeps open from boot to shutdown: no neighbour will ever let go of it.
+    from . import holders as _holders
+
+    held_by_os = _holders.os_held_file(message)
+    if held_by_os:
+        reason = f"{held_by_os} is a file Windows itself always holds: no retry frees it"
         return replace(
             base,
             retry=False,
-            kind="self-held",
+            kind="never",
             reason=reason,
-            holder=pid,
-            holder_check="this process or an ancestor",
+            held_file=held_by_os,
+            file_check="held by Windows itself (page/swap/hibernation file, crash dump log, registry hive)",
         )
-    if not alive(pid):
-        path = lock_path(message)
-        remove = f"; if no other process uses it, remove {path}" if path else ""
-        reason = f"the holder (pid {pid}) is gone but its lock stays: a stale lock{remove}"
+    return _check_holders(
+        base,
+        message,
+        check=check_holders,
+        ancestors=ancestors,
+        alive=alive,
+        commands=tuple(commands),
+        started=started,
+        cwd=cwd,
+    )
+
+
+def _check_holders(
+    base: Verdict,
+    message: str,
+    *,
+    check: bool,
+    ancestors: Callable[[], set[int]],
+    alive: Callable[[int], bool],
+    commands: tuple[tuple[int, int | None], ...],
+    started: float | None,
+    cwd: str | None,
+) -> Verdict:
+    """The holder checks (holders.py): a pid or a lock file the evidence names, looked at now."""
+    from . import holders as _holders
+
+    pid = holder_pid(message)
+    path = lock_path(message)
+    if path and _holders.is_pin_file(path):
+        path = ""  # Cargo.lock, package-lock.json: a record of versions, not a lock anyone holds
+    if not check:
         return replace(
-            base, retry=False, kind="stale", reason=reason, holder=pid, holder_check="dead", stale_file=path
+            base,
+            holder=pid,
+            holder_check="" if pid is None else "not checked (the output is not live)",
+            held_file=path,
+            file_check="not checked (the output is not live)" if path else "",
         )
-    return replace(base, holder=pid, holder_check="alive, another process")
+    resolved = _resolve(path, cwd) if path else ""
+    if pid is not None:
+        host = _holders.remote_host(message)
+        if host:
+            return replace(
+                base,
+                holder=pid,
+                holder_check=f"on host {host}, not this machine: not checked",
+                blocker=f"process {pid} on {host}",
+            )
+        own = _holders.own_process(pid, ancestors(), commands)
+        if own:
+            reason = f"the process named as the holder (pid {pid}) is {own}: the step blocks itself"
+            return replace(base, retry=False, kind="self-held", reason=reason, holder=pid, holder_check=own)
+        if not alive(pid):
+            remove = f"; if no other process uses it, remove {path}" if path else ""
+            reason = f"the holder (pid {pid}) is gone but its lock stays: a stale lock{remove}"
+            return replace(
+                base,
+                retry=False,
+                kind="stale",
+                reason=reason,
+                holder=pid,
+                holder_check="dead",
+                stale_file=path,
+                held_file=resolved,
+                file_check=_describe_file(resolved) if resolved else "",
+            )
+        if resolved:
+            state = _holders.lock_file_state(resolved, alive=alive)
+            if state.recorded_pid == pid and state.recorded_pid_reused:
+                reason = (
+                    f"pid {pid} in {path} belongs to a process that started after the file was written: "
+                    f"its holder is gone, a stale lock; if no other process uses it, remove {path}"
+                )
+                return replace(
+                    base,
+                    retry=False,
+                    kind="stale",
+                    reason=reason,
+                    holder=pid,
+                    holder_check="alive, but a reused pid (started after the lock file was written)",
+                    stale_file=path,
+                    held_file=resolved,
+                    file_check="present, its recorded pid reused",
+                )
+        return replace(base, holder=pid, holder_check="alive, another process", blocker=f"process {pid}")
+    if not resolved:
+        return base
+    state = _holders.lock_file_state(resolved, alive=alive)
+    if not state.exists:
+        return replace(base, held_file=resolved, file_check="absent now: its holder has finished")
+    mine = ancestors()
+    if state.holders:
+        foreign = [p for p in state.holders if not _holders.own_process(p, mine, commands)]
+        if not foreign:
+            first = state.holders[0]
+            own = _holders.own_process(first, mine, commands)
+            reason = f"{path} is held by pid {first}, {own}: the step blocks itself"
+            return replace(
+                base,
+                retry=False,
+                kind="self-held",
+                reason=reason,
+                holder=first,
+                holder_check=own,
+                held_file=resolved,
+                file_check=f"present, held by pid {first} ({state.how})",
+            )
+        holder = foreign[0]
+        return replace(
+            base,
+            holder=holder,
+            holder_check="alive, another process",
+            held_file=resolved,
+            file_check=f"present, held by pid {holder} ({state.how})",
+            blocker=f"process {holder}",
+        )
+    if state.held_by_unknown:
+        return replace(
+            base,
+            held_file=resolved,
+            file_check=f"present, held by another process ({state.how})",
+            blocker=f"whoever holds {resolved}",
+        )
+    if _holders.is_permanent_lock_file(resolved):
+        return replace(
+            base, held_file=resolved, file_check="present, nobody holds it now: its holder finished"
+        )
+    since = started if started is not None else time.time()
+    if state.mtime is not None and state.mtime < since:
+        reason = (
+            f"{path} is present, nobody holds it and it is older than the step: a stale lock; if no other "
+            f"process uses it, remove {path}"
+        )
+        return replace(
+            base,
+            retry=False,
+            kind="stale",
+            reason=reason,
+            stale_file=path,
+            held_file=resolved,
+            file_check="present, held by nobody, older than the step",
+        )
+    return replace(
+        base,
+        held_file=resolved,
+        file_check="present, held by nobody, written since the step started (a holder that keeps no lock)",
+    )
+
+
+def _resolve(path: str, cwd: str | None) -> str:
+    """A lock path from a message as this machine would open it (~ expanded, relative to the command's
+    directory)."""
+    path = os.path.expanduser(path)
+    if not os.path.isabs(path) and cwd:
+        path = os.path.join(cwd, path)
+    return path
+
+
+def _describe_file(path: str) -> str:
+    return "present" if os.path.lexists(path) else "absent now"
 
 
 def _short(line: str, limit: int = 120) -> str:
