@@ -9,6 +9,7 @@ violations on opening a file) are in small functions not run here.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -229,6 +230,20 @@ def test_a_pid_on_another_host_is_not_judged_here() -> None:
     verdict = classify(line, windows=False, check_holders=True)
     assert verdict.retry  # a dead pid here says nothing about a process on buildhost-7
     assert verdict.holder_check == "on host buildhost-7, not this machine: not checked"
+
+
+@pytest.mark.parametrize(
+    ("line", "host"),
+    [
+        ("lock held by pid 77@ci-runner-3", "ci-runner-3"),
+        ("locked by PID 38 on buildbox by root (UID 0, GID 0)", "buildbox"),
+        ("the lock is held by pid 12 on line 5 of the lock table", ""),
+        ("It is held by process 1797 (apt-get)", ""),
+    ],
+)
+def test_the_host_a_holder_pid_is_on(line: str, host: str) -> None:
+    assert remote_host(line) == host
+    assert remote_host(f"the lock is held by pid 12 on {socket.gethostname()}") == ""
 
 
 def test_the_steps_own_command_as_the_holder_is_self_held(tmp_path: Path) -> None:

@@ -93,8 +93,9 @@ _PERMANENT_LOCK_FILES: Final = re.compile(
 )
 # "by PID 1234 on buildhost" (restic-style remote lockers), "pid 1234@host", "(pid 1234 on host)".
 _REMOTE_HOST: Final = re.compile(
-    r"(?i)\bpid[ =:#]*\d{1,10}\)?(?: on| @|@)(?: host)? ([A-Za-z0-9][\w.-]{0,252})"
+    r"(?i)\bpid[ =:#]*\d{1,10}\)?(?: on(?: host)? | ?@ ?)([A-Za-z0-9][\w.-]{0,252})"
 )
+_NOT_HOSTS: Final = frozenset({"localhost", "this", "the", "line", "port", "cpu", "core", "thread", "device"})
 _PIDFILE: Final = re.compile(rb"\A\s*(\d{1,10})\s*(?:\n|\Z)|\bpid\s*[=:]\s*(\d{1,10})\b", re.IGNORECASE)
 _PROC_SCAN_LIMIT: Final = 20_000  # processes looked at for an open descriptor on the lock file (Linux)
 
@@ -131,7 +132,7 @@ def remote_host(message: str) -> str:
 
     here = {socket.gethostname().lower()}
     here |= {name.split(".", 1)[0] for name in here}
-    if host in here or host.split(".", 1)[0] in here or host in {"localhost", "this", "the"}:
+    if host in here or host.split(".", 1)[0] in here or host in _NOT_HOSTS:
         return ""
     return found.group(1).rstrip(".")
 
