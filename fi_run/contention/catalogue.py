@@ -33,6 +33,7 @@ __all__ = [
     "BUILTIN",
     "NEVER_RETRY",
     "NEVER_RETRY_FAMILY",
+    "SHARING_VIOLATION_TEXTS",
     "USER_FAMILY",
     "WAIT_LINES",
     "WAIT_LINE_FAMILY",
@@ -270,6 +271,27 @@ BUILTIN: Final[tuple[Signature, ...]] = (
         ),
         source="https://github.com/speced/bikeshed/issues/922",
         windows_only=True,
+        code_based=True,
+    ),
+    # The HRESULT of ERROR_SHARING_VIOLATION (UWP/WinRT file APIs, COMException, Windows Update) and the
+    # constant's own name as tools log it: neither can mean anything else, in any language or platform.
+    Signature(
+        family="windows-sharing-violation",
+        pattern=r"\b0x80070020\b",
+        description="Windows ERROR_SHARING_VIOLATION (32) as an HRESULT, in any UI language",
+        example=(
+            "The process does not have access to the file because it is being used by another process "
+            "(Exception from HRESULT: 0x80070020)"
+        ),
+        source="https://github.com/0x7c13/Notepads/issues/1049",
+        code_based=True,
+    ),
+    Signature(
+        family="windows-sharing-violation",
+        pattern=r"\bERROR_SHARING_VIOLATION\b",
+        description="Windows ERROR_SHARING_VIOLATION (32) by its constant's name",
+        example="Error code 32 ERROR_SHARING_VIOLATION in Create file in testvmulti.exe",
+        source="https://github.com/djpnewton/vmulti/issues/29",
         code_based=True,
     ),
     # --- etxtbsy ----------------------------------------------------------------------------------
@@ -704,6 +726,41 @@ BUILTIN: Final[tuple[Signature, ...]] = (
         example="install woe-usb: status-code=409 kind-snap-change-conflict message=snap",
         source="https://github.com/snapcrafters/obs-studio/issues/127",
     ),
+    # --- msi-install-running ----------------------------------------------------------------------
+    # Windows Installer runs one installation at a time (its _MSIExecute mutex); another one gets
+    # ERROR_INSTALL_ALREADY_RUNNING: 1618 as an exit code, 0x80070652 as an HRESULT; winget reports
+    # APPINSTALLER_CLI_ERROR_INSTALL_INSTALL_IN_PROGRESS (0x8A150102). It clears when the other install ends.
+    # The wordings without a code ("Another installation is in progress") are the generic tier's.
+    Signature(
+        family="msi-install-running",
+        pattern=r"\b0x80070652\b",
+        description="Windows Installer is busy with another installation (ERROR_INSTALL_ALREADY_RUNNING)",
+        example=(
+            "0x80070652 - Another installation is already in progress.  Complete that installation before "
+            "proceeding with this install."
+        ),
+        source="https://github.com/tailscale/tailscale/issues/13803",
+        code_based=True,
+    ),
+    Signature(
+        family="msi-install-running",
+        pattern=r"\bexit code:? 1618\b",
+        description="an MSI installer exited 1618: another installation was in progress",
+        example="Installer failed with exit code: 1618",
+        source="https://github.com/microsoft/winget-cli/issues/433",
+        code_based=True,
+    ),
+    Signature(
+        family="msi-install-running",
+        pattern=r"\b0x8A150102\b",
+        description="winget: another installation is in progress (its INSTALL_IN_PROGRESS error)",
+        example=(
+            "`Another installation is already in progress. Try again later. (0x8A150102)` Error when "
+            "updating an app"
+        ),
+        source="https://github.com/NexovaDev/UpdateHub/issues/2679",
+        code_based=True,
+    ),
     # --- pacman-lock ------------------------------------------------------------------------------
     # libalpm's ALPM_ERR_HANDLE_LOCK ("unable to lock database"): db.lck exists, i.e. another pacman runs
     # (or one died and left it: identical text). "could not lock database: Permission denied" (not root)
@@ -758,6 +815,50 @@ BUILTIN: Final[tuple[Signature, ...]] = (
         ),
         source="https://github.com/ccache/ccache/issues/480",
     ),
+)
+
+# ---------------------------------------------------------------------------------------------------
+# Windows' "file in use" text in other languages: ERROR_SHARING_VIOLATION (32), ERROR_LOCK_VIOLATION (33)
+# and .NET's IOException wording, for the lines that carry no code (.NET, PowerShell, Win32Exception,
+# libtorrent, pywin32 tuples). Each is a fragment of the real text, and where it was found: a real line in a
+# public issue, or ReactOS' message table (errcodes.mc, which follows Windows' own). The recognizer also
+# matches them garbled the usual ways (UTF-8 shown in a legacy code page, an OEM code page shown as ANSI,
+# accents lost to "?"): see recognizer.py, `_localized`. Lines with a code ("(os error 32)", "[WinError
+# 32]", "HRESULT 0x80070020") need no text at all. (language, fragment, source)
+# ---------------------------------------------------------------------------------------------------
+
+_REACTOS_ERRCODES: Final = (
+    "https://github.com/reactos/reactos/blob/067ce08a123bb9673914d7ce7454c962f4074f7a/"
+    "sdk/include/reactos/mc/errcodes.mc"
+)
+_ROUND_ONE: Final = ""  # kept from the first localization round (issue 11); no public source was recorded
+
+SHARING_VIOLATION_TEXTS: Final[tuple[tuple[str, str, str], ...]] = (
+    ("zh-CN", "另一个程序正在使用此文件", "https://github.com/xiaosimao/IP_POOL/issues/4"),
+    ("zh-CN", "正由另一进程使用", "https://github.com/Wox-launcher/Wox/issues/819"),  # .NET IOException
+    ("zh-CN", "已锁定文件的一部分", _ROUND_ONE),  # 33
+    ("zh-TW", "另一個程序正在使用此檔案", _ROUND_ONE),
+    ("zh-TW", "正由另一個程序使用", _ROUND_ONE),  # .NET
+    ("ja", "別のプロセスが使用中", _ROUND_ONE),
+    ("ja", "他のプロセスによって使用されているため", _REACTOS_ERRCODES),
+    ("ja", "他のプロセスがファイルの一部をロックしたため", _REACTOS_ERRCODES),  # 33
+    ("ko", "다른 프로세스가", _ROUND_ONE),
+    ("de", "von einem anderen prozess verwendet", "https://github.com/duplicati/duplicati/issues/1388"),
+    ("de", "einen teil der datei gesperrt", _ROUND_ONE),  # 33
+    ("fr", "utilisé par un autre processus", "https://github.com/ssenart/PyGazpar/issues/65"),
+    ("es", "siendo utilizado por otro proceso", _ROUND_ONE),
+    ("it", "utilizzato da un altro processo", _ROUND_ONE),
+    ("ru", "используется другим процессом", _REACTOS_ERRCODES),
+    ("ru", "занят другим процессом", "https://github.com/oscript-library/gitsync/issues/182"),
+    ("ru", "другой процесс заблокировал часть файла", _REACTOS_ERRCODES),  # 33
+    ("pl", "używany przez inny proces", _REACTOS_ERRCODES),
+    ("pl", "inny proces zablokował jego część", _REACTOS_ERRCODES),  # 33
+    ("ro", "este utilizat într-un alt proces", _REACTOS_ERRCODES),
+    ("ro", "a fost blocată într-un alt proces", _REACTOS_ERRCODES),  # 33
+    ("nl", "wordt gebruikt door een ander proces", _ROUND_ONE),
+    ("nb", "brukes av en annen prosess", "https://github.com/overfl0/Bulletproof-Arma-Launcher/issues/77"),
+    ("tr", "başka bir işlem tarafından kullanıldığından", _ROUND_ONE),  # noqa: RUF001 - its dotless i is the point
+    ("pt-BR", "sendo usado por outro processo", "https://github.com/tjguk/winsys/issues/10"),
 )
 
 # ---------------------------------------------------------------------------------------------------

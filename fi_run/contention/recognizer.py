@@ -23,9 +23,12 @@ Steps, each bounded so that no output can make classification slow (see docs/ret
 5. **The last failure decides.** The verdict comes from the last contention message in the tail; if the
    tool went on waiting after it, or made progress and then failed for another reason, it is not
    contention.
-6. **Holder evidence.** A pid named in the message is looked at (when the output is live): our own
-   process or an ancestor means the lock is self-held (no retry); a dead process means a stale lock (no
-   retry; the message names the file to remove); a live foreign process is contention.
+6. **Holder checks** (holders.py, issue 20). A file Windows itself always holds (the page file, a
+   registry hive) is never contention. When the output is live, the pid or lock file the message names is
+   looked at: fi_run, an ancestor, the step's command or what it started means self-held (no retry); a
+   dead pid, or a lock file nobody holds that is older than the step, means a stale lock (no retry; the
+   verdict names the file to remove); a lock file that is gone means its holder finished; a live foreign
+   holder is contention, and the same one blocking three attempts in a row stops the retries.
 
 User ``--retry-on`` regexes run in a separate Python process with a time limit (`USER_REGEX_SECONDS`):
 Python's ``re`` backtracks, and a pattern like ``^(a+)+$`` can run for hours on one line while holding the
@@ -38,11 +41,12 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Final
 
-from .catalogue import BUILTIN, NEVER_RETRY, USER_FAMILY, WAIT_LINES, Signature
+from .catalogue import BUILTIN, NEVER_RETRY, SHARING_VIOLATION_TEXTS, USER_FAMILY, WAIT_LINES, Signature
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -93,6 +97,11 @@ class Verdict:
     holder_check: str = ""  # "alive, another process" | "dead" | "this process or an ancestor" | ...
     stale_file: str = ""  # the lock file to remove, for a stale lock
     max_retries: int | None = None  # a cap on retries for this kind of evidence (None: --retries)
+    held_file: str = ""  # the lock file (or file Windows holds) the message names, as checked
+    file_check: str = ""  # what the check of held_file found ("absent now: ...", "held by pid 42 (flock)")
+    blocker: str = (
+        ""  # who blocked this attempt, when known ("process 42"): the same one 3 times stops retries
+    )
 
     @property
     def line(self) -> str:
@@ -205,28 +214,9 @@ class _Feature:
 
 
 _W = r"[^\s]{1,40}"  # one word of a name ("`brew update`", "Gradle", "SwiftPM")
-# Windows' and .NET's "being used by another process" as localized Windows prints it (the code is often
-# missing from these lines: PowerShell, .NET IOException, Explorer-style dialogs copied into logs).
-_LOCALIZED_IN_USE: Final = (
-    "另一个程序正在使用此文件",  # zh-CN ERROR_SHARING_VIOLATION
-    "正由另一进程使用",  # zh-CN .NET IOException
-    "另一個程序正在使用此檔案",  # zh-TW
-    "別のプロセスが使用中",  # ja-JP
-    "다른 프로세스가",  # ko-KR
-    "正由另一個程序使用",  # zh-TW .NET
-    "已锁定文件的一部分",  # zh-CN ERROR_LOCK_VIOLATION
-    "einen teil der datei gesperrt",  # de-DE ERROR_LOCK_VIOLATION
-    "von einem anderen prozess verwendet",  # de-DE
-    "utilisé par un autre processus",  # fr-FR
-    "siendo utilizado por otro proceso",  # es-ES
-    "utilizzato da un altro processo",  # it-IT
-    "используется другим процессом",  # ru-RU
-    "занят другим процессом",  # ru-RU ERROR_SHARING_VIOLATION
-    "używany przez inny proces",  # pl-PL
-    "wordt gebruikt door een ander proces",  # nl-NL
-    "başka bir işlem tarafından kullanıldığından",  # noqa: RUF001 - tr-TR, its dotless i is the point
-    "sendo usado por outro processo",  # pt-BR
-)
+# catalogue.SHARING_VIOLATION_TEXTS written in plain ASCII ("von einem anderen prozess verwendet"): cheap
+# substrings of the "sharing" class, searched in every line. The others need a non-ASCII line (_localized).
+_ASCII_LOCALIZED: Final = tuple(text.lower() for _, text, _ in SHARING_VIOLATION_TEXTS if text.isascii())
 
 FEATURES: Final[dict[str, _Feature]] = {
     # lock vocabulary: a lock, or a resource being in use / in progress / running. Not libuv's EBUSY text
@@ -281,7 +271,11 @@ FEATURES: Final[dict[str, _Feature]] = {
         r"|\bpid\b ?[=:#(]? ?\d+|\bprocess(?: id)? ?[=:#(]? ?\d+|\bconcurrent(?:ly)?\b"
         r"|\bowner of (?:the )?lock\b|\block owner\b|\b(?:may|might|must) be in use\b"
         r"|\bonly one (?:copy|instance)\b"
-        r"|\bmultiple (?:\S+ )?instances\b",
+        r"|\bmultiple (?:\S+ )?instances\b"
+        # "Another installation is in progress", "another update is already running": whatever the noun,
+        # another one of them is under way now (issue 20: the "in progress" family, not per tool)
+        r"|\banother [a-z][\w-]{1,30}(?: [a-z][\w-]{1,30})? (?:is|are|was) (?:already |currently |still )?"
+        r"(?:in progress|running|underway|under way|active)\b",
     ),
     # transient errnos: the resource is busy right now
     "transient": _Feature(
@@ -305,10 +299,14 @@ FEATURES: Final[dict[str, _Feature]] = {
             "being used by another",
             "locked a portion",
             "lock violation",
-            *_LOCALIZED_IN_USE,
+            "another process is using",
+            "error_sharing_violation",
+            "error_lock_violation",
+            *_ASCII_LOCALIZED,
         ),
-        r"\bsharing violation\b|\bbeing used by another process\b|\blocked a portion of\b|\block violation\b|"
-        + "|".join(_LOCALIZED_IN_USE),
+        r"\bsharing violation\b|\bbeing used by another process\b|\blocked a portion of\b|\block violation\b"
+        r"|\banother process is using (?:it|the file|this file)\b|\berror_(?:sharing|lock)_violation\b|"
+        + "|".join(re.escape(text) for text in _ASCII_LOCALIZED),
     ),
     # the errno codes that mean "held by another process" only on Windows
     "wincode": _Feature(
@@ -439,8 +437,13 @@ FEATURES: Final[dict[str, _Feature]] = {
         r"\bwaiting\b|\bblocking\b|\bsleeping\b|\bretrying\b|\b(?:will )?retry (?:in|after) \d"
         r"|\bretry \d+(?:/\d+)? in\b|\btrying again in\b|\btry again in \d|\bstill locked\b"
         r"|\bmay take (?:a|some)\b|\btrying to acquire\b|\bacquiring\b|\btaking a long time\b"
-        r"|\b(?:retry|attempt|try) #?\d+ ?(?:of|/) ?\d+\b|\bbacking off\b|\bwill (?:try again|wait)\b",
+        r"|\b(?:retry|attempt|try) #?\d+ ?(?:of|/) ?\d+\b|\bbacking off\b|\bwill (?:try again|wait)\b"
+        # by structure (issue 20): a line that ends in "wait..." or names the pause it is taking
+        r"|\bwait(?:ing)?\s*(?:\.{2,}|\u2026)\s*$"
+        r"|\bwait(?:ing)? \d+(?:\.\d+)? ?(?:s|sec|secs|seconds|ms|min|minutes)\b",
     ),
+    # "the lock ... was acquired by X": a status line that says who has the lock now, unless it failed
+    "acquired": _Feature(("acquired by",), r"\b(?:was |been |is |got |now )?acquired by\b"),
     # "please wait", "wait for it": a status line only when nothing on it says it failed; in an error
     # message it is advice to the user ("Error: ... Please wait for it to finish or terminate it")
     "wait_advice": _Feature(
@@ -529,7 +532,68 @@ def _features(low: str, plain: str = "") -> frozenset[str]:
         text = plain.lower() if name == "failure" and plain else low
         if any(k in text for k in keywords) and regex.search(text):
             found.append(name)
+    # Windows' file-in-use text in another language: only a line with a non-ASCII character (or a "?" that
+    # stands for one) can hold it, which keeps this search off the plain-ASCII bulk of a build log.
+    if "sharing" not in found and (not low.isascii() or "?" in low) and _localized().search(low):
+        found.append("sharing")
     return frozenset(found)
+
+
+# The code pages Windows uses for a language (ANSI, OEM): the ones its text gets garbled through when a
+# console, a log file or a tool decodes the bytes with the wrong one.
+_CODE_PAGES: Final = {
+    "zh-CN": ("gbk",),
+    "zh-TW": ("big5",),
+    "ja": ("cp932",),
+    "ko": ("cp949",),
+    "ru": ("cp1251", "cp866"),
+    "pl": ("cp1250", "cp852"),
+    "ro": ("cp1250", "cp852"),
+    "tr": ("cp1254", "cp857"),
+}
+_SHOWN_AS: Final = ("utf-8", "cp1252", "latin-1", "cp437", "cp850")  # what the wrong decoder usually is
+_ANY_LETTER: Final = (
+    r"(?:[^\x00-\x7f]{1,3}|\?)?"  # one accented letter, garbled into 1-3 others or a "?" or lost
+)
+
+
+def _garbled(text: str, pages: tuple[str, ...]) -> set[str]:
+    """``text`` as it reads after the usual mis-decodings: its bytes in UTF-8 or in the language's code
+    pages, decoded as another of those or as a Western code page."""
+    forms = {text}
+    for true in ("utf-8", *pages):
+        try:
+            raw = text.encode(true)
+        except UnicodeEncodeError:
+            continue
+        for shown in (*_SHOWN_AS, *pages):
+            if shown != true:
+                try:
+                    forms.add(raw.decode(shown))
+                except UnicodeDecodeError:
+                    continue
+    return forms
+
+
+@lru_cache(maxsize=1)
+def _localized() -> re.Pattern[str]:
+    """Every fragment of catalogue.SHARING_VIOLATION_TEXTS, lower-cased, and the garbled forms of each:
+    for a Latin-script fragment, each accented letter may be garbled or lost ("u?ywany", "uĹĽywany");
+    a fragment in another script is listed as each of its mis-decoded byte forms (UTF-8 Cyrillic read as
+    cp1251, cp866 read as cp1251, UTF-8 Chinese read as cp1252...)."""
+    alternatives: set[str] = set()
+    for language, fragment, _source in SHARING_VIOLATION_TEXTS:
+        text = fragment.lower()
+        if text in _ASCII_LOCALIZED:
+            continue
+        ascii_letters = sum(c.isascii() and c.isalpha() for c in text)
+        if ascii_letters >= 12:  # Latin script: the ASCII letters carry it, whatever became of the rest
+            alternatives.add("".join(re.escape(c) if c.isascii() else _ANY_LETTER for c in text))
+            continue
+        pages = _CODE_PAGES.get(language, ())
+        for form in _garbled(fragment, pages):
+            alternatives.add(re.escape(form.lower()))
+    return re.compile("|".join(sorted(alternatives, key=len, reverse=True)))
 
 
 # Per-command hints for Windows (--command, or the command's own name): where an EPERM/EACCES/"Access is
@@ -571,6 +635,9 @@ _ANY_TOOL_DIRS: Final = "|".join(COMMAND_HINTS.values()) + (
 # from (astral-sh/uv and pypa/pip report this as "Access is denied" on Scripts\pip.exe).
 # Windows refuses to rename onto (or away) a file any process has open: the atomic replace every
 # installer and cache writer does is the operation antivirus and indexers break, wherever the file is.
+# A row or table lock inside a database ("Lock wait timeout exceeded; try restarting transaction"): a
+# transaction conflict the statement's own logic has to handle, not a held file or tool lock.
+_DATABASE_LOCK: Final = re.compile(r"\btransaction\b|\bquery\b|\bstatement\b|\brow lock|\btable lock")
 _RENAME: Final = re.compile(r"\brename\b|\bmove\b|\bmoving\b")
 # Windows refuses to delete an executable image some process has loaded with ACCESS_DENIED, and MinGW/
 # Cygwin tools report the sharing violation of opening a running .exe for writing as EACCES ("ld: cannot
@@ -748,6 +815,8 @@ class _Judge:
         advice_only = "failure" in feats or ("lock" in feats and "holder" in feats)
         if ("wait" in feats or ("wait_advice" in feats and not advice_only)) and "gave_up" not in feats:
             return _Finding("wait", reason="a status line: the tool waits or retries by itself", lines=(i,))
+        if "acquired" in feats and "lock" in feats and not feats & {"failure", "gave_up", "never"}:
+            return _Finding("wait", reason="a status line: it says who holds the lock now", lines=(i,))
         found = self._generic(i)
         if found is not None:
             return found
@@ -834,6 +903,12 @@ class _Judge:
                 if "holder" in both
                 else "a lock attempt failed with a transient errno (EAGAIN/EBUSY)",
                 span,
+            )
+        if "lock" in own and "gave_up" in own and not denied and not _DATABASE_LOCK.search(low):
+            # The tool waited for its lock itself and gave up ("timed out waiting for the lock", "could
+            # not acquire the lock after 30 attempts"): someone held it all that time.
+            return _Finding(
+                "contention", TIER_GENERIC, "lock-held", "the tool waited for a lock and gave up", span
             )
         if "lock" in own and "exists" in own and not denied:
             return _Finding(
@@ -938,12 +1013,18 @@ def classify(
     user_regex_seconds: float = USER_REGEX_SECONDS,
     ancestors: Callable[[], set[int]] = _ancestors,
     alive: Callable[[int], bool] = pid_alive,
+    commands: Sequence[tuple[int, int | None]] = (),
+    started: float | None = None,
+    cwd: str | None = None,
 ) -> Verdict:
     """The verdict on a failed attempt's output: retry it (lock contention) or not, and why.
 
     ``windows``: the platform the output comes from. ``command``: the command's name, for the Windows
     hints. ``extra``: --retry-on regexes. ``signatures``: the catalogue to use (default: the platform's).
-    ``check_holders``: look at a pid the message names (only meaningful while the output is fresh).
+    ``check_holders``: look at the pid or lock file the message names (only meaningful while the output
+    is fresh); ``commands``: the step's commands so far as (pid, own process group or None);
+    ``started``: when the step started (Unix time; a lock file nobody holds is stale only if older; None:
+    now); ``cwd``: the command's directory, for relative lock paths.
     """
     if signatures is None:
         signatures = active_signatures(windows=windows, extra=extra)
@@ -1023,28 +1104,180 @@ def classify(
             )
             return replace(base, retry=False, kind="unrelated", reason=reason)
     message = " ".join(lines[j].text for j in dict.fromkeys(shown))
-    pid = holder_pid(message)
-    if pid is None or not check_holders:
-        check = "" if pid is None else "not checked (the output is not live)"
-        return replace(base, holder=pid, holder_check=check)
-    if pid in ancestors():
-        reason = "the process named as the holder is fi_run itself or one of its ancestors"
+    # A file Windows itself keeps open from boot to shutdown: no neighbour will ever let go of it.
+    from . import holders as _holders
+
+    held_by_os = _holders.os_held_file(message)
+    if held_by_os:
+        reason = f"{held_by_os} is a file Windows itself always holds: no retry frees it"
         return replace(
             base,
             retry=False,
-            kind="self-held",
+            kind="never",
             reason=reason,
-            holder=pid,
-            holder_check="this process or an ancestor",
+            held_file=held_by_os,
+            file_check="held by Windows itself (page/swap/hibernation file, crash dump log, registry hive)",
         )
-    if not alive(pid):
-        path = lock_path(message)
-        remove = f"; if no other process uses it, remove {path}" if path else ""
-        reason = f"the holder (pid {pid}) is gone but its lock stays: a stale lock{remove}"
+    return _check_holders(
+        base,
+        message,
+        check=check_holders,
+        ancestors=ancestors,
+        alive=alive,
+        commands=tuple(commands),
+        started=started,
+        cwd=cwd,
+    )
+
+
+def _check_holders(
+    base: Verdict,
+    message: str,
+    *,
+    check: bool,
+    ancestors: Callable[[], set[int]],
+    alive: Callable[[int], bool],
+    commands: tuple[tuple[int, int | None], ...],
+    started: float | None,
+    cwd: str | None,
+) -> Verdict:
+    """The holder checks (holders.py): a pid or a lock file the evidence names, looked at now."""
+    from . import holders as _holders
+
+    pid = holder_pid(message)
+    path = lock_path(message)
+    if path and _holders.is_pin_file(path):
+        path = ""  # Cargo.lock, package-lock.json: a record of versions, not a lock anyone holds
+    if not check:
         return replace(
-            base, retry=False, kind="stale", reason=reason, holder=pid, holder_check="dead", stale_file=path
+            base,
+            holder=pid,
+            holder_check="" if pid is None else "not checked (the output is not live)",
+            held_file=path,
+            file_check="not checked (the output is not live)" if path else "",
         )
-    return replace(base, holder=pid, holder_check="alive, another process")
+    resolved = _resolve(path, cwd) if path else ""
+    if pid is not None:
+        host = _holders.remote_host(message)
+        if host:
+            return replace(
+                base,
+                holder=pid,
+                holder_check=f"on host {host}, not this machine: not checked",
+                blocker=f"process {pid} on {host}",
+            )
+        own = _holders.own_process(pid, ancestors(), commands)
+        if own:
+            reason = f"the process named as the holder (pid {pid}) is {own}: the step blocks itself"
+            return replace(base, retry=False, kind="self-held", reason=reason, holder=pid, holder_check=own)
+        if not alive(pid):
+            remove = f"; if no other process uses it, remove {path}" if path else ""
+            reason = f"the holder (pid {pid}) is gone but its lock stays: a stale lock{remove}"
+            return replace(
+                base,
+                retry=False,
+                kind="stale",
+                reason=reason,
+                holder=pid,
+                holder_check="dead",
+                stale_file=path,
+                held_file=resolved,
+                file_check=_describe_file(resolved) if resolved else "",
+            )
+        if resolved:
+            state = _holders.lock_file_state(resolved, alive=alive)
+            if state.recorded_pid == pid and state.recorded_pid_reused:
+                reason = (
+                    f"pid {pid} in {path} belongs to a process that started after the file was written: "
+                    f"its holder is gone, a stale lock; if no other process uses it, remove {path}"
+                )
+                return replace(
+                    base,
+                    retry=False,
+                    kind="stale",
+                    reason=reason,
+                    holder=pid,
+                    holder_check="alive, but a reused pid (started after the lock file was written)",
+                    stale_file=path,
+                    held_file=resolved,
+                    file_check="present, its recorded pid reused",
+                )
+        return replace(base, holder=pid, holder_check="alive, another process", blocker=f"process {pid}")
+    if not resolved:
+        return base
+    state = _holders.lock_file_state(resolved, alive=alive)
+    if not state.exists:
+        return replace(base, held_file=resolved, file_check="absent now: its holder has finished")
+    mine = ancestors()
+    if state.holders:
+        foreign = [p for p in state.holders if not _holders.own_process(p, mine, commands)]
+        if not foreign:
+            first = state.holders[0]
+            own = _holders.own_process(first, mine, commands)
+            reason = f"{path} is held by pid {first}, {own}: the step blocks itself"
+            return replace(
+                base,
+                retry=False,
+                kind="self-held",
+                reason=reason,
+                holder=first,
+                holder_check=own,
+                held_file=resolved,
+                file_check=f"present, held by pid {first} ({state.how})",
+            )
+        holder = foreign[0]
+        return replace(
+            base,
+            holder=holder,
+            holder_check="alive, another process",
+            held_file=resolved,
+            file_check=f"present, held by pid {holder} ({state.how})",
+            blocker=f"process {holder}",
+        )
+    if state.held_by_unknown:
+        return replace(
+            base,
+            held_file=resolved,
+            file_check=f"present, held by another process ({state.how})",
+            blocker=f"whoever holds {resolved}",
+        )
+    if _holders.is_permanent_lock_file(resolved):
+        return replace(
+            base, held_file=resolved, file_check="present, nobody holds it now: its holder finished"
+        )
+    since = started if started is not None else time.time()
+    if state.mtime is not None and state.mtime < since:
+        reason = (
+            f"{path} is present, nobody holds it and it is older than the step: a stale lock; if no other "
+            f"process uses it, remove {path}"
+        )
+        return replace(
+            base,
+            retry=False,
+            kind="stale",
+            reason=reason,
+            stale_file=path,
+            held_file=resolved,
+            file_check="present, held by nobody, older than the step",
+        )
+    return replace(
+        base,
+        held_file=resolved,
+        file_check="present, held by nobody, written since the step started (a holder that keeps no lock)",
+    )
+
+
+def _resolve(path: str, cwd: str | None) -> str:
+    """A lock path from a message as this machine would open it (~ expanded, relative to the command's
+    directory)."""
+    path = os.path.expanduser(path)
+    if not os.path.isabs(path) and cwd:
+        path = os.path.join(cwd, path)
+    return path
+
+
+def _describe_file(path: str) -> str:
+    return "present" if os.path.lexists(path) else "absent now"
 
 
 def _short(line: str, limit: int = 120) -> str:

@@ -64,7 +64,7 @@ def run_attempts(
     deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
     retries_done = 0
     waited = 0.0
-    holders: list[int | None] = []  # the holder each contention verdict named, in a row
+    blockers: list[str] = []  # who blocked each attempt, as the contention verdicts named them, in a row
     run_once = platform_runner()
     while True:
         remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
@@ -101,6 +101,9 @@ def run_attempts(
                 extra=spec.retry_on,
                 check_holders=True,
                 user_regex_seconds=user_seconds,
+                commands=interrupts.started,
+                started=record.started_wall,
+                cwd=spec.cwd,
             )
         except BaseException:
             record.add_attempt(attempt_start, outcome.status, None, None)
@@ -117,12 +120,14 @@ def run_attempts(
         limit = spec.retries if verdict.max_retries is None else min(spec.retries, verdict.max_retries)
         if retries_done >= limit:
             break
-        holders = (
-            [*holders, verdict.holder] if holders and holders[-1] == verdict.holder else [verdict.holder]
+        blockers = (
+            [*blockers, verdict.blocker]
+            if blockers and blockers[-1] == verdict.blocker
+            else [verdict.blocker]
         )
-        if verdict.holder is not None and len(holders) >= HOLDER_REPEATS:
+        if verdict.blocker and len(blockers) >= HOLDER_REPEATS:
             reporter.warning(
-                f"not retried: process {verdict.holder} has held the lock through {len(holders)} attempts"
+                f"not retried: {verdict.blocker} has held the lock through {len(blockers)} attempts"
             )
             break
         pause = backoff.delay(retries_done + 1, backoff.unit_random())

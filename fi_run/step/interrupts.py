@@ -74,6 +74,9 @@ class Interrupts:
         # The process group to forward signals to while a command runs (None: not forwarding).
         self.forward_to_group: int | None = None
         self.forward_to_pid: int | None = None
+        # Every command this invocation started, as (pid, its own process group or None): after a failed
+        # attempt the holder checks tell the step's own processes from a neighbour's (issue 20).
+        self.started: list[tuple[int, int | None]] = []
         self._idle = True
         self._saved: dict[int, object] = {}
 
@@ -100,6 +103,7 @@ class Interrupts:
         self._idle = False
         self.forward_to_pid = pid
         self.forward_to_group = group
+        self.started.append((pid, group))
         if self.signum is not None:
             self._forward(self.signum)
 

@@ -105,6 +105,8 @@ def describe(verdict: Verdict) -> str:
         out.extend(f"  {line.strip()}" for line in verdict.lines)
     if verdict.holder is not None:
         out.append(f"holder: pid {verdict.holder}, {verdict.holder_check}")
+    if verdict.held_file:
+        out.append(f"file: {verdict.held_file}, {verdict.file_check}")
     if verdict.stale_file:
         out.append(f"stale lock file: {verdict.stale_file}")
     if verdict.max_retries is not None:
