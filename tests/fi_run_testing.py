@@ -762,12 +762,12 @@ class Build:
         return [json.loads(line) for line in self.text().splitlines()]
 
 
-def _write_build(root: Path) -> tuple[Path, Path, Path, Path, tuple[str, ...]]:
+def _write_build(root: Path, python: str, sim: Path) -> tuple[Path, Path, Path, Path, tuple[str, ...]]:
     build = root / "build"
     venv_a, venv_b, licence = root / "venv-a", root / "venv-b", root / "licence"
     for directory in (venv_a, venv_b, licence):
         directory.mkdir(parents=True)
-    py = sys.executable
+    py = python
     wrapper: list[str | os.PathLike[str]] = [
         *fi_run_argv(),
         "--lock-dir",
@@ -777,9 +777,9 @@ def _write_build(root: Path) -> tuple[Path, Path, Path, Path, tuple[str, ...]]:
     ]
     edges: list[tuple[str, list[str | os.PathLike[str]]]] = []
     for i in range(RETRY_STEPS):
-        edges.append((f"retry/{i}", [py, CONTENTION_SIM, venv_a, "0.1"]))
+        edges.append((f"retry/{i}", [py, sim, venv_a, "0.1"]))
     for i in range(INSTALL_STEPS):
-        edges.append((f"install/{i}", ["--lock", venv_b, "--", py, CONTENTION_SIM, venv_b, "0.05"]))
+        edges.append((f"install/{i}", ["--lock", venv_b, "--", py, sim, venv_b, "0.05"]))
     for i in range(IMPORT_STEPS):
         edges.append((f"import/{i}", ["--shared-lock", venv_b, "--", "sleep", "0.05"]))
     for i in range(LICENCE_STEPS):
@@ -794,9 +794,10 @@ def _write_build(root: Path) -> tuple[Path, Path, Path, Path, tuple[str, ...]]:
     return build, venv_a, venv_b, licence, tuple(stamp for stamp, _ in edges)
 
 
-def contended_build(root: Path) -> Build:
-    """Write the contended build under ``root`` and run it (conftest's ``build`` fixture: once a session)."""
-    build, venv_a, venv_b, licence, stamps = _write_build(root)
+def contended_build(root: Path, *, python: str = sys.executable, sim: Path = CONTENTION_SIM) -> Build:
+    """Write the contended build under ``root`` and run it (conftest's ``build`` fixture: once a session).
+    ``python`` and ``sim`` run the simulator (tests/make_doc_log.py names them as a reader would)."""
+    build, venv_a, venv_b, licence, stamps = _write_build(root, python, sim)
     log = root / "fi_run.log"
     started = time.monotonic()
     done = run_ninja(build, "-j16", "-k", "0", env={"FI_RUN_LOG": os.fspath(log)})

@@ -158,3 +158,25 @@ def test_the_code_map_names_every_module_and_no_other() -> None:
         assert f"`{module}`" in code_map or any(f"`{name}`" in b for b in bullets), f"{module} not in the map"
     named = set(re.findall(r"`(fi_run/[\w/]+\.py)`", code_map))
     assert named <= set(modules), f"the map names modules that do not exist: {named - set(modules)}"
+
+
+HOW_TO = ROOT / "docs" / "how-to.md"
+GNI = ROOT / "examples" / "gn" / "build" / "fi_run.gni"
+
+
+def gn_template_parameters() -> set[str]:
+    """What fi_run_action takes: every invoker variable the template reads or forwards to GN's action."""
+    text = GNI.read_text(encoding="utf-8")
+    body = text[text.index('template("_fi_run_target")') : text.index('template("fi_run_action")')]
+    forwarded = body[body.index("forward_variables_from(invoker,") :].split("]")[0]
+    return (set(re.findall(r"invoker\.(\w+)", body)) | set(re.findall(r'"(\w+)"', forwarded))) - {
+        "_fi_run_kind"
+    }
+
+
+def test_the_how_to_s_gn_parameter_table_names_every_parameter_of_the_template() -> None:
+    text = HOW_TO.read_text(encoding="utf-8")
+    rows = text[text.index("| parameter | becomes |") :].split("\n\n")[0].splitlines()[2:]
+    documented = {name for row in rows for name in re.findall(r"`(\w+)`", row.split(" | ")[0])}
+    assert len(gn_template_parameters()) > 15
+    assert documented == gn_template_parameters()

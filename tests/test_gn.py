@@ -2,14 +2,17 @@
 a finished build.
 
 Each test copies the example to a temporary directory, points the template's `fi_run_script` arg at this
-checkout's fi_run/__main__.py (an absolute path, as a tree that vendors fi_run points it at its copy) and
-`fi_run_lock_dir` at a directory of the test's own, then runs `gn gen` and ninja. GN runs the script with
+checkout's fi_run/__main__.py (an absolute path; other tests leave it unset, for the template to find a
+vendored or an installed fi_run) and `fi_run_lock_dir` at a directory of the test's own, then runs `gn gen`
+and ninja. GN runs the script with
 `python3` (the example's script_executable), which is this Python: its directory goes first on PATH.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -64,11 +67,18 @@ def gn_string(path: Path) -> str:
 
 
 def gen_example(
-    tmp_path: Path, extra_build_gn: str = "", *, vendored: bool = False
+    tmp_path: Path,
+    extra_build_gn: str = "",
+    *,
+    vendored: bool = False,
+    found: bool = False,
+    env: dict[str, str] | None = None,
 ) -> tuple[Path, subprocess.CompletedProcess[str]]:
     """Copy the example to tmp_path/src (with ``extra_build_gn`` appended to BUILD.gn) and `gn gen` it into
-    src/out: (src, what gn did). ``vendored``: copy fi_run into the tree where the template looks by default
-    (//third_party/fi_run/fi_run/) instead of naming this checkout's with the fi_run_script arg."""
+    src/out: (src, what gn did). By default the fi_run_script arg names this checkout's fi_run. ``vendored``:
+    copy fi_run into the tree where the template looks first (//third_party/fi_run/fi_run/) and leave the
+    arg unset; ``found``: leave it unset, so gn gen asks python3 for its fi_run. ``env``: gn's environment
+    (default: environ())."""
     src = tmp_path / "src"
     shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("out", "__pycache__"))
     if extra_build_gn:
@@ -78,14 +88,17 @@ def gen_example(
     if vendored:
         vendored_dir = src / "third_party" / "fi_run" / "fi_run"
         shutil.copytree(FI_RUN_SCRIPT.parent, vendored_dir, ignore=shutil.ignore_patterns("__pycache__"))
-    else:
+    elif not found:
         args += f" fi_run_script={gn_string(FI_RUN_SCRIPT)}"
-    return src, run(tool("gn"), "gen", "out", f"--args={args}", cwd=src)
+    gen = run_tool([tool("gn"), "gen", "out", f"--args={args}"], cwd=src, env=env or environ())
+    return src, gen
 
 
-def generate(tmp_path: Path, extra_build_gn: str = "", *, vendored: bool = False) -> Path:
+def generate(
+    tmp_path: Path, extra_build_gn: str = "", *, vendored: bool = False, found: bool = False
+) -> Path:
     """gen_example, which must succeed: returns src."""
-    src, gen = gen_example(tmp_path, extra_build_gn, vendored=vendored)
+    src, gen = gen_example(tmp_path, extra_build_gn, vendored=vendored, found=found)
     assert gen.returncode == 0, gen.stdout
     return src
 
@@ -147,7 +160,7 @@ def test_example_builds_then_has_no_work_and_passes_gn_check(tmp_path: Path) -> 
     assert check.returncode == 0, check.stdout
 
 
-def test_the_default_script_is_a_copy_of_fi_run_vendored_in_the_tree(tmp_path: Path) -> None:
+def test_with_no_script_arg_a_copy_of_fi_run_vendored_in_the_tree_is_used(tmp_path: Path) -> None:
     src = generate(tmp_path, vendored=True)
     rules = (src / "out" / "toolchain.ninja").read_text(encoding="utf-8")
     assert "python3 ../third_party/fi_run/fi_run/__main__.py --stamp=" in rules
@@ -155,6 +168,49 @@ def test_the_default_script_is_a_copy_of_fi_run_vendored_in_the_tree(tmp_path: P
     assert built.returncode == 0, built.stdout
     assert sorted(runs(src)) == ALL_STEPS
     assert NO_WORK in ninja(src).stdout
+
+
+def test_with_no_script_arg_gn_gen_finds_the_fi_run_that_script_executable_imports(tmp_path: Path) -> None:
+    # python3 is this Python (environ()), which has fi_run installed: `gn gen out` needs no --args.
+    src = generate(tmp_path, found=True)
+    rules = (src / "out" / "toolchain.ninja").read_text(encoding="utf-8")
+    assert f"python3 {FI_RUN_SCRIPT.as_posix()} --stamp=" in rules
+    built = ninja(src)
+    assert built.returncode == 0, built.stdout
+    assert sorted(runs(src)) == ALL_STEPS
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a python3 shell wrapper")
+def test_with_no_fi_run_to_find_gn_gen_fails_in_one_line_naming_the_arg(tmp_path: Path) -> None:
+    # A python3 that cannot import fi_run: this Python without site-packages (-S), first on PATH.
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python3").write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -S "$@"\n')
+    (bindir / "python3").chmod(0o755)
+    env = environ()
+    env["PATH"] = f"{bindir}{os.pathsep}{env['PATH']}"
+    src, gen = gen_example(tmp_path, found=True, env=env)
+    assert gen.returncode != 0, gen.stdout
+    message = [line for line in gen.stdout.splitlines() if line.startswith("fi_run not found")]
+    assert message == [
+        "fi_run not found: vendor it as //third_party/fi_run/fi_run/, install it for the script_executable"
+        " of //.gn, or set the GN arg fi_run_script, e.g. gn gen out"
+        " --args='fi_run_script=\"/path/to/fi_run/__main__.py\"'"
+    ], gen.stdout
+    assert not (src / "out" / "build.ninja").exists()
+
+
+def test_find_fi_run_writes_a_windows_path_as_gn_s_system_absolute_form() -> None:
+    spec = importlib.util.spec_from_file_location("find_fi_run", EXAMPLE / "build" / "find_fi_run.py")
+    assert spec is not None
+    assert spec.loader is not None
+    find_fi_run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(find_fi_run)
+    assert (
+        find_fi_run.gn_system_path("C:\\src\\fi_run\\__main__.py", windows=True)
+        == "/C:/src/fi_run/__main__.py"
+    )
+    assert find_fi_run.gn_system_path("/src/fi_run/__main__.py", windows=False) == "/src/fi_run/__main__.py"
 
 
 def test_touching_one_input_reruns_only_the_actions_that_depend_on_it(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import stat
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
 from fi_run_testing import (
@@ -55,6 +55,9 @@ assert sys.platform != "win32"  # POSIX only: conftest.POSIX_ONLY keeps it from 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from pathlib import Path
+
+    # One step of an overlap build: (tag, fi_run's lock options, seconds step.sh stays inside the resource).
+    Step = tuple[str, Sequence[str | os.PathLike[str]], str]
 
 
 @pytest.fixture
@@ -166,58 +169,75 @@ def test_step_scripts_record_a_real_overlap_that_the_checker_catches(
     assert result.violations == ["x.2 entered while x.1 inside"]
 
 
-# --- real ninja at high -j over one resource
+# --- real ninja at high -j over one resource: the overlap build
 
 
-def step_edge(
+class Overlap(NamedTuple):
+    """What an overlap build came to."""
+
+    steps: int  # the edges it had
+    result: Analysis  # what its steps' enter/exit log shows
+    stamps: list[str]  # the names in its stamps/ directory afterwards, sorted
+
+
+def write_overlap_build(
+    build: Path, scripts: Scripts, log: Path, lock_dir: Path, steps: Iterable[Step]
+) -> int:
+    """``build``/build.ninja with one edge per step, `fi_run --lock-dir LOCK_DIR LOCKS --stamp stamps/TAG --
+    sh step.sh LOG TAG HOLD`: step.sh appends to LOG when it enters the resource and when it leaves.
+    Returns how many edges."""
+    edges: list[tuple[str, list[str | os.PathLike[str]]]] = []
+    for tag, lock_args, hold in steps:
+        stamp = f"stamps/{tag}"
+        command: list[str | os.PathLike[str]] = ["sh", scripts.step, log, tag, hold]
+        edges.append(
+            (stamp, [*fi_run_argv(), "--lock-dir", lock_dir, *lock_args, "--stamp", stamp, "--", *command])
+        )
+    return write_edges(build, edges)
+
+
+def overlap_build(
+    tmp_path: Path,
     scripts: Scripts,
-    log: Path,
     lock_dir: Path,
-    stamp: str,
-    lock_args: Sequence[str | os.PathLike[str]],
-    tag: str,
-    hold: str,
-) -> tuple[str, list[str | os.PathLike[str]]]:
-    """A ninja edge: fi_run with ``lock_args`` around step.sh, inside the resource as ``tag``, ``hold`` s."""
-    command: list[str | os.PathLike[str]] = ["sh", scripts.step, log, tag, hold]
-    return stamp, [*fi_run_argv(), "--lock-dir", lock_dir, *lock_args, "--stamp", stamp, "--", *command]
-
-
-def build_and_analyse(build: Path, log: Path, jobs: int, exclusive_kinds: Iterable[str] = ()) -> Analysis:
-    """ninja -jJOBS in ``build`` must succeed; what its steps' enter/exit log shows."""
+    steps: Iterable[Step],
+    *,
+    jobs: int,
+    exclusive_kinds: Iterable[str] = (),
+) -> Overlap:
+    """Write the overlap build in tmp_path/build (its log: tmp_path/overlap.log) and run ninja -jJOBS, which
+    must succeed. A deadlock ends in run()'s hang guard, which kills the build."""
+    build, log = tmp_path / "build", tmp_path / "overlap.log"
+    count = write_overlap_build(build, scripts, log, lock_dir, steps)
     done = run_ninja(build, f"-j{jobs}")
     assert done.returncode == 0, done.stdout[-4000:]
-    return analyse(read_log(log), exclusive_kinds=exclusive_kinds)
+    result = analyse(read_log(log), exclusive_kinds=exclusive_kinds)
+    return Overlap(count, result, sorted(p.name for p in (build / "stamps").iterdir()))
 
 
 def test_lock_lets_only_one_of_200_steps_inside_at_ninja_j32(
     tmp_path: Path, scripts: Scripts, lock_dir: Path, resource: Path
 ) -> None:
-    log = tmp_path / "overlap.log"
-    build = tmp_path / "build"
-    steps = write_edges(
-        build,
-        (
-            step_edge(
-                scripts, log, lock_dir, f"stamps/x{i}.stamp", ["--lock", "../resource"], f"x.{i}", "0.01"
-            )
-            for i in range(200)
-        ),
+    tags = [f"x.{i}" for i in range(200)]
+    steps, result, stamps = overlap_build(
+        tmp_path,
+        scripts,
+        lock_dir,
+        ((tag, ["--lock", "../resource"], "0.01") for tag in tags),
+        jobs=32,
+        exclusive_kinds={"x"},
     )
-    result = build_and_analyse(build, log, 32, {"x"})
     print(f"\n--lock: {steps} steps, -j32, max concurrency {result.max_concurrency}")
     assert result.violations == []
     assert result.max_concurrency == 1
-    assert sorted(result.entered) == sorted(f"x.{i}" for i in range(200))
+    assert sorted(result.entered) == sorted(tags)
     assert result.unfinished == []
-    assert sorted(p.name for p in (build / "stamps").iterdir()) == sorted(f"x{i}.stamp" for i in range(200))
+    assert stamps == sorted(tags)
 
 
 def test_shared_lock_readers_overlap_and_writers_are_alone_at_ninja_j32(
     tmp_path: Path, scripts: Scripts, lock_dir: Path, resource: Path
 ) -> None:
-    log = tmp_path / "overlap.log"
-    build = tmp_path / "build"
     tags: list[str] = []  # 150 readers with 10 writers among them, then 10 more writers
     readers = writers = 0
     for i in range(170):
@@ -228,23 +248,19 @@ def test_shared_lock_readers_overlap_and_writers_are_alone_at_ninja_j32(
             tags.append(f"r.{readers}")
             readers += 1
     assert (readers, writers) == (150, 20)
-    steps = write_edges(
-        build,
+    steps, result, stamps = overlap_build(
+        tmp_path,
+        scripts,
+        lock_dir,
         (
-            step_edge(
-                scripts,
-                log,
-                lock_dir,
-                f"stamps/{tag}",
-                ["--lock" if tag.startswith("w.") else "--shared-lock", resource],
-                tag,
-                "0.02" if tag.startswith("w.") else "0.05",
-            )
+            (tag, ["--lock", resource], "0.02")
+            if tag.startswith("w.")
+            else (tag, ["--shared-lock", resource], "0.05")
             for tag in tags
         ),
+        jobs=32,
+        exclusive_kinds={"w"},
     )
-
-    result = build_and_analyse(build, log, 32, {"w"})
     print(
         f"\n--shared-lock: {steps} steps ({readers} readers, {writers} writers), -j32, "
         f"max readers together {result.max_by_kind.get('r')}"
@@ -254,36 +270,24 @@ def test_shared_lock_readers_overlap_and_writers_are_alone_at_ninja_j32(
     assert result.max_by_kind["r"] >= 2, "readers never overlapped: --shared-lock behaves like --lock"
     assert len(result.entered) == steps
     assert result.unfinished == []
-    assert len(list((build / "stamps").iterdir())) == steps
+    assert len(stamps) == steps
 
 
 def test_semaphore_never_exceeds_its_count_and_reaches_it_at_ninja_j32(
     tmp_path: Path, scripts: Scripts, lock_dir: Path, resource: Path
 ) -> None:
-    log = tmp_path / "overlap.log"
-    build = tmp_path / "build"
-    steps = write_edges(
-        build,
-        (
-            step_edge(
-                scripts,
-                log,
-                lock_dir,
-                f"stamps/s{i}.stamp",
-                ["--semaphore", "../resource=3"],
-                f"s.{i}",
-                "0.2",
-            )
-            for i in range(60)
-        ),
+    steps, result, stamps = overlap_build(
+        tmp_path,
+        scripts,
+        lock_dir,
+        ((f"s.{i}", ["--semaphore", "../resource=3"], "0.2") for i in range(60)),
+        jobs=32,
     )
-    result = build_and_analyse(build, log, 32)
-    figures = f"max concurrency {result.max_concurrency}"
-    print(f"\n--semaphore R=3: {steps} steps, -j32, {figures}")
+    print(f"\n--semaphore R=3: {steps} steps, -j32, max concurrency {result.max_concurrency}")
     assert result.max_concurrency == 3
     assert len(result.entered) == 60
     assert result.unfinished == []
-    assert len(list((build / "stamps").iterdir())) == 60
+    assert len(stamps) == 60
 
 
 def test_separate_builds_spelling_one_resource_differently_share_its_lock(
@@ -300,12 +304,8 @@ def test_separate_builds_spelling_one_resource_differently_share_its_lock(
     builds = []
     for kind, spelling in spellings.items():
         build = tmp_path / f"build_{kind}"
-        write_edges(
-            build,
-            (
-                step_edge(scripts, log, lock_dir, f"stamps/{i}", ["--lock", spelling], f"{kind}.{i}", "0.01")
-                for i in range(20)
-            ),
+        write_overlap_build(
+            build, scripts, log, lock_dir, ((f"{kind}.{i}", ["--lock", spelling], "0.01") for i in range(20))
         )
         builds.append(build)
     ninjas = []
@@ -514,20 +514,20 @@ def test_steps_taking_two_locks_in_opposite_orders_do_not_deadlock(
 ) -> None:
     (tmp_path / "A").mkdir()
     (tmp_path / "B").mkdir()
-    log = tmp_path / "overlap.log"
-    build = tmp_path / "build"
-    edges: list[tuple[str, list[str | os.PathLike[str]]]] = []
-    for i in range(40):
-        order = ["A", "B"] if i % 2 == 0 else ["B", "A"]
-        locks = [arg for name in order for arg in ("--lock", f"../{name}")]
-        stamp = f"stamps/{''.join(order)}{i}"
-        edges.append(step_edge(scripts, log, lock_dir, stamp, locks, f"x.{i}", "0.01"))
-    steps = write_edges(build, edges)
-    result = build_and_analyse(
-        build, log, 16, {"x"}
+    orders = [["A", "B"] if i % 2 == 0 else ["B", "A"] for i in range(40)]
+    steps, result, stamps = overlap_build(
+        tmp_path,
+        scripts,
+        lock_dir,
+        (
+            (f"x.{i}", [arg for name in order for arg in ("--lock", f"../{name}")], "0.01")
+            for i, order in enumerate(orders)
+        ),
+        jobs=16,
+        exclusive_kinds={"x"},
     )  # a deadlock ends in run()'s hang guard, which kills the build
     print(f"\n{{A,B}}/{{B,A}}: {steps} steps, -j16")
-    assert len(list((build / "stamps").iterdir())) == 40
+    assert len(stamps) == 40
     assert result.violations == []  # every step needs both: one at a time
     assert len(result.entered) == 40
 
