@@ -106,6 +106,7 @@ def test_the_log_line_schema_names_the_nested_records_keys() -> None:
     meanings = {row[0]: row[2] for row in table("Log line schema")}
     assert "{" + ", ".join(schema.ATTEMPT_KEYS) + "}" in meanings["`attempts`"]
     assert "{" + ", ".join(schema.LOCK_KEYS) + "}" in meanings["`locks`"]
+    assert "{" + ", ".join(schema.LOAN_KEYS) + "}" in meanings["`lent`"]
 
 
 def test_the_report_json_keys_table_is_the_report_s() -> None:
