@@ -137,9 +137,17 @@ def _as_user(uid: int, argv: list[str], cwd: Path, umask: str = "022") -> subpro
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("FI_RUN_")}
     env["HOME"] = str(cwd)
-    # fi_run and filelock from this checkout, readable by others (checked by the caller's chmod)
-    packages = {os.path.dirname(os.path.dirname(m.__file__ or "")) for m in (fi_run, filelock)}
-    env["PYTHONPATH"] = os.pathsep.join(sorted(packages))
+    # fi_run and filelock as this checkout has them, copied where the other users can read them: the checkout
+    # itself may sit in a private directory (a home of mode 0700, mktemp -d), which they cannot enter.
+    public = cwd / "public-packages"
+    for module in (fi_run, filelock):
+        package = os.path.dirname(module.__file__ or "")
+        target = public / os.path.basename(package)
+        if not target.exists():
+            shutil.copytree(package, target, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [public, *(p for p in public.rglob("*"))]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    env["PYTHONPATH"] = str(public)
     argv = [_public_python(), "-m", "fi_run", *argv]
     return subprocess.run(
         ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
