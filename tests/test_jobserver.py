@@ -503,6 +503,42 @@ def test_a_step_that_cannot_take_its_slot_back_says_so_within_the_bound(
     os.close(fd)
 
 
+def test_a_jobserver_that_fails_while_a_token_is_owed_is_given_up_with_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process: the step's descriptor on a real fifo is turned (dup2) into one on /dev/null after it lent.
+    Taking the slot back meets end-of-file: one warning, the loan noted as lost, and neither take_back() nor
+    settle() waits on it. Before, the wait called the empty descriptor again and again for its whole bound."""
+    import io
+
+    from fi_run.messages import Reporter
+    from fi_run.records import StepRecord
+    from fi_run.step.interrupts import Interrupts
+
+    monkeypatch.setattr(lending, "REPAY_BOUND_SECONDS", 0.5)  # instead of a minute, should it wait after all
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    err = io.StringIO()
+    record = StepRecord()
+    null = os.open(os.devnull, os.O_RDWR)
+    with Interrupts() as interrupts:
+        lender = lending.Lender(f"fifo:{fifo}", Reporter(stream=err), record, interrupts, repay_after=False)
+        lender.lend("/some/venv")
+        assert lender._tokens is not None
+        os.dup2(null, lender._tokens.handle)
+        lender.take_back()  # waits for a token (repay_after=False): meets end-of-file instead
+        lender.settle()
+        lender.lend(None)  # a retry back-off: the jobserver is not used again
+    os.close(null)
+    assert err.getvalue() == (
+        f"fi_run: cannot take the job slot back from the jobserver 'fifo:{fifo}': "
+        "the jobserver's fifo reads as end-of-file\n"
+    )
+    (loan,) = record.loans
+    assert loan.get("lost") is True
+    assert lender.owed == 0
+
+
 def test_a_signal_right_after_the_token_is_written_still_finds_the_loan_noted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
