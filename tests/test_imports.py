@@ -57,6 +57,7 @@ def test_a_plain_step_imports_no_lock_library_parser_or_subprocess(tmp_path: Pat
     # Each module of fi_run's own costs about 50 us: a step without --log or locks needs none of these.
     unneeded = {name for name in names if name.startswith(("fi_run.observe", "fi_run.contention"))}
     assert not unneeded, sorted(unneeded)
+    assert "fi_run.step.outputs" not in names  # a step without --output pays nothing for the check
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="colorama is imported on Windows, for colour only")

@@ -359,6 +359,88 @@ def test_no_jobserver_and_auto_without_the_mark_lend_nothing(tmp_path: Path) -> 
     os.close(fd)
 
 
+@pytest.mark.parametrize("kind", ["regular-file", "dev-null", "fifo"])
+def test_lend_slot_always_lends_only_to_a_real_fifo(tmp_path: Path, kind: str) -> None:
+    """Issue 22: --lend-slot always takes whatever `fifo:PATH` MAKEFLAGS names. A regular file had its first
+    byte overwritten by the lent token; /dev/null made the repay loop spin for its whole 60 s bound. Only a
+    real fifo is lent to; anything else gets one warning, no loan and is never written to."""
+    path = {"regular-file": tmp_path / "not-a-fifo", "dev-null": Path(os.devnull), "fifo": tmp_path / "fifo"}[
+        kind
+    ]
+    fd = -1
+    if kind == "regular-file":
+        path.write_bytes(b"precious")
+    elif kind == "fifo":
+        os.mkfifo(path)
+        fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        os.write(fd, b"++")
+    build = Build(tmp_path)
+    resource = tmp_path / "venv"
+    release = tmp_path / "release"
+    holder = _held_outside(build, resource, [release])
+    step = subprocess.Popen(
+        [*build.fi_run("--lock", str(resource), "--lend-slot", "always"), *build.record("step")],
+        env=base_environ({"MAKEFLAGS": f"-j4 --jobserver-auth=fifo:{path}"}),
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: any(build.locks.glob("*/waiters/*")), "the step to wait for the lock")
+    finally:
+        release.touch()
+    _, err = step.communicate(timeout=HANG_TIMEOUT)
+    assert holder.wait(HANG_TIMEOUT) == 0
+    assert step.returncode == 0, err
+    (record,) = [r for r in build.records() if r["argv"][2] == "step"]
+    if kind == "fifo":
+        assert err == ""
+        (loan,) = record["lent"]
+        assert loan["lost"] is False
+        assert os.read(fd, 100) == b"++", "the lent token came back"
+        os.close(fd)
+        return
+    line = only_fi_run_line(err)
+    what = "a regular file" if kind == "regular-file" else "a character device"
+    assert line == (
+        f"fi_run: cannot lend the job slot to the jobserver 'fifo:{path}': '{path}' is not a fifo ({what})"
+    )
+    assert record["lent"] == []  # the step kept its slot: nothing owed, nothing to wait for afterwards
+    if kind == "regular-file":
+        assert path.read_bytes() == b"precious"
+
+
+def test_the_token_io_refuses_what_is_not_a_fifo_and_never_spins_on_end_of_file(tmp_path: Path) -> None:
+    """The primitives under the test above: _fifo_open refuses a regular file, /dev/null and a directory
+    (before writing anything); a descriptor that reads as end-of-file (which no fifo opened for writing does)
+    is an error for the waits, which would otherwise call it again and again without sleeping."""
+    regular = tmp_path / "file"
+    regular.write_bytes(b"x")
+    for path, what in (
+        (regular, "a regular file"),
+        (Path(os.devnull), "a character device"),
+        (tmp_path, "a directory"),
+    ):
+        with pytest.raises(OSError, match=rf"is not a fifo \({what}\)"):
+            lending._fifo_open(str(path))
+    assert regular.read_bytes() == b"x"
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        with pytest.raises(OSError, match="end-of-file"):
+            lending._fifo_take(null, 30.0)
+    finally:
+        os.close(null)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    fd = lending._fifo_open(str(fifo))
+    try:
+        assert lending._fifo_take(fd, 0) is False  # empty: nothing to take, no wait asked for
+        lending._fifo_give(fd)
+        assert lending._fifo_take(fd, 1.0) is True
+    finally:
+        os.close(fd)
+
+
 def test_a_lock_timeout_takes_the_lent_token_back_before_exiting(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
@@ -419,6 +501,42 @@ def test_a_step_that_cannot_take_its_slot_back_says_so_within_the_bound(
     assert record.loans[0].get("lost") is True
     assert lender.owed == 0
     os.close(fd)
+
+
+def test_a_jobserver_that_fails_while_a_token_is_owed_is_given_up_with_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process: the step's descriptor on a real fifo is turned (dup2) into one on /dev/null after it lent.
+    Taking the slot back meets end-of-file: one warning, the loan noted as lost, and neither take_back() nor
+    settle() waits on it. Before, the wait called the empty descriptor again and again for its whole bound."""
+    import io
+
+    from fi_run.messages import Reporter
+    from fi_run.records import StepRecord
+    from fi_run.step.interrupts import Interrupts
+
+    monkeypatch.setattr(lending, "REPAY_BOUND_SECONDS", 0.5)  # instead of a minute, should it wait after all
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    err = io.StringIO()
+    record = StepRecord()
+    null = os.open(os.devnull, os.O_RDWR)
+    with Interrupts() as interrupts:
+        lender = lending.Lender(f"fifo:{fifo}", Reporter(stream=err), record, interrupts, repay_after=False)
+        lender.lend("/some/venv")
+        assert lender._tokens is not None
+        os.dup2(null, lender._tokens.handle)
+        lender.take_back()  # waits for a token (repay_after=False): meets end-of-file instead
+        lender.settle()
+        lender.lend(None)  # a retry back-off: the jobserver is not used again
+    os.close(null)
+    assert err.getvalue() == (
+        f"fi_run: cannot take the job slot back from the jobserver 'fifo:{fifo}': "
+        "the jobserver's fifo reads as end-of-file\n"
+    )
+    (loan,) = record.loans
+    assert loan.get("lost") is True
+    assert lender.owed == 0
 
 
 def test_a_signal_right_after_the_token_is_written_still_finds_the_loan_noted(

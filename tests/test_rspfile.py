@@ -13,10 +13,17 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from fi_run_testing import NO_GN_WHEEL
+from fi_run_testing import NO_GN_WHEEL, only_fi_run_line, py, run_fi_run
 
 from fi_run.errors import EXIT_USAGE, UsageError
-from fi_run.step.rspfile import MAX_DEPTH, expand_response_files, split_response_text
+from fi_run.step.rspfile import (
+    MAX_BYTES,
+    MAX_DEPTH,
+    MAX_READS,
+    MAX_WORDS,
+    expand_response_files,
+    split_response_text,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -464,6 +471,93 @@ def test_windows_rules_in_files(in_tmp: Path) -> None:
     assert expand_response_files(["@win.rsp"], windows=True) == [
         "--cwd", "C:\\Program Files\\x", "--env", "P=C:\\tools\\bin", "--", "a b",
     ]  # fmt: skip
+
+
+# --- limits on the whole expansion (issue 22): depth and cycles do not bound fan-out
+
+
+def fan_out(directory: Path, files: int = 8, times: int = 10) -> None:
+    """``files`` response files of a few dozen bytes, each naming the next ``times`` times: the last one's
+    two words come out times ** (files - 1) times (2 * 10**7 words for the defaults)."""
+    for n in range(1, files):
+        write(directory / f"f{n}.rsp", " ".join([f"@f{n + 1}.rsp"] * times))
+    write(directory / f"f{files}.rsp", "--env A=1")
+
+
+def test_a_fan_out_of_small_files_is_refused_before_it_expands(tmp_path: Path) -> None:
+    """A real fi_run: exit 2 and one line once MAX_READS files have been read, long before 10**7 words; the
+    command does not run and the stale stamp is gone. Before, this ran for more than a minute."""
+    fan_out(tmp_path)
+    stamp = tmp_path / "out.stamp"
+    stamp.write_text("stale")
+    ran = run_fi_run(
+        "module", ["--stamp", str(stamp), "@f1.rsp", "--", *py("open('ran', 'w')")], cwd=tmp_path
+    )
+    assert (ran.status, ran.out) == (EXIT_USAGE, "")
+    assert only_fi_run_line(ran.err) == (
+        f"fi_run: response file 'f8.rsp' (named in 'f7.rsp'): more than {MAX_READS:,} response files to "
+        "read (a file counts each time it is named)"
+    )
+    assert not stamp.exists()
+    assert not (tmp_path / "ran").exists()
+
+
+def test_the_reads_limit_counts_a_file_each_time_it_is_named(in_tmp: Path) -> None:
+    write(in_tmp / "leaf.rsp", "-x")
+    write(in_tmp / "many.rsp", " ".join(["@leaf.rsp"] * (MAX_READS - 1)))  # with many.rsp: MAX_READS reads
+    assert expand_response_files(["@many.rsp"]) == ["-x"] * (MAX_READS - 1)
+    write(in_tmp / "many.rsp", " ".join(["@leaf.rsp"] * MAX_READS))
+    assert usage_message(["@many.rsp"]) == (
+        f"response file 'leaf.rsp' (named in 'many.rsp'): more than {MAX_READS:,} response files to read "
+        "(a file counts each time it is named)"
+    )
+
+
+def test_the_words_limit_is_checked_before_a_file_is_expanded(in_tmp: Path) -> None:
+    write(in_tmp / "big.rsp", "w " * (MAX_WORDS - 1))
+    assert len(expand_response_files(["-a", "@big.rsp"])) == MAX_WORDS
+    message = usage_message(["-a", "-b", "@big.rsp"])
+    assert message == f"response file 'big.rsp': the arguments expand to more than {MAX_WORDS:,} words"
+    # Fan-out that stays within the reads limit (111 reads) is stopped by the words limit before the
+    # 100th read of k.rsp is expanded: 100 x (MAX_WORDS // 100 + 1) words.
+    write(in_tmp / "k.rsp", "w " * (MAX_WORDS // 100 + 1))
+    write(in_tmp / "j.rsp", "@k.rsp " * 10)
+    write(in_tmp / "i.rsp", "@j.rsp " * 10)
+    assert usage_message(["@i.rsp"]) == (
+        f"response file 'k.rsp' (named in 'j.rsp'): the arguments expand to more than {MAX_WORDS:,} words"
+    )
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero (Windows)")
+def test_the_bytes_limit_ends_a_file_that_never_ends(in_tmp: Path) -> None:
+    mib = MAX_BYTES // (1024 * 1024)
+    assert (
+        usage_message(["@/dev/zero"])
+        == f"response file '/dev/zero': more than {mib} MiB to read from response files"
+    )
+
+
+def test_the_bytes_limit_is_on_all_the_files_read(in_tmp: Path) -> None:
+    mib = MAX_BYTES // (1024 * 1024)
+    write(in_tmp / "half.rsp", b"-h" + b" " * (MAX_BYTES // 2 - 2))
+    assert expand_response_files(["@half.rsp", "@half.rsp"]) == ["-h", "-h"]  # exactly MAX_BYTES in all
+    write(in_tmp / "byte.rsp", b"-b")
+    assert usage_message(["@half.rsp", "@half.rsp", "@byte.rsp"]) == (
+        f"response file 'byte.rsp': more than {mib} MiB to read from response files"
+    )
+
+
+def test_the_reference_states_the_limits() -> None:
+    text = (REPO_ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
+    section = text.split("\n## Response files\n", 1)[1].split("\n## ", 1)[0]
+    mib = MAX_BYTES // (1024 * 1024)
+    for stated in (
+        f"at most {MAX_DEPTH} levels",
+        f"{MAX_READS:,} files",
+        f"{mib} MiB",
+        f"{MAX_WORDS:,} words",
+    ):
+        assert stated in section, stated
 
 
 # --- end to end: the real gn and ninja from PyPI write the file, an action parses it

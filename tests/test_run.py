@@ -7,16 +7,19 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from typing import TYPE_CHECKING
 
 import pytest
 from fi_run_testing import (
     HANG_TIMEOUT,
+    Procs,
     Ran,
     Runner,
     Terminal,
     base_environ,
     fi_run_argv,
+    finish,
     only_fi_run_line,
     process_gone,
     py,
@@ -561,6 +564,146 @@ def test_output_written_by_this_run_succeeds_with_stamp(fi_run_module: Runner, t
     assert ran == Ran(0, "", "")
     assert output.read_text() == "new"
     assert stamp.is_file()
+
+
+def test_output_dated_in_the_future_and_not_written_fails_with_65(fi_run: Runner, tmp_path: Path) -> None:
+    """Issue 22: `touch -d '+1 hour' gen.h; fi-run --stamp s --output gen.h -- true` exited 0 with a stamp.
+    A future mtime (clock skew, NFS, an archive's dates) no longer passes for "written by this run"."""
+    stamp = tmp_path / "stamp"
+    stamp.write_text(STALE)
+    output = tmp_path / "gen.h"
+    output.write_text("old")
+    hour_ahead = time.time() + 3600
+    os.utime(output, (hour_ahead, hour_ahead))
+    ran = fi_run(["--stamp", str(stamp), "--output", "gen.h", "--", "true"], cwd=tmp_path)
+    assert (ran.status, ran.out) == (EXIT_OUTPUT, "")
+    line = only_fi_run_line(ran.err)
+    assert line.startswith(f"fi_run: --output {str(output)!r} was not written by this run (unchanged since ")
+    assert "s after that start)" in line
+    assert not stamp.exists()
+
+
+def test_output_dated_in_the_future_and_rewritten_succeeds(fi_run_module: Runner, tmp_path: Path) -> None:
+    stamp = tmp_path / "stamp"
+    output = tmp_path / "gen.h"
+    output.write_text("old")
+    hour_ahead = time.time() + 3600
+    os.utime(output, (hour_ahead, hour_ahead))
+    ran = fi_run_module(
+        ["--stamp", str(stamp), "--output", "gen.h", "--", *py("open('gen.h', 'w').write('new')")],
+        cwd=tmp_path,
+    )
+    assert ran == Ran(0, "", "")
+    assert stamp.is_file()
+
+
+# How a command may write its output and keep an old mtime on purpose (cp -p, tar, rsync -a): what counts is
+# that the file changed since the step started, not its date.
+KEEPS_AN_OLD_MTIME = {
+    "created": "open('gen.h', 'w').write('new'); os.utime('gen.h', (OLD, OLD))",
+    "replaced-by-rename": (
+        "open('tmp', 'w').write('new'); os.utime('tmp', (OLD, OLD)); os.replace('tmp', 'gen.h')"
+    ),
+    "rewritten-in-place": "open('gen.h', 'w').write('old'); os.utime('gen.h', (OLD, OLD))",
+}
+
+
+@pytest.mark.parametrize("how", sorted(KEEPS_AN_OLD_MTIME))
+def test_output_written_with_an_old_mtime_succeeds(fi_run_module: Runner, tmp_path: Path, how: str) -> None:
+    stamp = tmp_path / "stamp"
+    output = tmp_path / "gen.h"
+    if how != "created":
+        output.write_text("old")
+        os.utime(output, (1_000_000_000, 1_000_000_000))  # 2001, as the command will date it again
+    code = "import os; OLD = 1_000_000_000; " + KEEPS_AN_OLD_MTIME[how]
+    ran = fi_run_module(["--stamp", str(stamp), "--output", "gen.h", "--", *py(code)], cwd=tmp_path)
+    assert ran == Ran(0, "", "")
+    assert output.stat().st_mtime == 1_000_000_000
+    assert stamp.is_file()
+
+
+def test_output_written_by_another_step_while_this_one_waited_for_its_lock_counts(
+    fi_run_module: Runner, tmp_path: Path, procs: Procs
+) -> None:
+    """ "This run" starts when fi_run starts, lock wait included: the lock holder creates the output (with an
+    old mtime) after the waiter started, and the waiter's --output accepts it."""
+    locks = tmp_path / "locks"
+    holder_code = f"""
+        import glob, os, sys, time
+        open('held', 'w').close()
+        deadline = time.monotonic() + {HANG_TIMEOUT}
+        while not glob.glob({str(locks / "*" / "waiters" / "*")!r}):
+            if time.monotonic() > deadline:
+                sys.exit('no waiter')
+            time.sleep(0.01)
+        open('gen.h', 'w').write('made by the holder')
+        os.utime('gen.h', (time.time() - 60, time.time() - 60))
+    """
+    holder = procs.start_fi_run(
+        ["--lock-dir", str(locks), "--lock", "venv", "--", *py(holder_code)], cwd=tmp_path
+    )
+    wait_until((tmp_path / "held").exists, "the holder to hold its lock")
+    stamp = tmp_path / "stamp"
+    ran = fi_run_module(
+        [
+            "--lock-dir",
+            str(locks),
+            "--lock",
+            "venv",
+            "--stamp",
+            str(stamp),
+            "--output",
+            "gen.h",
+            "--",
+            "true",
+        ],
+        cwd=tmp_path,
+    )
+    assert finish(holder) == 0
+    assert ran == Ran(0, "", "")
+    assert stamp.is_file()
+
+
+def test_output_unchanged_but_dated_within_the_timestamp_step_is_given_the_benefit_of_the_doubt(
+    fi_run_module: Runner, tmp_path: Path
+) -> None:
+    """A file written just before the step, and not by it, cannot be told from one the command rewrote within
+    the same timestamp step (FAT: 2 s) with the same size: accepted, as before issue 22."""
+    stamp = tmp_path / "stamp"
+    (tmp_path / "gen.h").write_text("just now")
+    ran = fi_run_module(["--stamp", str(stamp), "--output", "gen.h", "--", "true"], cwd=tmp_path)
+    assert ran == Ran(0, "", "")
+    assert stamp.is_file()
+
+
+def test_what_counts_as_written_by_this_run() -> None:
+    """outputs.not_written on the cases no filesystem here can make: 1 s and 2 s timestamps."""
+    from fi_run.step.outputs import GRANULARITY_SECONDS, not_written
+
+    start = 1_700_000_000.0
+
+    def file(
+        ino: int = 7, size: int = 10, mtime: float = start - 100, ctime: float = start - 100
+    ) -> tuple[int, int, int, int, int]:
+        return (1, ino, size, int(mtime * 1e9), int(ctime * 1e9))
+
+    assert not_written(None, file(), start) is None  # created (whatever its date)
+    assert not_written(file(), file(ino=8), start) is None  # replaced by rename
+    assert not_written(file(), file(size=11), start) is None  # rewritten, same coarse mtime
+    assert not_written(file(), file(mtime=start + 1), start) is None
+    assert not_written(file(), file(ctime=start + 0.5), start) is None  # `cp -p` onto it: only ctime moves
+    assert not_written(file(), file(), start) == "unchanged since the step started"
+    assert not_written(file(mtime=start + 3600), file(mtime=start + 3600), start) == (
+        "unchanged since the step started, and dated 3600 s after that start"
+    )
+    # FAT: a rewrite 1.9 s after an earlier write of the same size may keep every field; so may a file
+    # whose 2 s mtime was rounded up past the start.
+    for offset in (-GRANULARITY_SECONDS, -1.9, 0.0, 1.9, GRANULARITY_SECONDS):
+        same = file(mtime=start + offset, ctime=start + offset)
+        assert not_written(same, same, start) is None, offset
+    for offset in (-GRANULARITY_SECONDS - 0.5, GRANULARITY_SECONDS + 0.5):
+        same = file(mtime=start + offset, ctime=start + offset)
+        assert not_written(same, same, start) is not None, offset
 
 
 def test_output_check_does_not_hide_the_command_failure(fi_run_module: Runner, tmp_path: Path) -> None:

@@ -49,6 +49,7 @@ REPAY_AFTER: Final = True
 REPAY_BOUND_SECONDS: Final = 60.0
 INTERRUPTED_BOUND_SECONDS: Final = 5.0
 _SLICE: Final = 0.25  # a wait for a token looks at signals this often
+_RACE_PAUSE: Final = 0.01  # the least a wait for a token sleeps when the fifo was ready but empty
 
 
 def jobserver_auth(makeflags: str) -> str | None:
@@ -91,17 +92,55 @@ def lending_auth(policy: str, environ: Mapping[str, str], *, windows: bool) -> s
 if sys.platform != "win32":
 
     def _fifo_open(path: str) -> int:
-        # O_RDWR: opening never blocks and reads never see end-of-file, whoever else has it open.
-        return os.open(path, os.O_RDWR | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        """Open the jobserver's fifo; anything that is not a fifo is refused with OSError, never written to.
+
+        MAKEFLAGS names the path, and ``--lend-slot always`` takes any ``fifo:PATH`` in it (issue 22): a
+        token written to a regular file overwrote its first byte, and /dev/null, which reads as end-of-file
+        at once, made the repay loop spin for its whole bound. Ninja refuses such a path too. The type is
+        checked before opening (opening a device can do something of its own) and again on the descriptor
+        (the name may have been replaced in between). O_RDWR: opening never blocks and reads never see
+        end-of-file, whoever else has the fifo open.
+        """
+        import stat  # free: os imported it already
+
+        named = os.stat(path)
+        if not stat.S_ISFIFO(named.st_mode):
+            raise OSError(f"{path!r} is not a fifo ({_file_kind(named.st_mode)})")
+        flags = os.O_RDWR | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(path, flags)
+        try:
+            opened = os.fstat(fd)
+            same = (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
+            if not (same and stat.S_ISFIFO(opened.st_mode)):
+                raise OSError(f"{path!r} is not a fifo (it was replaced while being opened)")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _file_kind(mode: int) -> str:
+        import stat
+
+        kinds = (
+            (stat.S_ISREG, "a regular file"),
+            (stat.S_ISDIR, "a directory"),
+            (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"),
+            (stat.S_ISSOCK, "a socket"),
+        )
+        return next((kind for test, kind in kinds if test(mode)), "another kind of file")
 
     def _fifo_give(fd: int) -> None:
         os.write(fd, TOKEN)
 
     def _fifo_try_take(fd: int) -> bool:
         try:
-            return len(os.read(fd, 1)) == 1
+            data = os.read(fd, 1)
         except BlockingIOError:
             return False
+        if not data:  # a fifo this process holds open for writing never reads as end-of-file
+            raise OSError("the jobserver's fifo reads as end-of-file")
+        return True
 
     def _fifo_take(fd: int, seconds: float) -> bool:
         if _fifo_try_take(fd):
@@ -109,8 +148,14 @@ if sys.platform != "win32":
         if seconds > 0:
             import select
 
-            select.select([fd], [], [], min(seconds, _SLICE))
-            return _fifo_try_take(fd)  # another reader may have won: the caller loops
+            wait = min(seconds, _SLICE)
+            ready, _, _ = select.select([fd], [], [], wait)
+            if _fifo_try_take(fd):
+                return True
+            if ready:
+                # Readable, yet no token: another client took it first. Pause all the same, so that no
+                # caller's loop can spin on a descriptor that is always ready (issue 22).
+                time.sleep(min(wait, _RACE_PAUSE))
         return False
 
 
@@ -253,6 +298,8 @@ class Lender:
                 if time.monotonic() >= deadline:
                     self._give_up(REPAY_BOUND_SECONDS)
                     return
+        except OSError as exc:
+            self._broken_while_owed(exc)
         finally:
             self.interrupts.idle()  # raises Interrupted if a signal came: settle() then repays, bounded
 
@@ -275,6 +322,16 @@ class Lender:
             f"could not take the job slot back from the jobserver within {seconds:g} s; "
             "the build may run one job more than its -j from now on"
         )
+        self._lose()
+
+    def _broken_while_owed(self, exc: OSError) -> None:
+        """The jobserver failed while a token was owed: stop using it (one warning); the token is lost."""
+        self.reporter.warning(f"cannot take the job slot back from the jobserver {self.auth!r}: {exc}")
+        self.broken = True
+        self._lose()
+
+    def _lose(self) -> None:
+        """Note the token owed as lost and owe nothing more."""
         if self._loan is not None:
             self.record.end_loan(self._loan, credit=False, lost=True)
             self._loan = None
@@ -304,8 +361,7 @@ class Lender:
                     if self._tokens.take(remaining):
                         break
                 except OSError as exc:
-                    self.reporter.warning(f"cannot take the job slot back from the jobserver: {exc}")
-                    self.owed = 0
+                    self._broken_while_owed(exc)
                     return
             if self._loan is not None:
                 self._close_loan(credit=False)

@@ -14,7 +14,11 @@ Where expansion happens
     fi_run's current directory (like every other path, and like the build directory GN and Ninja use),
     not to the file that names it. Nesting deeper than ``MAX_DEPTH`` files, a file that names itself
     directly or through others, a missing, unreadable or undecodable file, a directory, and an ``@`` with
-    no name are usage errors reported in one line naming the file.
+    no name are usage errors reported in one line naming the file. So is an expansion that would read
+    more than ``MAX_READS`` files (a file counts each time it is named) or ``MAX_BYTES`` bytes, or give
+    more than ``MAX_WORDS`` words: depth and cycles alone do not bound fan-out (issue 22: eight small
+    files, each naming the next ten times, gave 10**7 words), so these are checked as the files are read,
+    before the words they name are expanded.
 
 The format: exactly what GN writes, which depends on the host
     GN documents that it quotes ``response_file_contents`` "according to Unix shell rules" so that a
@@ -91,10 +95,21 @@ TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) on an unlo
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-__all__ = ["MAX_DEPTH", "expand_response_files", "split_response_text"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_READS", "MAX_WORDS", "expand_response_files", "split_response_text"]
 
 MAX_DEPTH = 10
 """The most response files that may be open at once: ``@a`` naming ``@b`` naming ``@c`` ... is 3."""
+
+# The limits below are far above what a build writes (GN: one response file per step) and above what any
+# system will run, so that only a runaway expansion meets them; docs/reference.md states them.
+MAX_READS = 1_000
+"""The most response files one expansion reads, a file counted each time it is named."""
+MAX_BYTES = 16 * 1024 * 1024
+"""The most bytes one expansion reads from response files (16 MiB): more than twice the longest command line
+any system takes (Linux 6 MiB, macOS 1 MiB, Windows 32,767 characters). Also ends ``@/dev/zero``."""
+MAX_WORDS = 1_000_000
+"""The most words argv may hold once expanded: Linux's exec takes fewer (each word costs its pointer and its
+NUL out of at most 6 MiB: under 700,000 words)."""
 
 
 _WHITESPACE = " \t\n\r"
@@ -143,27 +158,37 @@ def expand_response_files(
     else:
         return list(argv)
     out: list[str] = []
-    _expand(argv, out, (), (), sys.platform == "win32" if windows is None else windows, takes_value, [False])
+    _expand(
+        argv, out, (), (), _Expansion(sys.platform == "win32" if windows is None else windows, takes_value)
+    )
     return out
 
 
+class _Expansion:
+    """What every level of one expansion shares: the rules, and what has been read so far."""
+
+    __slots__ = ("bytes_left", "reads", "takes_value", "value_next", "windows")
+
+    def __init__(self, windows: bool, takes_value: Callable[[str], bool] | None) -> None:
+        self.windows = windows
+        self.takes_value = takes_value
+        self.value_next = False  # the next word is an option's value, whichever level it comes from
+        self.reads = 0
+        self.bytes_left = MAX_BYTES
+
+
 def _expand(
-    words: Sequence[str],
-    out: list[str],
-    chain: tuple[str, ...],
-    keys: tuple[str, ...],
-    windows: bool,
-    takes_value: Callable[[str], bool] | None,
-    value_next: list[bool],  # one flag shared by every level: the next word is an option's value
+    words: Sequence[str], out: list[str], chain: tuple[str, ...], keys: tuple[str, ...], state: _Expansion
 ) -> bool:
     """Append ``words`` to ``out``, expanding @FILE words; True once a '--' has been appended."""
+    takes_value = state.takes_value
     for index, word in enumerate(words):
         if word == "--":
             out.extend(words[index:])
             return True
-        if word[:1] != "@" or value_next[0]:
+        if word[:1] != "@" or state.value_next:
             out.append(word)
-            value_next[0] = not value_next[0] and takes_value is not None and takes_value(word)
+            state.value_next = not state.value_next and takes_value is not None and takes_value(word)
             continue
         name = word[1:]
         inside = f"response file {chain[-1]!r}: " if chain else ""
@@ -180,22 +205,47 @@ def _expand(
                 f"response file {name!r} includes itself: "
                 + " -> ".join(repr(link) for link in (*chain, name))
             )
-        words_in = _read_words(name, chain, windows)
-        if _expand(words_in, out, (*chain, name), (*keys, key), windows, takes_value, value_next):
+        named_in = f" (named in {chain[-1]!r})" if chain else ""
+        state.reads += 1
+        if state.reads > MAX_READS:
+            raise UsageError(
+                f"response file {name!r}{named_in}: more than {MAX_READS:,} response files to read "
+                "(a file counts each time it is named)"
+            )
+        words_in = _read_words(name, named_in, state)
+        # Checked before any of the file's words is expanded. An @FILE among them counts as one word here
+        # although it may stand for none: that costs little, since each one is also a read.
+        if len(out) + len(words_in) > MAX_WORDS:
+            raise UsageError(
+                f"response file {name!r}{named_in}: the arguments expand to more than {MAX_WORDS:,} words"
+            )
+        if _expand(words_in, out, (*chain, name), (*keys, key), state):
             out.extend(words[index + 1 :])
             return True
     return False
 
 
-def _read_words(name: str, chain: tuple[str, ...], windows: bool) -> list[str]:
+def _read_words(name: str, named_in: str, state: _Expansion) -> list[str]:
     try:
         with open(name, "rb") as stream:
-            data = stream.read()
+            # Bounded: a device, a fifo or a /proc file (st_size 0) may never end. A regular file is read
+            # by its size, which spares a 16 MiB buffer (about 12 us) for a file of a few bytes.
+            limit = state.bytes_left + 1
+            size = os.fstat(stream.fileno()).st_size
+            data = stream.read(min(size + 1, limit) if size else limit)
+            if size and len(data) == size + 1 < limit:  # it grew meanwhile: read on, still bounded
+                data += stream.read(limit - len(data))
     except OSError as exc:
         # Windows reports a directory as "Permission denied"; say what it is on every host.
         reason = "Is a directory" if os.path.isdir(name) else (exc.strerror or str(exc))
-        named_in = f" (named in {chain[-1]!r})" if chain else ""
         raise UsageError(f"cannot read response file {name!r}{named_in}: {reason}") from None
+    if len(data) > state.bytes_left:
+        raise UsageError(
+            f"response file {name!r}{named_in}: more than {MAX_BYTES // (1024 * 1024)} MiB to read from "
+            "response files"
+        )
+    state.bytes_left -= len(data)
+    windows = state.windows
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
