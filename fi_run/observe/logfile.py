@@ -12,7 +12,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ..errors import UsageError
 from .schema import Attempt, Loan, Lock, Step
@@ -49,7 +49,18 @@ class Log:
         return f"skipped {self.skipped} unreadable {plural} ({', '.join(self.skipped_at)}{more})"
 
 
+# Every number a record holds is bounded, so that what the tools compute from any number of records stays
+# finite and fits the formats they print (issue 22: a wait of 1.7e308 made trace exit 70 with OverflowError,
+# and two of them made report --json print Infinity, which is not JSON).
+# - Every float is seconds, at most MAX_SECONDS either way: the span from 1970 to the end of the year 9999.
+#   start and end are dates, so they are also never before 1970: a date past 9999 would make the date
+#   functions overflow (report once printed a traceback for start: 1e300). A million such numbers still add
+#   up to less than 1e18, and trace's microseconds (an int each) never overflow.
+# - Every int (v, pid, status, slots) fits in 64 bits (signed), which JSON readers in other languages take.
 _LAST_TIMESTAMP = 253402300799.0  # 9999-12-31 23:59:59 UTC
+MAX_SECONDS: Final = _LAST_TIMESTAMP
+MAX_INTEGER: Final = (1 << 63) - 1
+_DATES: Final = ("start", "end")
 
 
 class _Bad(Exception):
@@ -57,13 +68,15 @@ class _Bad(Exception):
 
 
 def _number(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Bad
+    if not -MAX_SECONDS <= value <= MAX_SECONDS:  # false for NaN too; 1e400 and Infinity read as inf
         raise _Bad
     return float(value)
 
 
 def _integer(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, int) or not -MAX_INTEGER - 1 <= value <= MAX_INTEGER:
         raise _Bad
     return value
 
@@ -147,10 +160,8 @@ def parse_record(record: object, source: str = "") -> Step:
     assert isinstance(step, Step)
     if step.v < 1:
         raise ValueError("missing or malformed field 'v'")
-    for name in ("start", "end"):
-        # Shown as dates: one past the year 9999 (or before 1970) is no fi_run record, and would make the
-        # date functions overflow (report once printed a traceback for start: 1e300).
-        if not 0 <= getattr(step, name) <= _LAST_TIMESTAMP:
+    for name in _DATES:
+        if getattr(step, name) < 0:  # before 1970: no fi_run record (the upper bound is every float's)
             raise ValueError(f"missing or malformed field {name!r}")
     return step
 
