@@ -181,3 +181,45 @@ def test_the_how_to_s_gn_parameter_table_names_every_parameter_of_the_template()
     documented = {name for row in rows for name in re.findall(r"`(\w+)`", row.split(" | ")[0])}
     assert len(gn_template_parameters()) > 15
     assert documented == gn_template_parameters()
+
+
+def test_the_reference_describes_a_windows_timeout_as_run_windows_does_it() -> None:
+    """On Windows --timeout is a polite `taskkill /T`, then TerminateJobObject; `taskkill /F /T` and
+    TerminateProcess only without a job (step/run_windows.py). Issue 22: the page said `taskkill /T` stopped
+    the tree."""
+    code = (ROOT / "fi_run" / "step" / "run_windows.py").read_text(encoding="utf-8")
+    stop = code[code.index("def _stop(") : code.index("def run_once(")]
+    order = [
+        "_taskkill(proc.pid, force=False)",
+        "job.terminate()",
+        "_taskkill(proc.pid, force=True)",
+        "proc.kill()",
+    ]
+    assert sorted(order, key=stop.index) == order
+    grace = re.search(r"^KILL_GRACE_SECONDS = (\d+)\.0\b", code, re.MULTILINE)
+    assert grace
+    text = " ".join(section("Interrupts and timeouts").split())
+    assert "each attempt runs in a job object" in text
+    assert (
+        "a polite `taskkill /T` (no `/F`: windowed programs get WM_CLOSE, console programs ignore it) and"
+        f" waits up to {grace[1]} s for the command; then TerminateJobObject ends everything still in the job"
+    ) in text
+    assert f"`taskkill /F /T`, then, if the command still runs {grace[1]} s later, TerminateProcess" in text
+    assert "`--timeout` stops the tree with `taskkill /T`" not in text
+
+
+def test_the_windows_jobserver_is_said_to_have_run_under_wine_and_nowhere_else() -> None:
+    """Issue 22: the named-semaphore jobserver has run under Wine (ninja.exe, 5 builds); the pages said it
+    never ran. They must not claim more either: no real Windows machine, no CI stage."""
+    jobserver = " ".join((ROOT / "docs" / "jobserver.md").read_text(encoding="utf-8").split())
+    windows = " ".join(section("Windows: what was run where").split())
+    for text in (jobserver, windows):
+        assert "has run under Wine" in text or "have run under Wine" in text
+        assert "not on a real Windows machine" in text or "not run on a real Windows machine" in text
+        assert "has not been run on Windows" not in text
+    not_run = windows[
+        windows.index("What still has not run on Windows at all:") : windows.index(
+            "`fi-run jobserver`'s named semaphore and slot lending have run under Wine"
+        )
+    ]
+    assert "jobserver" not in not_run

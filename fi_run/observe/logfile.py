@@ -10,18 +10,28 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ..errors import UsageError
 from .schema import Attempt, Loan, Lock, Step
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from typing import BinaryIO
 
 # How many skipped lines are named (file:line) in messages and in --json; the count is always exact.
 SKIPPED_NAMED = 10
+
+# The most read of one log (docs/reference.md, "What the tools read"). A source without an end (/dev/zero,
+# `yes`, /proc/self/pagemap) read whole ended in a MemoryError, exit 70 (issue 22); a real log of this size
+# holds about two million steps, which take several GB once parsed.
+MAX_LOG_BYTES: Final = 1 << 30
+# A longer line is skipped and counted without being held: no record is near this (an argv is at most a few
+# MB even escaped), and a source of endless bytes without a newline must not fill memory before the limit.
+MAX_LINE_BYTES: Final = 64 << 20
 
 
 class LogReadError(UsageError):
@@ -49,7 +59,18 @@ class Log:
         return f"skipped {self.skipped} unreadable {plural} ({', '.join(self.skipped_at)}{more})"
 
 
+# Every number a record holds is bounded, so that what the tools compute from any number of records stays
+# finite and fits the formats they print (issue 22: a wait of 1.7e308 made trace exit 70 with OverflowError,
+# and two of them made report --json print Infinity, which is not JSON).
+# - Every float is seconds, at most MAX_SECONDS either way: the span from 1970 to the end of the year 9999.
+#   start and end are dates, so they are also never before 1970: a date past 9999 would make the date
+#   functions overflow (report once printed a traceback for start: 1e300). A million such numbers still add
+#   up to less than 1e18, and trace's microseconds (an int each) never overflow.
+# - Every int (v, pid, status, slots) fits in 64 bits (signed), which JSON readers in other languages take.
 _LAST_TIMESTAMP = 253402300799.0  # 9999-12-31 23:59:59 UTC
+MAX_SECONDS: Final = _LAST_TIMESTAMP
+MAX_INTEGER: Final = (1 << 63) - 1
+_DATES: Final = ("start", "end")
 
 
 class _Bad(Exception):
@@ -57,13 +78,15 @@ class _Bad(Exception):
 
 
 def _number(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Bad
+    if not -MAX_SECONDS <= value <= MAX_SECONDS:  # false for NaN too; 1e400 and Infinity read as inf
         raise _Bad
     return float(value)
 
 
 def _integer(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, int) or not -MAX_INTEGER - 1 <= value <= MAX_INTEGER:
         raise _Bad
     return value
 
@@ -147,26 +170,73 @@ def parse_record(record: object, source: str = "") -> Step:
     assert isinstance(step, Step)
     if step.v < 1:
         raise ValueError("missing or malformed field 'v'")
-    for name in ("start", "end"):
-        # Shown as dates: one past the year 9999 (or before 1970) is no fi_run record, and would make the
-        # date functions overflow (report once printed a traceback for start: 1e300).
-        if not 0 <= getattr(step, name) <= _LAST_TIMESTAMP:
+    for name in _DATES:
+        if getattr(step, name) < 0:  # before 1970: no fi_run record (the upper bound is every float's)
             raise ValueError(f"missing or malformed field {name!r}")
     return step
 
 
-def parse_lines(data: bytes, name: str, log: Log) -> None:
-    """Add the records in ``data`` (a whole log file's bytes) to ``log``; skip and count the rest."""
-    for number, raw in enumerate(data.split(b"\n"), 1):
-        if not raw.strip():
-            continue  # blank lines (and the end of the file) are not records, nor broken ones
-        where = f"{name}:{number}"
-        try:
-            step = parse_record(json.loads(raw.decode("utf-8")), where)
-        except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-            log.skip(where)
+def parse_line(raw: bytes, where: str, log: Log) -> None:
+    """Add the record on one line (its bytes) to ``log``; skip and count it if it is not one."""
+    if not raw.strip():
+        return  # blank lines (and the end of the file) are not records, nor broken ones
+    try:
+        step = parse_record(json.loads(raw.decode("utf-8")), where)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        log.skip(where)
+        return
+    log.steps.append(step)
+
+
+class _TooLong(Exception):
+    pass
+
+
+def _lines(stream: BinaryIO) -> Iterator[bytes | None]:
+    """The lines of a stream, read one at a time (a fifo or a device is read like standard input); None for
+    a line longer than MAX_LINE_BYTES, which is read through without being held. _TooLong past
+    MAX_LOG_BYTES."""
+    left = MAX_LOG_BYTES
+
+    def piece() -> bytes:
+        nonlocal left
+        raw = stream.readline(min(left, MAX_LINE_BYTES) + 1)
+        left -= len(raw)
+        if left < 0:
+            raise _TooLong
+        return raw
+
+    while raw := piece():
+        if len(raw) <= MAX_LINE_BYTES or raw.endswith(b"\n"):
+            yield raw
             continue
-        log.steps.append(step)
+        while raw and not raw.endswith(b"\n"):
+            raw = piece()
+        yield None
+
+
+def _read_one(stream: BinaryIO, path: str, name: str, log: Log) -> None:
+    """Add the records of one log, read from ``stream``, to ``log``; ``name`` is its name in file:line.
+    LogReadError if it is longer than MAX_LOG_BYTES (or a regular file says so at once)."""
+    too_long = LogReadError(
+        f"cannot read log {'standard input' if path == '-' else repr(path)}: more than "
+        f"{MAX_LOG_BYTES >> 30} GiB, the most report and trace read of one log "
+        "(give them the part you want, e.g. tail -c 512M LOG | fi_run report -)"
+    )
+    try:
+        info: os.stat_result | None = os.fstat(stream.fileno())
+    except ValueError:  # io.UnsupportedOperation: a stream without a descriptor (an embedding's stdin)
+        info = None
+    if info is not None and stat.S_ISREG(info.st_mode) and info.st_size > MAX_LOG_BYTES:
+        raise too_long  # say so before parsing it: a gigabyte of records takes a minute and gigabytes
+    try:
+        for number, raw in enumerate(_lines(stream), 1):
+            if raw is None:
+                log.skip(f"{name}:{number}")
+            else:
+                parse_line(raw, f"{name}:{number}", log)
+    except _TooLong:
+        raise too_long from None
 
 
 def read_logs(paths: Sequence[str]) -> Log:
@@ -174,17 +244,20 @@ def read_logs(paths: Sequence[str]) -> Log:
     cannot be read."""
     log = Log()
     for path in paths:
-        if path == "-":
-            data = sys.stdin.buffer.read()
-        else:
-            try:
-                with open(path, "rb") as stream:
-                    data = stream.read()
-            except OSError as exc:
-                reason = exc.strerror or str(exc)
-                raise LogReadError(f"cannot read log {path!r}: {reason}") from None
+        name = "<stdin>" if path == "-" else os.path.basename(path) or path
         log.files.append(path)
-        parse_lines(data, "<stdin>" if path == "-" else os.path.basename(path) or path, log)
+        try:
+            if path == "-":
+                if sys.stdin is None:  # descriptor 0 was closed when Python started (`<&-`)
+                    raise LogReadError("cannot read log standard input: it is closed")
+                _read_one(sys.stdin.buffer, path, name, log)
+            else:
+                with open(path, "rb") as stream:
+                    _read_one(stream, path, name, log)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            where = "standard input" if path == "-" else repr(path)
+            raise LogReadError(f"cannot read log {where}: {reason}") from None
     log.steps.sort(key=lambda step: (step.start, step.end))
     return log
 

@@ -109,7 +109,7 @@ def append(path: str, step: Step, reporter: Reporter) -> None:
                 # Each record is one write() of one line, so whole records never interleave.
                 # A long record being written by another process also shows a last byte that is not a newline
                 # (the size grows page by page): if the size moved, that writer is alive and took care of its
-                # own line. Rarely this still adds an empty line, which readers skip (logfile.parse_lines).
+                # own line. Rarely this still adds an empty line, which readers skip (logfile.parse_line).
                 size = os.fstat(fd).st_size
                 if size and _last_byte(fd, size) != b"\n" and os.fstat(fd).st_size == size:
                     data = b"\n" + data

@@ -11,6 +11,7 @@ the holder check. Exit status 0 if fi_run would retry, 1 if it would not, 2 for 
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from typing import TYPE_CHECKING
 
@@ -22,9 +23,15 @@ from .scaffold import exit_statuses, parse, tool_parser
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
+    from typing import BinaryIO, Final
 
 # Enough bytes for TAIL_CHARS characters of UTF-8 (up to 4 bytes each): the file's start is never read.
 _READ_BYTES = 4 * TAIL_CHARS
+# A stream (standard input, a fifo, a device, a /proc file) is read to its end for its tail, but not past
+# this: /dev/zero read whole ended in a MemoryError, exit 70 (issue 22), and one kept to its tail would
+# never end. docs/reference.md, "What the tools read".
+MAX_STREAM_BYTES: Final = 1 << 30
+_CHUNK = 1 << 20
 EXIT_RETRY = 0
 EXIT_NO_RETRY = 1
 
@@ -74,21 +81,40 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stream_tail(stream: BinaryIO, name: str) -> bytes:
+    """The last _READ_BYTES of what ``stream`` gives until its end; at most MAX_STREAM_BYTES are read."""
+    data = b""
+    read = 0
+    while chunk := stream.read(_CHUNK):
+        read += len(chunk)
+        if read > MAX_STREAM_BYTES:
+            raise ClassifyInputError(
+                f"classify: cannot read {name}: more than {MAX_STREAM_BYTES >> 30} GiB, the most classify "
+                "reads of a stream (give it the end of the output, e.g. tail -c 1M)"
+            )
+        data = chunk[-_READ_BYTES:] if len(chunk) >= _READ_BYTES else (data + chunk)[-_READ_BYTES:]
+    return data
+
+
 def read_tail(name: str) -> str:
-    """The end of a file or of standard input, decoded leniently (a build log is not always UTF-8)."""
+    """The end of a file or of standard input, decoded leniently (a build log is not always UTF-8).
+
+    Only a regular file that has a size is read from near its end; anything else (a fifo or ``<(cmd)``, a
+    device, a /proc file, whose size is 0) is read like standard input (issue 22)."""
+    label = "standard input" if name == "-" else name
     try:
         if name == "-":
-            stream = sys.stdin.buffer
-            data = b""
-            while chunk := stream.read(1 << 20):
-                data = (data + chunk)[-_READ_BYTES:]
+            if sys.stdin is None:  # descriptor 0 was closed when Python started (`<&-`)
+                raise ClassifyInputError("classify: cannot read standard input: it is closed")
+            data = _stream_tail(sys.stdin.buffer, label)
         else:
             with open(name, "rb") as file:
-                size = os.fstat(file.fileno()).st_size
-                file.seek(max(0, size - _READ_BYTES))
-                data = file.read()
+                info = os.fstat(file.fileno())
+                if stat.S_ISREG(info.st_mode) and info.st_size > 0:
+                    file.seek(max(0, info.st_size - _READ_BYTES))
+                data = _stream_tail(file, label)
     except OSError as exc:
-        raise ClassifyInputError(f"classify: cannot read {name}: {exc.strerror or exc}") from None
+        raise ClassifyInputError(f"classify: cannot read {label}: {exc.strerror or exc}") from None
     return data.decode("utf-8", errors="replace")
 
 
