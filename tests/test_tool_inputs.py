@@ -419,7 +419,7 @@ def test_a_closed_standard_input_is_one_line_and_status_2(tmp_path: Path, tool: 
         capture_output=True,
         text=True,
         check=False,
-        preexec_fn=lambda: os.close(0),  # noqa: PLW1509
+        preexec_fn=lambda: os.close(0),
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.endswith("standard input: it is closed\n")
