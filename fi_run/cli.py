@@ -560,7 +560,13 @@ def _run(args: list[str], reporter: Reporter, *, collector_paused: bool) -> int:
 
         if collector_paused:
             if spec.locks:
-                from .contention import locks  # noqa: F401 - it and filelock load before the collector is back on
+                # The lock module (filelock, or the coordinator's client) loads before the collector is on.
+                from .step.execute import coordinator_address
+
+                if coordinator_address() is None:
+                    from .contention import locks  # noqa: F401
+                else:
+                    from .contention import coordinated  # noqa: F401
             _collect_from_now_on()
         return execute(spec, reporter, interrupts)
 

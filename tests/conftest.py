@@ -14,6 +14,7 @@ from fi_run_testing import WAYS, Build, Procs, Ran, Runner, contended_build, run
 # tested on Linux through the pure functions that take windows=.
 POSIX_ONLY = (
     "test_contention.py",
+    "test_coordinator.py",
     "test_lock_interrupts.py",
     "test_locks.py",
     "test_log.py",

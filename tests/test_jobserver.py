@@ -67,9 +67,14 @@ def _q(arg: str | os.PathLike[str]) -> str:
 
 
 class Build:
-    """A build.ninja in tmp_path whose steps run the recorder, with or without fi_run around them."""
+    """A build.ninja in tmp_path whose steps run the recorder, with or without fi_run around them.
 
-    def __init__(self, tmp_path: Path) -> None:
+    The server runs without its lock coordinator unless ``coordinator``: these tests pin what a locked step
+    does on its own under a jobserver (waiting through the lock directory, whose waiter files they count);
+    tests/test_coordinator.py has the same builds with the coordinator."""
+
+    def __init__(self, tmp_path: Path, *, coordinator: bool = False) -> None:
+        self.coordinator = coordinator
         self.dir = tmp_path
         self.recorder = tmp_path / "rec.py"
         self.recorder.write_text(RECORDER)
@@ -100,7 +105,9 @@ class Build:
         (self.dir / "build.ninja").write_text("\n".join(self.lines))
 
     def argv(self, jobs: int | None = 4) -> list[str]:
-        server = [str(console_script()), "jobserver", *(["-j", str(jobs)] if jobs else []), "--"]
+        server = [str(console_script()), "jobserver", *(["-j", str(jobs)] if jobs else [])]
+        server += [] if self.coordinator else ["--no-coordinator"]
+        server.append("--")
         return [*server, ninja_binary()]
 
     def env(self, **extra: str) -> dict[str, str]:

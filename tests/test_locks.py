@@ -89,7 +89,7 @@ def resource(tmp_path: Path) -> Path:
 
 
 def waiting_notice(canonical: Path | str, holder: Holder, mode: str = "an exclusive") -> str:
-    """The line fi_run prints once when it has waited a while (fi_run.contention.locks._Acquirer._pause)."""
+    """The line fi_run prints once when it has waited a while (fi_run.contention.locks.Acquirer._pause)."""
     return (
         f"fi_run: waiting for {mode} lock on {os.fspath(canonical)!r}, "
         f"held by pid {holder.proc.pid}: {' '.join(holder.command)}"

@@ -26,9 +26,10 @@ from ..errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Final
 
-    from ..records import StepSpec
+    from ..records import LockRequest, StepSpec
 
 PROBE_MARKER: Final = ".locks-work"
 NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
@@ -45,6 +46,38 @@ def canonical_resource(resource: str, start_dir: str, *, windows: bool) -> str:
     if windows:
         path = os.path.normcase(path)
     return path
+
+
+def merge_requests(
+    requests: Sequence[LockRequest], start_dir: str, *, windows: bool
+) -> list[tuple[str, tuple[tuple[str, int], ...]]]:
+    """(canonical resource, its modes) for every resource asked for: de-duplicated and in the one global
+    order every fi_run process takes locks in (sorted canonical paths), so {A, B} and {B, A} cannot deadlock.
+
+    One entry per resource, whatever was asked of it: exclusive covers shared and counted; two counts keep
+    the smaller; a counted and a shared request are claimed together, in one pass through the resource's gate
+    (taken one after the other they could deadlock with an exclusive request that queued between them:
+    issue 22). Modes are (mode, slots) pairs: ("exclusive", 1), or ("semaphore", N) and/or ("shared", 1).
+    """
+    by_resource: dict[str, dict[str, int]] = {}
+    for request in requests:
+        modes = by_resource.setdefault(canonical_resource(request.resource, start_dir, windows=windows), {})
+        modes[request.mode] = min(modes.get(request.mode, request.slots), request.slots)
+    merged: list[tuple[str, tuple[tuple[str, int], ...]]] = []
+    for canonical in sorted(by_resource):
+        modes = by_resource[canonical]
+        if "exclusive" in modes:
+            merged.append((canonical, (("exclusive", 1),)))
+        else:  # a fixed order within one resource, too
+            merged.append((canonical, tuple((m, modes[m]) for m in ("semaphore", "shared") if m in modes)))
+    return merged
+
+
+def describe_modes(canonical: str, modes: Sequence[tuple[str, int]]) -> str:
+    """'an exclusive lock on R', 'a semaphore slot (of 2) and a shared lock on R': for messages."""
+    names = {"exclusive": "an exclusive lock", "shared": "a shared lock"}
+    parts = [names.get(mode, f"a semaphore slot (of {slots})") for mode, slots in modes]
+    return f"{' and '.join(parts)} on {canonical!r}"
 
 
 def resource_dir_name(canonical: str) -> str:

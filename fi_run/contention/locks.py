@@ -36,8 +36,9 @@ from . import doorbell  # noqa: F401 - the same, and with the collector off (cli
 from .lockdir import (
     NOFOLLOW,
     LockDir,
-    canonical_resource,
+    describe_modes,
     ensure_lock_file,
+    merge_requests,
     place_error,
     prepare_lock_dir,
     prepare_resource_dir,
@@ -92,7 +93,7 @@ _HOLDER_SIZE: Final = 512  # bytes of "pid\ncommand", padded: every holder rewri
 _WAITERS: Final = "waiters"
 
 
-class _Plan:
+class Plan:
     """What one step takes of one resource, taken as one: the exclusive lock, or one slot of each kind the
     step asked for (a counted slot and a shared one, for ``--semaphore R=N --shared-lock R``)."""
 
@@ -108,15 +109,12 @@ class _Plan:
         return self.modes[0][0] == "exclusive"
 
     def describe(self) -> str:
-        """'an exclusive lock', 'a shared lock', 'a semaphore (2 slots) and a shared lock' on the resource."""
-        names = {"exclusive": "an exclusive lock", "shared": "a shared lock"}
-        parts = [names.get(mode, f"a semaphore slot (of {slots})") for mode, slots in self.modes]
-        return f"{' and '.join(parts)} on {self.canonical!r}"
+        return describe_modes(self.canonical, self.modes)
 
 
 def plan_locks(
     requests: Sequence[LockRequest], lock_dir: str, start_dir: str, *, windows: bool
-) -> list[_Plan]:
+) -> list[Plan]:
     """Canonical, de-duplicated and globally ordered: the order every fi_run process takes locks in.
 
     One plan per resource, whatever was asked of it: exclusive covers shared and counted; two counts keep
@@ -124,23 +122,10 @@ def plan_locks(
     gate (taken one after the other they could deadlock with an exclusive request that queued between
     them: issue 22).
     """
-    by_resource: dict[str, dict[str, int]] = {}
-    for request in requests:
-        modes = by_resource.setdefault(canonical_resource(request.resource, start_dir, windows=windows), {})
-        modes[request.mode] = min(modes.get(request.mode, request.slots), request.slots)
-    plans = []
-    for canonical in sorted(by_resource):
-        modes = by_resource[canonical]
-        directory = os.path.join(lock_dir, resource_dir_name(canonical))
-        if "exclusive" in modes:
-            plans.append(_Plan(canonical, directory, (("exclusive", 1),)))
-        else:  # a fixed order within one resource, too
-            plans.append(
-                _Plan(
-                    canonical, directory, tuple((m, modes[m]) for m in ("semaphore", "shared") if m in modes)
-                )
-            )
-    return plans
+    return [
+        Plan(canonical, os.path.join(lock_dir, resource_dir_name(canonical)), modes)
+        for canonical, modes in merge_requests(requests, start_dir, windows=windows)
+    ]
 
 
 def _read_holder(lock_path: str) -> tuple[int, str] | None:
@@ -189,7 +174,7 @@ def _held_identity(lock: BaseFileLock, *, freshen: bool = False) -> tuple[int, i
     return (st.st_dev, st.st_ino)
 
 
-def _holder_of(lock_path: str) -> str:
+def holder_of(lock_path: str) -> str:
     """'pid N: command' of whoever last took the lock, if that process still runs; else ''."""
     found = _read_holder(lock_path)
     if found is None:
@@ -199,7 +184,7 @@ def _holder_of(lock_path: str) -> str:
     return f"pid {pid}: {command}" if command else f"pid {pid}"
 
 
-class _Acquirer:
+class Acquirer:
     """Takes the planned locks one by one, waiting with the doorbell, within one deadline."""
 
     def __init__(
@@ -209,8 +194,13 @@ class _Acquirer:
         lock_dir: LockDir,
         *,
         on_wait: Callable[[str], None] | None = None,
+        thread_local: bool = True,
+        holder: tuple[int, str] | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.spec = spec
+        # False: the locks are released by another thread than the one that took them (the coordinator).
+        self.thread_local = thread_local
         self.lock_dir = lock_dir
         self._ensured: set[str] = set()  # lock files checked (shared directories only)
         self.reporter = reporter
@@ -221,28 +211,17 @@ class _Acquirer:
         # lock path -> (its file's identity, the holder's pid) when this process first found it taken:
         # to tell, once it gets the lock, whether the file it queued on was removed under a live holder.
         self._busy: dict[str, tuple[tuple[int, int] | None, int | None]] = {}
-        self.deadline = None if spec.lock_timeout is None else time.monotonic() + spec.lock_timeout
+        if deadline is None and spec.lock_timeout is not None:
+            deadline = time.monotonic() + spec.lock_timeout
+        self.deadline = deadline  # monotonic
         self.started = time.monotonic()
         self.noticed = False
         self.notice_wanted = reporter.verbosity >= 2 or _stderr_is_tty()
-        text = f"{os.getpid()}\n{' '.join(spec.command)}".encode("utf-8", "replace")[: _HOLDER_SIZE - 1]
-        self.holder_text = text.ljust(_HOLDER_SIZE - 1) + b"\n"
+        pid, command = holder if holder is not None else (os.getpid(), " ".join(spec.command))
+        self.holder_text = holder_record(pid, command)
 
     def _write_holder(self, lock_path: str) -> None:
-        # This sits between taking the lock and starting the command, so it is kept to one write of a
-        # fixed-size record: no O_TRUNC (on ext4 truncating a file that has data frees its blocks in the
-        # journal, 0.3 ms alone and several under load) and no text file object.
-        try:
-            # O_NOFOLLOW: a symlink planted in a shared lock directory must not be written through.
-            fd = os.open(lock_path + ".holder", os.O_RDWR | os.O_CREAT | NOFOLLOW, self.lock_dir.file_mode)
-        except OSError:
-            return  # only ever used for messages
-        try:
-            os.write(fd, self.holder_text)  # at offset 0: the descriptor is new
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        write_holder(lock_path, self.holder_text, self.lock_dir.file_mode)
 
     def _try(self, path: str, directory: str, *, holder: bool = True) -> bool:
         from filelock import Timeout
@@ -252,7 +231,7 @@ class _Acquirer:
             if self.lock_dir.shared and path not in self._ensured:
                 ensure_lock_file(path, self.lock_dir)
                 self._ensured.add(path)
-            lock = self._locks[path] = _file_lock(path)
+            lock = self._locks[path] = _file_lock(path, thread_local=self.thread_local)
         try:
             try:
                 lock.acquire(blocking=False)
@@ -306,7 +285,7 @@ class _Acquirer:
     def _wait(
         self,
         attempt: Callable[[], str | None],
-        plan: _Plan,
+        plan: Plan,
         blocked_on: Callable[[], str],
         *,
         fifo: bool = True,
@@ -343,25 +322,25 @@ class _Acquirer:
                     waiter.set_kind(kind)
                 self._pause(waiter, plan, blocked_on)
 
-    def _take(self, path: str, plan: _Plan, kind: str) -> None:
+    def _take(self, path: str, plan: Plan, kind: str) -> None:
         # Only the gate has a line; draining the slots is waiting for holders already inside.
         attempt = lambda: None if self._try(path, plan.directory) else kind  # noqa: E731
         self._wait(attempt, plan, lambda: path, fifo=kind == "gate")
 
-    def _pause(self, waiter: Waiter, plan: _Plan, blocked_on: Callable[[], str]) -> None:
+    def _pause(self, waiter: Waiter, plan: Plan, blocked_on: Callable[[], str]) -> None:
         now = time.monotonic()
         what = plan.describe()
         if self.deadline is not None and now >= self.deadline:
-            holder = _holder_of(blocked_on())
+            holder = holder_of(blocked_on())
             on_whom = f" (held by {holder})" if holder else ""
             raise LockTimeoutError(f"gave up after {self.spec.lock_timeout:g} s waiting for {what}{on_whom}")
         if not self.noticed and self.notice_wanted and now - self.started >= WAIT_NOTICE_SECONDS:
             self.noticed = True
-            holder = _holder_of(blocked_on())
+            holder = holder_of(blocked_on())
             self.reporter.info(f"waiting for {what}" + (f", held by {holder}" if holder else ""))
         waiter.wait(WAIT_NOTICE_SECONDS if self.deadline is None else self.deadline - now)
 
-    def acquire(self, plan: _Plan) -> None:
+    def acquire(self, plan: Plan) -> None:
         prepare_resource_dir(plan.directory, os.path.join(plan.directory, _WAITERS), self.lock_dir)
         gate = os.path.join(plan.directory, _GATE)
         if plan.exclusive:
@@ -418,36 +397,69 @@ class _Acquirer:
     def release_all(self, on_release: Callable[[], None]) -> None:
         """Call ``on_release``, release every lock, then wake the waiters that can go next."""
         on_release()
-        released: dict[str, set[bool]] = {}  # resource directory -> {released its gate?, ...}
-        while self.held:
-            lock, directory, is_gate = self.held.pop()
-            held = _held_identity(lock)
-            if held is not None and sys.platform != "win32" and _identity(lock.lock_file) != held:
-                self.reporter.warning(
-                    f"lock file {lock.lock_file!r} was removed while this step held it (rm -rf? a tmp "
-                    "cleaner?): a step that started after that may have run beside it"
-                )
-            lock.release()
-            released.setdefault(directory, set()).add(is_gate)
-        if not released:
-            return
-        from .doorbell import ring
-
-        for directory, kinds in released.items():
-            waiters = os.path.join(directory, _WAITERS)
-            if False in kinds:  # a slot: the exclusive waiter draining the slots, and one counted waiter
-                ring(waiters, "drain", everyone=True)
-                ring(waiters, "slot")
-            if True in kinds:  # the gate: the next in line
-                ring(waiters, "gate")
-        # Step aside for the waiter just woken. Without this the scheduler lets this process finish its
-        # time slice first (writing the stamp, Python's exit): 1 to 4 ms of hand-off on a 2-core machine,
-        # against 0.1 ms with it (benchmarks/handoff.py).
-        if hasattr(os, "sched_yield"):
-            os.sched_yield()
+        held, self.held = self.held, []
+        release(held, self.reporter)
 
 
-def _file_lock(path: str) -> BaseFileLock:
+def release(held: list[tuple[BaseFileLock, str, bool]], reporter: Reporter) -> None:
+    """Release ``held`` (what an Acquirer took, in order), last first; then wake the waiters that can go
+    next, once per resource directory."""
+    released: dict[str, set[bool]] = {}  # resource directory -> {released its gate?, ...}
+    while held:
+        lock, directory, is_gate = held.pop()
+        identity = _held_identity(lock)
+        if identity is not None and sys.platform != "win32" and _identity(lock.lock_file) != identity:
+            reporter.warning(
+                f"lock file {lock.lock_file!r} was removed while this step held it (rm -rf? a tmp "
+                "cleaner?): a step that started after that may have run beside it"
+            )
+        lock.release()
+        released.setdefault(directory, set()).add(is_gate)
+    if not released:
+        return
+    from .doorbell import ring
+
+    for directory, kinds in released.items():
+        waiters = os.path.join(directory, _WAITERS)
+        if False in kinds:  # a slot: the exclusive waiter draining the slots, and one counted waiter
+            ring(waiters, "drain", everyone=True)
+            ring(waiters, "slot")
+        if True in kinds:  # the gate: the next in line
+            ring(waiters, "gate")
+    # Step aside for the waiter just woken. Without this the scheduler lets this process finish its
+    # time slice first (writing the stamp, Python's exit): 1 to 4 ms of hand-off on a 2-core machine,
+    # against 0.1 ms with it (benchmarks/handoff.py).
+    if hasattr(os, "sched_yield"):
+        os.sched_yield()
+
+
+def holder_record(pid: int, command: str) -> bytes:
+    """The fixed-size record a holder writes beside the lock file it holds: "pid\ncommand", padded."""
+    text = f"{pid}\n{command}".encode("utf-8", "replace")[: _HOLDER_SIZE - 1]
+    return text.ljust(_HOLDER_SIZE - 1) + b"\n"
+
+
+def write_holder(lock_path: str, record: bytes, mode: int) -> None:
+    """Say who holds ``lock_path`` (for messages only: a failure is ignored).
+
+    This sits between taking the lock and starting the command, so it is kept to one write of a fixed-size
+    record: no O_TRUNC (on ext4 truncating a file that has data frees its blocks in the journal, 0.3 ms alone
+    and several under load) and no text file object.
+    """
+    try:
+        # O_NOFOLLOW: a symlink planted in a shared lock directory must not be written through.
+        fd = os.open(lock_path + ".holder", os.O_RDWR | os.O_CREAT | NOFOLLOW, mode)
+    except OSError:
+        return
+    try:
+        os.write(fd, record)  # at offset 0: the descriptor is new
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _file_lock(path: str, *, thread_local: bool = True) -> BaseFileLock:
     """filelock's lock on ``path``, keeping the file when it is released.
 
     On Windows filelock deletes a lock file when it releases it unless told to keep it
@@ -462,8 +474,8 @@ def _file_lock(path: str) -> BaseFileLock:
     from filelock import FileLock
 
     if sys.platform == "win32":
-        return FileLock(path, preserve_lock_file=True)
-    return FileLock(path)
+        return FileLock(path, thread_local=thread_local, preserve_lock_file=True)
+    return FileLock(path, thread_local=thread_local)
 
 
 def _pass_to_command(lock: BaseFileLock) -> None:
@@ -492,14 +504,20 @@ def _stderr_is_tty() -> bool:
 
 @contextmanager
 def held_locks(
-    spec: StepSpec, reporter: Reporter, record: StepRecord, on_wait: Callable[[str], None] | None = None
+    spec: StepSpec,
+    reporter: Reporter,
+    record: StepRecord,
+    on_wait: Callable[[str], None] | None = None,
+    *,
+    deadline: float | None = None,
 ) -> Iterator[None]:
     """Hold every lock the step asked for, in the global order; release them all on every exit path.
 
-    ``on_wait(resource)`` is called each time a lock is not free at once, before the wait starts."""
+    ``on_wait(resource)`` is called each time a lock is not free at once, before the wait starts.
+    ``deadline`` (monotonic): when --lock-timeout's wait ends, if it did not start now."""
     lock_dir = prepare_lock_dir(spec)
     plans = plan_locks(spec.locks, lock_dir.path, spec.start_dir, windows=sys.platform == "win32")
-    acquirer = _Acquirer(spec, reporter, lock_dir, on_wait=on_wait)
+    acquirer = Acquirer(spec, reporter, lock_dir, on_wait=on_wait, deadline=deadline)
     acquired: list[tuple[dict[str, JSON], float]] = []  # (log entry, when it was held)
     try:
         for plan in plans:

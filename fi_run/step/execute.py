@@ -25,6 +25,9 @@ from .interrupts import Interrupted
 
 TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlocked step (docs/performance.md)
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
+
     from ..contention.lending import Lender
     from ..messages import Reporter
     from ..records import Outcome, StepSpec
@@ -52,6 +55,29 @@ def execute(spec: StepSpec, reporter: Reporter, interrupts: Interrupts) -> int:
     interrupts.spawning()
     append(spec.log, as_step(record, spec, status, None), reporter)
     return status
+
+
+def _held(
+    spec: StepSpec, reporter: Reporter, record: StepRecord, on_wait: Callable[[str], None] | None
+) -> AbstractContextManager[None]:
+    """The step's locks: from the build's coordinator when `fi-run jobserver` runs one (FI_RUN_COORDINATOR,
+    contention/coordinated.py: no filelock to import), else taken through the lock directory."""
+    if sys.platform != "win32":  # for mypy --platform win32, which skips coordinated.py
+        address = coordinator_address()
+        if address is not None:
+            from ..contention.coordinated import CoordinatedLocks
+
+            return CoordinatedLocks(address, spec, reporter, record, on_wait)
+    from ..contention.locks import held_locks
+
+    return held_locks(spec, reporter, record, on_wait)
+
+
+def coordinator_address() -> str | None:
+    """The socket of the build's lock coordinator, if this step has one (never on Windows)."""
+    if sys.platform == "win32":
+        return None
+    return os.environ.get("FI_RUN_COORDINATOR") or None  # coordinated.MARK: a test keeps them equal
 
 
 def _timed_out_message(spec: StepSpec) -> str:
@@ -98,9 +124,7 @@ def _execute(spec: StepSpec, reporter: Reporter, record: StepRecord, interrupts:
         outputs = Before(spec.outputs)
     try:
         if spec.locks:
-            from ..contention.locks import held_locks
-
-            with held_locks(spec, reporter, record, lender.lend if lender else None):
+            with _held(spec, reporter, record, lender.lend if lender else None):
                 if lender is not None:
                     lender.take_back()
                 result = run_attempts(

@@ -31,11 +31,14 @@ if TYPE_CHECKING:
 
     class _Server(Protocol):
         auth: str
+        directory: str  # private to this jobserver ("" where it has none)
 
         def count(self) -> int: ...
         def close(self) -> None: ...
 
 
+# The variable the steps find the build's lock coordinator by (contention/coordinated.MARK: one name).
+COORDINATOR: Final = "FI_RUN_COORDINATOR"
 USAGE: Final = "fi-run jobserver [-j N] -- COMMAND [ARG...]"
 MAX_JOBS: Final = 4096  # the tokens must fit in the fifo's buffer at once (64 KiB on Linux, 16 KiB on macOS)
 DESCRIPTION: Final = """\
@@ -144,11 +147,28 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"job slots, 1 to {MAX_JOBS} (default: ninja's own default, {ninja_default_jobs(cpus)} here)",
     )
+    parser.add_argument(
+        "--no-coordinator",
+        action="store_true",
+        help="do not coordinate the steps' locks here: every locked step takes its own through the lock "
+        "directory, as outside a jobserver (for comparisons; Windows never has a coordinator)",
+    )
     return parser
 
 
-def parse_args(argv: Sequence[str]) -> tuple[int | None, list[str]] | None:
-    """(-j N or None, command); None after --help (printed). Raises UsageError."""
+class Options:
+    """What fi-run jobserver was asked: parsed once (no argparse Namespace beyond parse_args)."""
+
+    __slots__ = ("command", "coordinator", "jobs")
+
+    def __init__(self, jobs: int | None, command: list[str], coordinator: bool) -> None:
+        self.jobs = jobs  # None: ninja's own default
+        self.command = command
+        self.coordinator = coordinator  # run the steps' lock coordinator (POSIX)
+
+
+def parse_args(argv: Sequence[str]) -> Options | None:
+    """The options; None after --help (printed). Raises UsageError."""
     args = list(argv)
     if "--" not in args and not {"-h", "--help"} & set(args):
         raise UsageError(f"jobserver: missing '--' before the command (usage: {USAGE})")
@@ -168,7 +188,7 @@ def parse_args(argv: Sequence[str]) -> tuple[int | None, list[str]] | None:
             jobs = 0
         if not 1 <= jobs <= MAX_JOBS:
             raise UsageError(f"jobserver: -j expects a whole number from 1 to {MAX_JOBS}, got {text!r}")
-    return jobs, command
+    return Options(jobs, command, coordinator=not parsed.no_coordinator)
 
 
 if sys.platform != "win32":
@@ -233,6 +253,7 @@ if sys.platform == "win32":  # pragma: no cover - Windows only
         """N-1 tokens in a named semaphore, which Windows removes with its last handle."""
 
         def __init__(self, tokens: int) -> None:
+            self.directory = ""
             self.auth = f"fi_run_jobserver_{os.getpid()}_{os.urandom(4).hex()}"
             try:
                 self.handle = _semaphore_create(self.auth, tokens)
@@ -300,10 +321,10 @@ def main(argv: Sequence[str]) -> int:
     from ..step.environment import find_executable
     from ..step.interrupts import Interrupted, Interrupts, exit_status_for, signal_name
 
-    parsed = parse_args(argv)
-    if parsed is None:
+    options = parse_args(argv)
+    if options is None:
         return 0  # --help, printed
-    jobs, command = parsed
+    jobs, command = options.jobs, options.command
     if jobs is None:
         jobs = ninja_default_jobs(available_cpus())
     reporter = Reporter()
@@ -330,12 +351,20 @@ def main(argv: Sequence[str]) -> int:
     status = 0
     with Interrupts() as interrupts:
         server = _create_server(tokens)
+        coordinator = None
         try:
             env["MAKEFLAGS"] = makeflags_with(env.get("MAKEFLAGS", ""), jobs, server.auth)
             if marked:
                 env[MARKER] = server.auth
             else:
                 env.pop(MARKER, None)
+            env.pop(COORDINATOR, None)  # an outer build's is not this build's
+            if options.coordinator and sys.platform != "win32":
+                from ..contention import coordinator as coordinating
+
+                coordinator = coordinating.start(server.directory, reporter)
+                if coordinator is not None:
+                    env[COORDINATOR] = coordinator.path
             try:
                 interrupts.idle()
                 status = platform_runner()(
@@ -352,6 +381,8 @@ def main(argv: Sequence[str]) -> int:
                 pass
             returned = server.count()
         finally:
+            if coordinator is not None:
+                coordinator.stop()
             server.close()
     message = accounting_message(tokens, returned, windows=windows)
     if message is not None:

@@ -1,0 +1,264 @@
+"""A step's locks from the build's coordinator, when ``fi-run jobserver`` runs one (issue 18).
+
+``fi-run jobserver`` sets FI_RUN_COORDINATOR to a local socket. A step that finds it asks the coordinator
+for its locks instead of taking them itself: one request, one answer. The coordinator takes the same
+OS-level locks in the same lock directory, through filelock, on the build's behalf (coordinator.py), so
+exclusion against other builds and tools is exactly what it is without it; within the build it serves in
+arrival order and hands a resource from step to step without a trip through the OS where it can.
+
+What the step gains is what it does not import: filelock (about 48 ms of a 78 ms locked step) and the
+``socket`` module; this module needs only ``_socket``, the C module (issue 18's probe: a locked step then
+costs about what a plain one does).
+
+Whatever dies, nothing runs twice inside a lock:
+
+- The grant carries the locked descriptors (SCM_RIGHTS); the step lets its command inherit them, as a step
+  without a coordinator does its own. If the coordinator is killed, the running commands still hold the
+  OS-level locks, so the steps that fall back to the lock directory wait for them.
+- While it holds its locks the step lets its command inherit the connection too: the coordinator sees the
+  step gone only when the step and every process that kept the connection are gone. A step killed with
+  SIGKILL while its command runs keeps its resources held until that command has ended (no pid to reuse).
+- A step that finds no coordinator, or loses it while waiting, takes its locks through the lock directory
+  as any step would (one warning), and pays for filelock then.
+
+Windows steps always take the lock-directory path: the coordinator needs AF_UNIX descriptor passing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from ..errors import EXIT_USAGE, FiRunError, LockTimeoutError
+from .lockdir import default_lock_dir, describe_modes, merge_requests
+from .wire import MAX_FDS, Reader, encode, encode_modes
+
+# Type checkers skip the rest of this module for Windows (mypy --platform win32): no step imports it
+# there.
+assert sys.platform != "win32"
+
+TYPE_CHECKING = False  # not typing's: a coordinated step is meant to cost what a plain one does
+if TYPE_CHECKING:
+    import socket as _socket
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
+    from typing import Final
+
+    from ..messages import Reporter
+    from ..records import JSON, StepRecord, StepSpec
+else:
+    import _socket  # `socket` imports enum and selectors, about 13 ms: the C module is all this needs
+
+# Set by `fi-run jobserver` to its coordinator's socket. step/execute.py reads it by name (a test keeps the
+# two spellings equal) so that a step without a coordinator imports nothing of this.
+MARK: Final = "FI_RUN_COORDINATOR"
+WAIT_NOTICE_SECONDS: Final = 2.0  # as locks.py: a person watching is told once what the step waits for
+CANCEL_BOUND_SECONDS: Final = 5.0  # how long a step that gave up waits for the coordinator to confirm
+
+
+class CoordinatorGone(Exception):
+    """The coordinator cannot be reached, or went away before it answered: take the file path."""
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class CoordinatedLocks:
+    """Hold the step's locks through the coordinator at ``address``: a context manager like held_locks."""
+
+    def __init__(
+        self,
+        address: str,
+        spec: StepSpec,
+        reporter: Reporter,
+        record: StepRecord,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
+        self.address = address
+        self.spec = spec
+        self.reporter = reporter
+        self.record = record
+        self.on_wait = on_wait
+        self.wanted = merge_requests(spec.locks, spec.start_dir, windows=False)
+        self.sock: _socket.socket | None = None
+        self.fds: list[int] = []
+        self.acquired: list[tuple[dict[str, JSON], float]] = []
+        self._fallback: AbstractContextManager[None] | None = None  # held_locks, if the coordinator is gone
+
+    # --- the protocol
+
+    def _connect(self) -> _socket.socket:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            sock.connect(self.address)
+        except OSError as exc:
+            sock.close()
+            raise CoordinatorGone(exc.strerror or str(exc)) from None
+        return sock
+
+    def _send(self, fields: list[str]) -> None:
+        assert self.sock is not None
+        self.sock.sendall(encode(fields))
+
+    def _receive(self, reader: Reader, seconds: float | None) -> list[list[str]]:
+        """The next messages (at least one), collecting the descriptors that come with them; [] if
+        ``seconds`` passed first. Raises CoordinatorGone at end-of-file."""
+        assert self.sock is not None
+        self.sock.settimeout(seconds)
+        try:
+            data, ancillary, _flags, _address = self.sock.recvmsg(65536, _socket.CMSG_SPACE(4 * MAX_FDS))
+        except TimeoutError:
+            return []
+        except OSError as exc:
+            raise CoordinatorGone(exc.strerror or str(exc)) from None
+        for level, kind, payload in ancillary:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                usable = len(payload) - len(payload) % 4
+                self.fds.extend(
+                    int.from_bytes(payload[i : i + 4], sys.byteorder) for i in range(0, usable, 4)
+                )
+        if not data:
+            raise CoordinatorGone("it closed the connection")
+        try:
+            return reader.feed(data)
+        except ValueError as exc:
+            raise CoordinatorGone(f"it sent {exc}") from None
+
+    def _what(self, canonical: str) -> str:
+        modes = next((m for c, m in self.wanted if c == canonical), (("exclusive", 1),))
+        return describe_modes(canonical, modes)
+
+    def _ask(self) -> None:
+        """Send the request and wait for the grant. Raises CoordinatorGone, LockTimeoutError, UsageError."""
+        lock_dir = self.spec.lock_dir or default_lock_dir(windows=False, environ=os.environ)
+        request = ["LOCK", str(os.getpid()), lock_dir, " ".join(self.spec.command)]
+        for canonical, modes in self.wanted:
+            request += [canonical, encode_modes(modes)]
+        started = time.monotonic()
+        deadline = None if self.spec.lock_timeout is None else started + self.spec.lock_timeout
+        notice_at = (
+            started + WAIT_NOTICE_SECONDS if self.reporter.verbosity >= 2 or _stderr_is_tty() else None
+        )
+        self.sock = self._connect()
+        self._send(request)
+        reader = Reader()
+        waiting_for = ""
+        holder = ""
+        while True:
+            now = time.monotonic()
+            limits = [t - now for t in (deadline, notice_at) if t is not None]
+            for message in self._receive(reader, max(min(limits), 0.0) if limits else None):
+                kind = message[0]
+                if kind == "GRANT":
+                    for fd in self.fds:  # the command inherits the locks, as without a coordinator
+                        os.set_inheritable(fd, True)
+                    return
+                if kind == "WAIT" and len(message) >= 3:
+                    waiting_for, holder = message[1], message[2]
+                    if self.on_wait is not None:
+                        self.on_wait(waiting_for)  # not free at once: lend the job slot while waiting
+                elif kind == "ERR" and len(message) >= 3:
+                    error = FiRunError(message[2])
+                    error.exit_status = int(message[1]) if message[1].isdigit() else EXIT_USAGE
+                    raise error
+            now = time.monotonic()
+            if notice_at is not None and now >= notice_at:
+                notice_at = None
+                held = f", held by {holder}" if holder else ""
+                self.reporter.info(f"waiting for {self._what(waiting_for)}{held}")
+            if deadline is not None and now >= deadline:
+                self._give_up(reader, waiting_for, holder)
+
+    def _give_up(self, reader: Reader, waiting_for: str, holder: str) -> None:
+        """--lock-timeout expired: cancel, and name the holder the coordinator names. A grant that crossed
+        the cancel on the way is given back by closing: the coordinator takes that cancel as done."""
+        bound = time.monotonic() + CANCEL_BOUND_SECONDS
+        answered = False
+        try:
+            self._send(["CANCEL"])
+            while not answered and (left := bound - time.monotonic()) > 0:
+                for message in self._receive(reader, left):
+                    if message[0] in ("GRANT", "CANCELLED"):
+                        if message[0] == "CANCELLED" and len(message) >= 2 and message[1]:
+                            holder = message[1]
+                        answered = True
+                        break
+        except (OSError, CoordinatorGone):
+            pass  # gone as well: the step has timed out all the same
+        on_whom = f" (held by {holder})" if holder else ""
+        raise LockTimeoutError(
+            f"gave up after {self.spec.lock_timeout:g} s waiting for {self._what(waiting_for)}{on_whom}"
+        )
+
+    def _close(self) -> None:
+        for fd in self.fds:
+            try:
+                os.close(fd)  # never LOCK_UN: that would unlock every copy, the coordinator's included
+            except OSError:
+                pass
+        self.fds = []
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+
+    # --- the context manager
+
+    def __enter__(self) -> None:
+        wait_start = self.record.offset()
+        asked = time.monotonic()
+        try:
+            self._ask()
+        except CoordinatorGone as exc:
+            self._close()
+            self.reporter.warning(
+                f"the build's lock coordinator ({self.address}) cannot be reached ({exc}): "
+                "taking the locks through the lock directory"
+            )
+            from .locks import held_locks
+
+            # --lock-timeout counts from the first ask, not from the fallback.
+            deadline = None if self.spec.lock_timeout is None else asked + self.spec.lock_timeout
+            fallback = held_locks(self.spec, self.reporter, self.record, self.on_wait, deadline=deadline)
+            fallback.__enter__()
+            self._fallback = fallback
+            return
+        except BaseException:  # a lock timeout, an error, an interrupt: the wait still goes into the log
+            self._close()
+            for canonical, modes in self.wanted:
+                for mode, slots in modes:
+                    self.record.add_lock(canonical, mode, slots, wait_start)
+            raise
+        held_since = self.record.offset()
+        for canonical, modes in self.wanted:
+            for mode, slots in modes:
+                self.acquired.append((self.record.add_lock(canonical, mode, slots, wait_start), held_since))
+        assert self.sock is not None
+        # While the step holds its locks its commands inherit the connection: the coordinator takes the
+        # resources back only when the step and everything that kept the connection are gone (see above).
+        os.set_inheritable(self.sock.fileno(), True)
+        waited = self.record.offset() - wait_start
+        self.reporter.debug(
+            f"locks held after {waited:.3f} s (from the build's coordinator): "
+            + ", ".join(describe_modes(c, m) for c, m in self.wanted)
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fallback is not None:
+            self._fallback.__exit__(None, None, None)
+            return
+        released = self.record.offset()
+        for entry, held_since in self.acquired:
+            entry["held"] = round(released - held_since, 6)
+        try:
+            self._send(["DONE"])
+        except OSError:
+            pass  # the coordinator is gone: closing the descriptors below releases what it held for us
+        self._close()
