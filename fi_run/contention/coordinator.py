@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 from ..errors import EXIT_SOFTWARE, FiRunError
 from ..processes import alive
 from ..records import StepSpec
-from .lockdir import describe_modes, prepare_lock_dir, resource_dir_name
+from .lockdir import NOFOLLOW, describe_modes, prepare_lock_dir, resource_dir_name
 from .locks import Acquirer, Plan, holder_of, holder_record, release, write_holder
 from .wire import MAX_FDS, Reader, decode_modes, encode
 
@@ -64,6 +64,9 @@ if TYPE_CHECKING:
     Held = list[tuple[BaseFileLock, str, bool]]
 
 SOCKET_NAME: Final = "coordinator.sock"
+# In a lock directory, a file per coordinator that serves steps using it, named by its pid and holding its
+# socket's path: how `fi-run locks` finds the builds' own lines (a dead pid's file is ignored).
+COORDINATORS: Final = "coordinators"
 TICK: Final = 0.1  # the loop looks at stopped waiters and outsiders this often, whatever else happens
 
 
@@ -196,6 +199,7 @@ class Coordinator:
         self.lock_dirs: dict[str, LockDir] = {}
         self.clients: set[_Client] = set()
         self._dirty: set[_Resource] = set()  # resources whose line must be served again
+        self.registered: list[str] = []  # coordinators/PID entries left in lock directories
         self._stopping = False
         self.thread = threading.Thread(target=self._loop, name="fi_run coordinator", daemon=True)
 
@@ -225,10 +229,11 @@ class Coordinator:
                 closing()
             except OSError:
                 pass
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
+        for path in (self.path, *self.registered):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
     def _wake(self) -> None:
         try:
@@ -402,7 +407,24 @@ class Coordinator:
         if lock_dir is None:
             spec = StepSpec(command=("fi-run jobserver",), start_dir=os.sep, lock_dir=path)
             lock_dir = self.lock_dirs[path] = prepare_lock_dir(spec)
+            self._register(lock_dir)
         return lock_dir
+
+    def _register(self, lock_dir: LockDir) -> None:
+        """Leave ``coordinators/PID`` (this socket's path) in the lock directory, so that `fi-run locks` can
+        ask this coordinator what its build holds and waits for. For that view only: a failure is ignored."""
+        directory = os.path.join(lock_dir.path, COORDINATORS)
+        try:
+            os.makedirs(directory, mode=lock_dir.dir_mode, exist_ok=True)
+            entry = os.path.join(directory, str(os.getpid()))
+            fd = os.open(entry, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW, lock_dir.file_mode)
+            try:
+                os.write(fd, os.fsencode(self.path))
+            finally:
+                os.close(fd)
+        except OSError:
+            return
+        self.registered.append(entry)
 
     def _queue(self, client: _Client) -> None:
         """Put the client's next want in its resource's line, and serve the line."""

@@ -242,21 +242,39 @@ def _check_resource_dir(path: str, lock_dir: LockDir) -> None:
     )
 
 
-def _make_dir(path: str, lock_dir: LockDir) -> None:
+def _make_dir(path: str, lock_dir: LockDir) -> bool:
+    """Make (or check) a directory in the lock directory; True if this call made it."""
     try:
         os.mkdir(path, lock_dir.dir_mode)
     except FileExistsError:
-        pass
+        made = False
     else:
+        made = True
         if lock_dir.shared:
             os.chmod(path, lock_dir.dir_mode)  # mkdir's mode passed through the umask
     _check_resource_dir(path, lock_dir)
+    return made
 
 
-def prepare_resource_dir(directory: str, waiters: str, lock_dir: LockDir) -> None:
-    """Create (or check) a resource directory and its waiters directory: real, safe directories."""
+# In a resource directory, the resource's real path: its name says only the base name and a hash, and
+# `fi-run locks` shows the path. Written once, by whoever makes the directory.
+RESOURCE_NAME: Final = "resource"
+
+
+def prepare_resource_dir(directory: str, waiters: str, lock_dir: LockDir, canonical: str = "") -> None:
+    """Create (or check) a resource directory and its waiters directory: real, safe directories. A new
+    resource directory gets the resource's path (``canonical``) written into it."""
     try:
-        _make_dir(directory, lock_dir)
+        if _make_dir(directory, lock_dir) and canonical:
+            fd = os.open(
+                os.path.join(directory, RESOURCE_NAME),
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW,
+                lock_dir.file_mode,
+            )
+            try:
+                os.write(fd, os.fsencode(canonical) + b"\n")
+            finally:
+                os.close(fd)
         _make_dir(waiters, lock_dir)
     except OSError as exc:
         raise place_error("create lock directory", directory, exc) from None

@@ -341,7 +341,9 @@ class Acquirer:
         waiter.wait(WAIT_NOTICE_SECONDS if self.deadline is None else self.deadline - now)
 
     def acquire(self, plan: Plan) -> None:
-        prepare_resource_dir(plan.directory, os.path.join(plan.directory, _WAITERS), self.lock_dir)
+        prepare_resource_dir(
+            plan.directory, os.path.join(plan.directory, _WAITERS), self.lock_dir, plan.canonical
+        )
         gate = os.path.join(plan.directory, _GATE)
         if plan.exclusive:
             self._take(gate, plan, "gate")
