@@ -40,17 +40,27 @@ if sys.platform == "win32":  # the fifo jobserver, POSIX signals, /bin/sh under 
 # [--sleep S]`. It touches its own files when it starts, waits (bounded) for others' files and for N lock
 # waiters (files matching GLOB: fi_run registers one after lending its slot), then appends "NAME start end".
 RECORDER = """\
-import glob, os, sys, time
+import glob, os, socket, sys, time
 start = time.time()
 name, log, args = sys.argv[1], sys.argv[2], sys.argv[3:]
 touch = [args[i + 1] for i, a in enumerate(args) if a == "--touch"]
 wait = [args[i + 1] for i, a in enumerate(args) if a == "--wait"]
 waiters = [(args[i + 1], int(args[i + 2])) for i, a in enumerate(args) if a == "--waiters"]
+queued = [int(args[i + 1]) for i, a in enumerate(args) if a == "--queued"]
 sleep = [float(args[i + 1]) for i, a in enumerate(args) if a == "--sleep"]
+def in_line():  # steps waiting in the build's coordinator, as it says (its LIST answer: STATE ... waits)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(os.environ["FI_RUN_COORDINATOR"])
+        s.sendall(b"4:LIST,")
+        data = b""
+        while b"END" not in data:
+            data += s.recv(65536)
+    return data.count(b"\\0waits\\0")
 for path in touch:
     open(path, "w").close()
 deadline = time.monotonic() + 60
-while not (all(os.path.exists(p) for p in wait) and all(len(glob.glob(g)) >= n for g, n in waiters)):
+while not (all(os.path.exists(p) for p in wait) and all(len(glob.glob(g)) >= n for g, n in waiters)
+           and all(in_line() >= n for n in queued)):
     if time.monotonic() > deadline:
         sys.exit(f"{name}: gave up waiting for {wait}")
     time.sleep(0.01)
@@ -278,21 +288,26 @@ def _held_outside(build: Build, resource: Path, until: Sequence[Path]) -> subpro
     return holder
 
 
+@pytest.mark.parametrize("coordinator", [False, True], ids=["lock-directory", "coordinator"])
 @pytest.mark.parametrize("repay", ["1", "0"], ids=["repay-after", "token-before-command"])
 def test_a_step_waiting_for_a_lock_lends_its_slot_and_an_independent_step_runs(
-    tmp_path: Path, repay: str
+    tmp_path: Path, repay: str, coordinator: bool
 ) -> None:
     """-j3: two steps wait for a lock held elsewhere; two independent steps that can only finish together
     (each waits for the other to start) run meanwhile: four jobs at once, which ninja only starts because
-    the waiting steps gave their slots back. Either way of taking the slot back (FI_RUN_LEND_REPAY)."""
-    build = Build(tmp_path)
+    the waiting steps gave their slots back. Either way of taking the slot back (FI_RUN_LEND_REPAY); waiting
+    through the lock directory, or in the build's coordinator (which tells a step it must wait)."""
+    build = Build(tmp_path, coordinator=coordinator)
     resource = tmp_path / "venv"
     started = [tmp_path / "i1.started", tmp_path / "i2.started"]
     holder = _held_outside(build, resource, started)
     for w in ("w1", "w2"):
         build.step(w, [*build.fi_run("--lock", str(resource)), *build.record(w)], after=True)
     # A job that ends once both have lent: ninja 1.13 looks for tokens only when one of its jobs ends.
-    build.step("q", build.record("q", "--waiters", str(build.locks / "*" / "waiters" / "*"), "2"), after=True)
+    two_waiting = (
+        ["--queued", "2"] if coordinator else ["--waiters", str(build.locks / "*" / "waiters" / "*"), "2"]
+    )
+    build.step("q", build.record("q", *two_waiting), after=True)
     build.step("i1", build.record("i1", "--touch", str(started[0]), "--wait", str(started[1])))
     build.step("i2", build.record("i2", "--touch", str(started[1]), "--wait", str(started[0])))
     done = build.run(jobs=3, FI_RUN_LEND_REPAY=repay)

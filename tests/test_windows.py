@@ -575,3 +575,56 @@ def test_a_waiter_goes_on_at_the_release_while_the_last_holder_lives_on(tmp_path
     finally:
         holder.kill()
         holder.wait(timeout=HANG_TIMEOUT)
+
+
+# --- fi-run jobserver on Windows: a named semaphore, and no lock coordinator (issue 18)
+
+JOBSERVER_CHILD = """
+import glob, json, os, subprocess, sys, time
+lock_dir, resource, work = sys.argv[1:4]
+print(os.environ.get("FI_RUN_COORDINATOR", "no coordinator"), os.environ["MAKEFLAGS"].split()[-1])
+fi_run = [sys.executable, "-m", "fi_run", "--lock-dir", lock_dir, "--lock", resource]
+hold = ("import os, sys, time\\nopen(sys.argv[1], 'w').close()\\n"
+        "while not os.path.exists(sys.argv[2]): time.sleep(0.02)")
+held, release = os.path.join(work, "held"), os.path.join(work, "release")
+holder = subprocess.Popen([*fi_run, "--", sys.executable, "-c", hold, held, release])
+while not os.path.exists(held):
+    time.sleep(0.02)
+log = os.path.join(work, "step.log")
+step = subprocess.Popen([*fi_run, "-v", "--log", log, "--", sys.executable, "-c", "pass"])
+while not glob.glob(os.path.join(lock_dir, "*", "waiters", "*")):  # the step waits (and has lent its slot)
+    time.sleep(0.02)
+open(release, "w").close()
+status = holder.wait() or step.wait()
+(record,) = [json.loads(line) for line in open(log)]
+print(len(record["lent"]))
+sys.exit(status)
+"""
+
+
+@windows_only
+def test_a_windows_jobserver_runs_no_coordinator_and_its_steps_lend_through_the_semaphore(
+    tmp_path: Path,
+) -> None:
+    """The coordinator needs AF_UNIX descriptor passing: on Windows the jobserver runs none and marks none. A
+    locked step under it takes its lock through the lock directory, and while it waits it lends its job slot
+    through the named semaphore (ReleaseSemaphore, then WaitForSingleObject to take it back); every token
+    comes back."""
+    child = py(JOBSERVER_CHILD, str(tmp_path / "locks"), str(tmp_path / "resource"), str(tmp_path))
+    done = subprocess.run(
+        [*FI_RUN, "jobserver", "-j", "2", "--", *child],
+        env=base_environ(),
+        capture_output=True,
+        text=True,
+        timeout=HANG_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    first, lent = done.stdout.splitlines()
+    assert first.startswith(
+        "no coordinator --jobserver-auth=fi_run_jobserver_"
+    )  # a semaphore, no coordinator
+    assert lent == "1"  # the waiting step lent its slot once
+    assert "locks held after" in done.stderr
+    assert "coordinator" not in done.stderr
+    assert "jobserver:" not in done.stderr  # every token came back

@@ -14,8 +14,8 @@ a shortfall, when the command has exited.
 
 Token I/O on POSIX is non-blocking reads and writes of one byte, with select() for the waits, in slices so
 that a signal is seen within a fraction of a second. Windows: WaitForSingleObject / ReleaseSemaphore, also
-in slices; those functions are kept small and type-checked with ``mypy --platform win32``; they have run
-under Wine by hand (docs/jobserver.md), not in CI's Windows stage. The server uses the same token I/O.
+in slices; those functions are kept small, type-checked with ``mypy --platform win32`` and run under Wine by
+CI's Windows stage (docs/jobserver.md says what ran where). The server uses the same token I/O.
 """
 
 from __future__ import annotations
@@ -159,8 +159,8 @@ if sys.platform != "win32":
         return False
 
 
-# --- Windows token I/O (a named semaphore); type-checked with --platform win32; run under Wine by hand (five
-# ninja.exe builds, docs/jobserver.md), not by CI's Windows stage
+# --- Windows token I/O (a named semaphore); type-checked with --platform win32; run under Wine (five
+# ninja.exe builds by hand, and CI's Windows stage without ninja: docs/jobserver.md)
 
 if sys.platform == "win32":  # pragma: no cover - Windows only
     import ctypes
