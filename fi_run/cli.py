@@ -135,10 +135,15 @@ def _shared(where: str, text: str) -> LockRequest:
 def _semaphore(where: str, text: str) -> LockRequest:
     from .records import LockRequest
 
-    resource, sep, count = text.rpartition("=")
+    resource, sep, numbers = text.rpartition("=")
     if not sep or not resource:
-        raise UsageError(f"{where} expects RESOURCE=N, got {text!r}")
-    return LockRequest(resource, "semaphore", _whole(where, count, 1))
+        raise UsageError(f"{where} expects RESOURCE=N or RESOURCE=N:K, got {text!r}")
+    count, colon, weight_text = numbers.partition(":")
+    seats = _whole(where, count, 1)
+    weight = _whole(where, weight_text, 1) if colon else 1
+    if weight > seats:
+        raise UsageError(f"{where} asks for {weight} of {seats} seats in {text!r}: K must be at most N")
+    return LockRequest(resource, "semaphore", seats, weight)
 
 
 def _regex(where: str, text: str) -> str:
@@ -290,8 +295,8 @@ OPTIONS: Final[tuple[Option, ...]] = (
     ),
     Option(
         ("--semaphore",),
-        "RESOURCE=N",
-        "at most N holders of RESOURCE run at once",
+        "RESOURCE=N[:K]",
+        "RESOURCE has N seats; this step takes K of them (default 1), all at once, first come first served",
         field="locks",
         repeatable=True,
         convert=_semaphore,

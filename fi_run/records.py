@@ -88,7 +88,8 @@ class EnvOp:
 class LockRequest:
     resource: str  # as spelled by the user; canonicalised by the locks module
     mode: LockMode
-    slots: int = 1  # --semaphore RESOURCE=N: at most N holders
+    slots: int = 1  # --semaphore RESOURCE=N: at most N holders (N seats)
+    weight: int = 1  # --semaphore RESOURCE=N:K: this step takes K of the N seats, all at once (issue 19)
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,9 @@ class StepRecord:
             }
         )
 
-    def add_lock(self, resource: str, mode: str, slots: int, wait_start: float) -> dict[str, JSON]:
+    def add_lock(
+        self, resource: str, mode: str, slots: int, wait_start: float, weight: int = 1
+    ) -> dict[str, JSON]:
         entry: dict[str, JSON] = {
             "resource": resource,
             "mode": mode,
@@ -174,6 +177,8 @@ class StepRecord:
             "wait": round(self.offset() - wait_start, 6),
             "held": None,
         }
+        if weight != 1:
+            entry["weight"] = weight
         self.locks.append(entry)
         return entry
 

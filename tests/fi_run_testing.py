@@ -669,13 +669,16 @@ def start_holder(
     control: Path,
     cwd: Path,
     env: Mapping[str, str | None] | None = None,
+    ready: bool = True,
 ) -> Holder:
-    """Start ``fi_run <lock_args> -- sh hold.sh LOG TAG CONTROL`` and wait until it holds."""
+    """Start ``fi_run <lock_args> -- sh hold.sh LOG TAG CONTROL`` and wait until it holds (``ready``: else
+    the caller waits, with holder.wait_ready(), once it has seen what it wanted to see first)."""
     control.mkdir(parents=True, exist_ok=True)
     command = ["sh", os.fspath(scripts.hold), os.fspath(log), tag, os.fspath(control)]
     proc = procs.start_fi_run([*lock_args, "--", *command], cwd=cwd, env=env)
     holder = Holder(proc, control, command)
-    holder.wait_ready()
+    if ready:
+        holder.wait_ready()
     return holder
 
 

@@ -172,6 +172,12 @@ BAD: tuple[Bad, ...] = (
         ("latin1.rsp",),
         setup=_not_utf8_rspfile,
     ),
+    Bad(
+        "semaphore-weight-over-seats",
+        ("--semaphore", "licence=2:3", "--stamp", S, "--", *PASS),
+        ("--semaphore", "3 of 2 seats", "'licence=2:3'"),
+    ),
+    Bad("semaphore-weight-zero", ("--semaphore", "licence=2:0", "--stamp", S, "--", *PASS), ("'0'",)),
     Bad("combined-short-flags", ("-vq", "--stamp", S, "--", *PASS), ("'-vq'",)),
     Bad(
         "response-file-unterminated-quote",
@@ -390,6 +396,11 @@ GOOD: tuple[Good, ...] = (
                 LockRequest("d", "exclusive"),
             )
         },
+    ),
+    Good(
+        "weighted seats",
+        "--semaphore mem=16:4 --semaphore licence=2:2 -- t",
+        {"locks": (LockRequest("mem", "semaphore", 16, 4), LockRequest("licence", "semaphore", 2, 2))},
     ),
     Good(
         "lock timeout, contention patterns, quiet on success",

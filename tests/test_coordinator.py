@@ -449,3 +449,31 @@ def test_no_coordinator_is_a_jobserver_without_one(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert done.stdout.endswith(expected)
         assert not done.stdout.startswith("/an/outer")
+
+
+def test_weighted_seats_in_the_coordinator_all_at_once_and_in_arrival_order(
+    build: Build, resource: Path
+) -> None:
+    """Issue 19 under the coordinator: a holds 3 of 4 seats; b asks for 2 and waits (one free is not
+    enough); c asks for 1 later and queues behind b; once a leaves, b and c run together."""
+    seats = [f"{resource}=4:{k}" for k in (0, 1, 2, 3)]
+    build.hold("a.0", "--semaphore", seats[3])
+    build.hold("b.1", "--semaphore", seats[2], before=build.after("a.0"))
+    build.step("c.2", "--semaphore", seats[1], before=build.when("b waits"))
+    build.start()
+    build.ready("a.0")
+    build.waiting("b.1")
+    build.signal("b waits")
+    build.waiting("b.1", "c.2")
+    build.release("a.0")
+    build.ready("b.1")
+    wait_until(lambda: "exit c.2 " in read_log(build.log), "c.2 to run beside b.1")
+    build.release("b.1")
+    status, out = build.finish()
+    assert status == 0, out
+    lines = read_log(build.log).split("\n")
+    exits_a = next(i for i, line in enumerate(lines) if line.startswith("exit a.0 "))
+    enters = {line.split()[1]: i for i, line in enumerate(lines) if line.startswith("enter ")}
+    # c found a free seat while a held three, yet waited behind b: both began only once a had left.
+    assert enters["b.1"] > exits_a
+    assert enters["c.2"] > exits_a

@@ -393,7 +393,7 @@ def test_plan_locks_orders_globally_and_merges_spellings_of_one_resource(tmp_pat
     (tmp_path / "b_alias").symlink_to(tmp_path / "b", target_is_directory=True)
     real_a, real_b = os.path.realpath(tmp_path / "a"), os.path.realpath(tmp_path / "b")
 
-    def planned(*requests: LockRequest) -> list[tuple[str, tuple[tuple[str, int], ...]]]:
+    def planned(*requests: LockRequest) -> list[tuple[str, tuple[tuple[str, int, int], ...]]]:
         return [
             (p.canonical, p.modes)
             for p in plan_locks(requests, str(tmp_path / "locks"), str(tmp_path), windows=False)
@@ -401,15 +401,15 @@ def test_plan_locks_orders_globally_and_merges_spellings_of_one_resource(tmp_pat
 
     b_then_a = planned(LockRequest("b", "exclusive"), LockRequest("a", "exclusive"))
     a_then_b = planned(LockRequest("a", "exclusive"), LockRequest("b", "exclusive"))
-    assert b_then_a == a_then_b == [(real_a, (("exclusive", 1),)), (real_b, (("exclusive", 1),))]
+    assert b_then_a == a_then_b == [(real_a, (("exclusive", 1, 1),)), (real_b, (("exclusive", 1, 1),))]
     # one resource asked for twice, spelled two ways: exclusive covers shared
     assert planned(LockRequest("b_alias", "shared"), LockRequest("./b", "exclusive")) == [
-        (real_b, (("exclusive", 1),))
+        (real_b, (("exclusive", 1, 1),))
     ]
     # two counts: the smaller one wins; shared and counted on one resource are one claim, in a fixed order
     assert planned(
         LockRequest("b", "shared"), LockRequest("b", "semaphore", 4), LockRequest("b_alias", "semaphore", 2)
-    ) == [(real_b, (("semaphore", 2), ("shared", 1)))]
+    ) == [(real_b, (("semaphore", 2, 1), ("shared", 1, 1)))]
 
 
 # --- resource spelling: behaviour of separate fi_run processes
@@ -989,9 +989,43 @@ def test_planning_takes_a_counted_and_a_shared_request_on_one_resource_as_one_cl
         windows=False,
     )
     assert [(p.canonical, p.modes) for p in plans] == [
-        (os.path.realpath(tmp_path / "b"), (("semaphore", 2), ("shared", 1)))
+        (os.path.realpath(tmp_path / "b"), (("semaphore", 2, 1), ("shared", 1, 1)))
     ]
     assert (
         plans[0].describe()
         == f"a semaphore slot (of 2) and a shared lock on {os.path.realpath(tmp_path / 'b')!r}"
+    )
+
+
+# --- weighted seats (issue 19): --semaphore R=N:K takes K of the N seats, all at once, in arrival order
+
+
+def test_a_weighted_step_waits_for_all_its_seats_and_a_lighter_later_one_does_not_pass_it(
+    tmp_path: Path, scripts: Scripts, lock_dir: Path, resource: Path, procs: Procs
+) -> None:
+    """A holds 3 of 4 seats; B asks for 2 (one is free: not enough) and waits; C asks for 1 later: one seat is
+    free, but B came first, so C waits behind it. Once A leaves, B and C (3 seats) run together."""
+    log = tmp_path / "order.log"
+
+    def seats(k: int) -> list[str | os.PathLike[str]]:
+        return ["--lock-dir", lock_dir, "--semaphore", f"{resource}=4:{k}"]
+
+    a = start_holder(procs, scripts, seats(3), log=log, tag="a.0", control=tmp_path / "a", cwd=tmp_path)
+    b = start_holder(
+        procs, scripts, seats(2), log=log, tag="b.1", control=tmp_path / "b", cwd=tmp_path, ready=False
+    )
+    assert wait_until(_waiting(lock_dir, b.proc, ("slot",)), "B to wait for its 2 seats")
+    c = procs.start_fi_run([*seats(1), "--", "sh", scripts.step, log, "c.2", "0"], cwd=tmp_path)
+    assert wait_until(_waiting(lock_dir, c, ("gate", "slot")), "C to queue behind B")
+    assert read_log(log).split()[1::3] == ["a.0"]  # nobody else is inside
+    a.release()
+    b.wait_ready()
+    assert finish(c) == 0
+    b.release()
+    assert (finish(a.proc), finish(b.proc)) == (0, 0)
+    lines = read_log(log).split("\n")
+    exits_a = lines.index(next(line for line in lines if line.startswith("exit a.0 ")))
+    # c found a free seat while a held three, yet waited behind b: both began only once a had left.
+    assert all(
+        lines.index(next(x for x in lines if x.startswith(f"enter {t} "))) > exits_a for t in ("b.1", "c.2")
     )

@@ -60,7 +60,7 @@ RECORD_KEYS = {
     "lent",
 }
 ATTEMPT_KEYS = {"start", "duration", "status", "family", "line"}
-LOCK_KEYS = {"resource", "mode", "slots", "wait_start", "wait", "held"}
+LOCK_KEYS = {"resource", "mode", "slots", "wait_start", "wait", "held", "weight"}
 
 
 def by_stamp(build: Build) -> dict[str, dict[str, Any]]:

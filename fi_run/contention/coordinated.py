@@ -130,7 +130,7 @@ class CoordinatedLocks:
             raise CoordinatorGone(f"it sent {exc}") from None
 
     def _what(self, canonical: str) -> str:
-        modes = next((m for c, m in self.wanted if c == canonical), (("exclusive", 1),))
+        modes = next((m for c, m in self.wanted if c == canonical), (("exclusive", 1, 1),))
         return describe_modes(canonical, modes)
 
     def _ask(self) -> None:
@@ -233,13 +233,14 @@ class CoordinatedLocks:
         except BaseException:  # a lock timeout, an error, an interrupt: the wait still goes into the log
             self._close()
             for canonical, modes in self.wanted:
-                for mode, slots in modes:
-                    self.record.add_lock(canonical, mode, slots, wait_start)
+                for mode, seats, weight in modes:
+                    self.record.add_lock(canonical, mode, seats, wait_start, weight)
             raise
         held_since = self.record.offset()
         for canonical, modes in self.wanted:
-            for mode, slots in modes:
-                self.acquired.append((self.record.add_lock(canonical, mode, slots, wait_start), held_since))
+            for mode, seats, weight in modes:
+                entry = self.record.add_lock(canonical, mode, seats, wait_start, weight)
+                self.acquired.append((entry, held_since))
         assert self.sock is not None
         # While the step holds its locks its commands inherit the connection: the coordinator takes the
         # resources back only when the step and everything that kept the connection are gone (see above).

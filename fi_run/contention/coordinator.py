@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from filelock import BaseFileLock
 
     from ..messages import Reporter
-    from .lockdir import LockDir
+    from .lockdir import LockDir, Modes
 
     Held = list[tuple[BaseFileLock, str, bool]]
 
@@ -95,14 +95,15 @@ class _Client:
 class _Want:
     """What one step asks of one resource."""
 
-    def __init__(self, client: _Client, resource: _Resource, modes: tuple[tuple[str, int], ...]) -> None:
+    def __init__(self, client: _Client, resource: _Resource, modes: Modes) -> None:
         self.client = client
         self.resource = resource
         self.modes = modes
         self.exclusive = modes[0][0] == "exclusive"
-        self.shared = any(mode == "shared" for mode, _ in modes)
-        self.counted = next((slots for mode, slots in modes if mode == "semaphore"), 0)
-        self.slot: Held = []  # the counted slot the build holds for this step
+        self.shared = any(mode == "shared" for mode, _, _ in modes)
+        # --semaphore R=N:K: N seats (0: not counted), of which this step takes K at once (issue 19)
+        self.counted, self.weight = next(((n, k) for mode, n, k in modes if mode == "semaphore"), (0, 0))
+        self.slot: Held = []  # the counted slots the build holds for this step (K of them)
         self.since = time.monotonic()  # queued, then granted
 
 
@@ -132,7 +133,7 @@ class _Pending(threading.Thread):
         self,
         coordinator: Coordinator,
         resource: _Resource,
-        modes: tuple[tuple[str, int], ...],
+        modes: Modes,
         holder: tuple[int, str],
     ) -> None:
         super().__init__(name=f"fi_run coordinator: {resource.canonical}", daemon=True)
@@ -484,8 +485,8 @@ class Coordinator:
             return not holders
         if any(h.exclusive for h in holders):
             return False
-        if want.counted:
-            return sum(1 for h in holders if h.counted) < want.counted
+        if want.counted:  # K seats at once, of the N (a step wider than N takes all: merge_requests)
+            return sum(h.weight for h in holders if h.counted) + want.weight <= want.counted
         return True
 
     def _pump(self, resource: _Resource) -> None:
@@ -495,13 +496,13 @@ class Coordinator:
             if head is None or not self._fits(head, resource):
                 break
             outsider = self._outsider_waiting(resource)
-            need: list[tuple[str, int]] = []
+            need: list[tuple[str, int, int]] = []
             if head.exclusive:
                 if resource.exclusive and outsider:
                     self._let_go(resource, resource.exclusive)  # its turn outside: queue behind it
                     resource.exclusive = []
                 if not resource.exclusive:
-                    need.append(("exclusive", 1))
+                    need.append(("exclusive", 1, 1))
             else:
                 if resource.exclusive:  # nobody holds it (head fits): a reader does not need the gate
                     self._let_go(resource, resource.exclusive)
@@ -510,8 +511,8 @@ class Coordinator:
                     if resource.spare and outsider:
                         self._let_go(resource, resource.spare)
                         resource.spare = []
-                    if not resource.spare:
-                        need.append(("semaphore", head.counted))
+                    if len(resource.spare) < head.weight:  # claim the rest, in one pass, all or none
+                        need.append(("semaphore", head.counted, head.weight - len(resource.spare)))
                 if head.shared:
                     if resource.shared and outsider and not any(h.shared for h in resource.holders):
                         self._let_go(resource, resource.shared)
@@ -519,7 +520,7 @@ class Coordinator:
                     if not resource.shared:
                         if outsider and any(h.shared for h in resource.holders):
                             break  # our readers first finish, then the build queues behind the outsider
-                        need.append(("shared", 1))
+                        need.append(("shared", 1, 1))
             if need:
                 if head.exclusive:  # the build's own slots would keep it from draining them
                     self._let_go(resource, resource.shared + resource.spare)
@@ -583,7 +584,7 @@ class Coordinator:
         resource.holders.append(want)
         want.since = time.monotonic()
         if want.counted:
-            want.slot = [resource.spare.pop(0)]
+            want.slot, resource.spare = resource.spare[: want.weight], resource.spare[want.weight :]
         client = want.client
         # Who holds the resource now, for the messages of anyone outside who waits for it.
         record = holder_record(client.pid, client.command)

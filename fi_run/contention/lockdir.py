@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
     from ..records import LockRequest, StepSpec
 
+    # What a step takes of one resource: (mode, seats, weight) for each mode (see merge_requests).
+    Modes = tuple[tuple[str, int, int], ...]
+
 PROBE_MARKER: Final = ".locks-work"
 NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
 
@@ -50,33 +53,44 @@ def canonical_resource(resource: str, start_dir: str, *, windows: bool) -> str:
 
 def merge_requests(
     requests: Sequence[LockRequest], start_dir: str, *, windows: bool
-) -> list[tuple[str, tuple[tuple[str, int], ...]]]:
+) -> list[tuple[str, Modes]]:
     """(canonical resource, its modes) for every resource asked for: de-duplicated and in the one global
     order every fi_run process takes locks in (sorted canonical paths), so {A, B} and {B, A} cannot deadlock.
 
     One entry per resource, whatever was asked of it: exclusive covers shared and counted; two counts keep
     the smaller; a counted and a shared request are claimed together, in one pass through the resource's gate
     (taken one after the other they could deadlock with an exclusive request that queued between them:
-    issue 22). Modes are (mode, slots) pairs: ("exclusive", 1), or ("semaphore", N) and/or ("shared", 1).
+    issue 22). Modes are (mode, seats, weight) triples: ("exclusive", 1, 1), or ("semaphore", N, K) and/or
+    ("shared", 1, 1). Two counted requests keep the smaller N and the larger K; a K over N is N: the step
+    takes every seat and runs alone (issue 19: a step larger than the whole budget is never refused).
     """
-    by_resource: dict[str, dict[str, int]] = {}
+    by_resource: dict[str, dict[str, tuple[int, int]]] = {}
     for request in requests:
         modes = by_resource.setdefault(canonical_resource(request.resource, start_dir, windows=windows), {})
-        modes[request.mode] = min(modes.get(request.mode, request.slots), request.slots)
-    merged: list[tuple[str, tuple[tuple[str, int], ...]]] = []
+        seats, weight = modes.get(request.mode, (request.slots, request.weight))
+        modes[request.mode] = (min(seats, request.slots), max(weight, request.weight))
+    merged: list[tuple[str, Modes]] = []
     for canonical in sorted(by_resource):
         modes = by_resource[canonical]
         if "exclusive" in modes:
-            merged.append((canonical, (("exclusive", 1),)))
+            merged.append((canonical, (("exclusive", 1, 1),)))
         else:  # a fixed order within one resource, too
-            merged.append((canonical, tuple((m, modes[m]) for m in ("semaphore", "shared") if m in modes)))
+            kept = [(m, *modes[m]) for m in ("semaphore", "shared") if m in modes]
+            merged.append((canonical, tuple((m, n, min(k, n)) for m, n, k in kept)))
     return merged
 
 
-def describe_modes(canonical: str, modes: Sequence[tuple[str, int]]) -> str:
-    """'an exclusive lock on R', 'a semaphore slot (of 2) and a shared lock on R': for messages."""
+def describe_modes(canonical: str, modes: Modes) -> str:
+    """'an exclusive lock on R', 'a semaphore slot (of 2) and a shared lock on R', '3 semaphore slots (of 8)
+    on R': for messages."""
     names = {"exclusive": "an exclusive lock", "shared": "a shared lock"}
-    parts = [names.get(mode, f"a semaphore slot (of {slots})") for mode, slots in modes]
+    parts = [
+        names.get(
+            mode,
+            f"a semaphore slot (of {seats})" if weight == 1 else f"{weight} semaphore slots (of {seats})",
+        )
+        for mode, seats, weight in modes
+    ]
     return f"{' and '.join(parts)} on {canonical!r}"
 
 

@@ -84,6 +84,7 @@ if TYPE_CHECKING:
     from ..messages import Reporter
     from ..records import JSON, LockRequest, StepRecord, StepSpec
     from .doorbell import Waiter
+    from .lockdir import Modes
 
 # A step that has waited this long says once what it waits for, when a person can see it.
 WAIT_NOTICE_SECONDS: Final = 2.0
@@ -99,10 +100,11 @@ class Plan:
 
     __slots__ = ("canonical", "directory", "modes")
 
-    def __init__(self, canonical: str, directory: str, modes: tuple[tuple[str, int], ...]) -> None:
+    def __init__(self, canonical: str, directory: str, modes: Modes) -> None:
         self.canonical = canonical
         self.directory = directory
-        self.modes = modes  # (mode, slots) pairs: ("exclusive", 1), or ("semaphore", N) and/or ("shared", 1)
+        # (mode, seats, weight): ("exclusive", 1, 1); or ("semaphore", N, K) and/or ("shared", 1, 1)
+        self.modes = modes
 
     @property
     def exclusive(self) -> bool:
@@ -351,10 +353,10 @@ class Acquirer:
                 if name.endswith(".lock") and name != _GATE:
                     self._take(os.path.join(plan.directory, name), plan, "drain")
             return
-        # (slot file prefix, how many slots there are) for each kind of slot the step claims
+        # (slot file prefix, how many slots there are, how many to claim) for each kind the step claims
         claims = [
-            ("sem", slots) if mode == "semaphore" else ("shared", MAX_SHARED_SLOTS)
-            for mode, slots in plan.modes
+            ("sem", seats, weight) if mode == "semaphore" else ("shared", MAX_SHARED_SLOTS, 1)
+            for mode, seats, weight in plan.modes
         ]
         blocked = [gate]
         waiters = os.path.join(plan.directory, _WAITERS)
@@ -367,13 +369,17 @@ class Acquirer:
             gate_lock = self.held.pop()  # the gate is released below, whatever happens: not in self.held
             claimed_from = len(self.held)
             try:
-                for prefix, count in claims:
+                for prefix, count, wanted in claims:
+                    got = 0  # a weighted step takes K of the N slots at once, or none (issue 19)
                     for index in range(count):
                         slot = os.path.join(plan.directory, f"{prefix}-{index}.lock")
                         if self._try(slot, plan.directory):
-                            break
-                        blocked[0] = slot
-                    else:  # every slot of this kind is taken: give back those claimed in this pass
+                            got += 1
+                            if got == wanted:
+                                break
+                        else:
+                            blocked[0] = slot
+                    else:  # not enough slots of this kind free: give back those claimed in this pass
                         while len(self.held) > claimed_from:
                             self.held.pop()[0].release()
                         gate_lock[0].release()
@@ -527,12 +533,14 @@ def held_locks(
             try:
                 acquirer.acquire(plan)
             except BaseException:  # a lock timeout or an interrupt: the wait still goes into the log
-                for mode, slots in plan.modes:
-                    record.add_lock(plan.canonical, mode, slots, wait_start)
+                for mode, seats, weight in plan.modes:
+                    record.add_lock(plan.canonical, mode, seats, wait_start, weight)
                 raise
             held_since = record.offset()
-            for mode, slots in plan.modes:  # one log entry per mode asked for, as before they were one pass
-                acquired.append((record.add_lock(plan.canonical, mode, slots, wait_start), held_since))
+            for mode, seats, weight in plan.modes:  # one log entry per mode asked for, as before
+                acquired.append(
+                    (record.add_lock(plan.canonical, mode, seats, wait_start, weight), held_since)
+                )
         waited = time.monotonic() - acquirer.started
         reporter.debug(f"locks held after {waited:.3f} s: " + ", ".join(p.describe() for p in plans))
         yield

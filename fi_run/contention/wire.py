@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Final
 
+    from .lockdir import Modes
+
 # At most this many descriptors in one message (Linux's SCM_MAX_FD is 253).
 MAX_FDS: Final = 250
 MAX_MESSAGE: Final = 1 << 20  # a LOCK with a few hundred long paths is far below this
@@ -31,19 +33,20 @@ def encode(fields: Sequence[str]) -> bytes:
     return b"%d:%s," % (len(payload), payload)
 
 
-def encode_modes(modes: Sequence[tuple[str, int]]) -> str:
-    """(("semaphore", 2), ("shared", 1)) -> 'semaphore:2,shared:1'."""
-    return ",".join(f"{mode}:{slots}" for mode, slots in modes)
+def encode_modes(modes: Modes) -> str:
+    """(("semaphore", 4, 2), ("shared", 1, 1)) -> 'semaphore:4:2,shared:1:1'."""
+    return ",".join(f"{mode}:{seats}:{weight}" for mode, seats, weight in modes)
 
 
-def decode_modes(text: str) -> tuple[tuple[str, int], ...]:
+def decode_modes(text: str) -> Modes:
     """The inverse of encode_modes; raises ValueError for anything else."""
     modes = []
     for part in text.split(","):
-        mode, _, slots = part.partition(":")
-        if mode not in ("exclusive", "shared", "semaphore") or not slots.isdigit() or int(slots) < 1:
+        mode, seats, weight = ([*part.split(":"), "", ""])[:3]
+        numbers_ok = all(n.isdigit() and int(n) >= 1 for n in (seats, weight))
+        if mode not in ("exclusive", "shared", "semaphore") or not numbers_ok:
             raise ValueError(f"bad modes {text!r}")
-        modes.append((mode, int(slots)))
+        modes.append((mode, int(seats), min(int(weight), int(seats))))
     return tuple(modes)
 
 

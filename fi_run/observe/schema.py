@@ -48,6 +48,7 @@ class Lock:
     wait_start: float  # seconds from fi_run's start
     wait: float  # seconds until held, or until fi_run gave up
     held: float | None = None  # seconds held; None if never held (a lock timeout or an interrupt)
+    weight: int = 1  # the seats of the semaphore's N this step took (--semaphore R=N:K)
 
 
 @dataclass(frozen=True, kw_only=True)
