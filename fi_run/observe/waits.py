@@ -274,9 +274,8 @@ def attribute(claims: Sequence[Claim]) -> tuple[list[Waiter], list[Blocker]]:
     holding: dict[int, Claim] = {}
     started: list[Claim] = []  # the claims in the order they began to hold
     waiting: dict[Kind, int] = {}  # how many claims of each kind wait
-    gate: list[
-        tuple[float, int, Claim]
-    ] = []  # exclusive claims waiting, earliest first (a heap; stale ones left)
+    # The exclusive claims waiting, earliest first: a heap, with those that stopped waiting left in it.
+    gate: list[tuple[float, int, Claim]] = []
     exclusive_waiting: set[int] = set()
     aheads: list[Claim] = []  # the succession of the earliest exclusive claim waiting
     held: dict[Kind, dict[int, float]] = {}  # running shares: kind -> blocker -> seconds
