@@ -3,12 +3,15 @@ computation from its JSON lines; --json; empty and broken logs; errors; colour."
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import re
 import statistics
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +23,11 @@ from fi_run_testing import (
     base_environ,
     console_script,
     failed_with_one_line,
+    fi_run_argv,
     run_fi_run,
+    run_ninja,
     run_tool,
+    write_edges,
 )
 
 from fi_run.observe import report
@@ -201,9 +207,286 @@ def test_the_report_of_a_log_split_in_two_files_is_the_report_of_the_whole(
 def test_the_json_keys_are_the_documented_ones(build: Build) -> None:
     got = report_json(build.log, build.directory)
     assert list(got) == list(report.JSON_KEYS)
+    # A resource's keys, and those of what it holds, are named where the code and docs/reference.md say
+    # what a resource is.
+    reference = (Path(__file__).resolve().parent.parent / "docs" / "reference.md").read_text(encoding="utf-8")
+    rows = reference.split("| `resources` |", 1)[1].split("| `lent` |", 1)[0]
+    licence = next(r for r in got["resources"] if r["seats"] is not None)
+    nested = [licence, licence["longest"], licence["seats"], licence["seats"]["replayed"][0]]
+    for resource in got["resources"]:
+        nested += resource["blockers"][:1] + list(resource["behind"].values())
+    assert any("seconds" in item and "pid" in item for item in nested), "a blocker among them"
+    for item in nested:
+        for key in item:
+            assert re.search(rf"\b{key}\b", report.JSON_KEYS["resources"]), key
+            assert re.search(rf"\b{key}\b", rows), key
     help_text = report_cli(["--help"], build.directory).stdout
     for key in report.JSON_KEYS:
         assert f"  {key}: " in help_text
+
+
+# --- the longest wait, who waited behind whom, and more seats (issue 18, item 5), by hand from the log lines
+
+
+@dataclass(eq=False)  # one claim is one object: hashed by identity
+class HandClaim:
+    """One step's locks on one resource, straight from its log line."""
+
+    key: tuple[int, float]  # (pid, start): the step
+    stamp: str
+    modes: frozenset[str]
+    slots: int
+    asked: float
+    got: float
+    released: float | None
+
+    @property
+    def mode(self) -> str:
+        return "+".join(sorted(self.modes))
+
+
+def hand_claims(records: list[dict[str, Any]]) -> dict[str, list[HandClaim]]:
+    claims: dict[str, list[HandClaim]] = {}
+    for record in records:
+        mine: dict[str, list[dict[str, Any]]] = {}
+        for lock in record["locks"]:
+            mine.setdefault(lock["resource"], []).append(lock)
+        for resource, locks in mine.items():
+            start = record["start"]
+            got = max(start + lock["wait_start"] + lock["wait"] for lock in locks)
+            helds = [lock["held"] for lock in locks]
+            claims.setdefault(resource, []).append(
+                HandClaim(
+                    key=(record["pid"], start),
+                    stamp=os.path.basename(os.path.dirname(record["stamp"]))
+                    + "/"
+                    + os.path.basename(record["stamp"]),
+                    modes=frozenset(lock["mode"] for lock in locks),
+                    slots=min((lock["slots"] for lock in locks if lock["mode"] == "semaphore"), default=1),
+                    asked=min(start + lock["wait_start"] for lock in locks),
+                    got=got,
+                    released=None if None in helds else max(got + held for held in helds),
+                )
+            )
+    return claims
+
+
+def hand_behind(
+    claims: list[HandClaim],
+) -> tuple[dict[tuple[HandClaim, HandClaim], list[float]], dict[HandClaim, float]]:
+    """One sweep over every moment any claim of the resource changed: for each waiter, the conflicting
+    holders then (split equally), else the earliest exclusive claim that asked before it and still waits
+    (queued), else nobody. Returns (waiter, blocker) -> [holding, queued] and waiter -> unattributed."""
+    moments = sorted({t for c in claims for t in (c.asked, c.got, c.released) if t is not None})
+    pairs: dict[tuple[HandClaim, HandClaim], list[float]] = {}
+    nobody: dict[HandClaim, float] = {c: 0.0 for c in claims if c.got > c.asked}
+    for low, high in itertools.pairwise(moments):
+        middle = (low + high) / 2
+        holding = [c for c in claims if c.released is not None and c.got <= middle < c.released]
+        for waiter in (c for c in claims if c.asked <= middle < c.got):
+            if "exclusive" in waiter.modes:
+                blockers = [h for h in holding if h is not waiter]
+            else:
+                blockers = [h for h in holding if "exclusive" in h.modes]
+                seated = [h for h in holding if "semaphore" in h.modes]
+                if not blockers and "semaphore" in waiter.modes and len(seated) >= waiter.slots:
+                    blockers = seated
+            for blocker in blockers:
+                pairs.setdefault((waiter, blocker), [0.0, 0.0])[0] += (high - low) / len(blockers)
+            ahead = [
+                c
+                for c in claims
+                if "exclusive" in c.modes
+                and c is not waiter
+                and c.asked < waiter.asked
+                and c.asked <= middle < c.got
+            ]
+            if blockers:
+                continue
+            if ahead:
+                first = min(ahead, key=lambda c: c.asked)
+                pairs.setdefault((waiter, first), [0.0, 0.0])[1] += high - low
+            else:
+                nobody[waiter] += high - low
+    return pairs, nobody
+
+
+def hand_replay(arrivals: list[tuple[float, float]], seats: int) -> tuple[float, float]:
+    """(total wait, last release) with ``seats`` seats, first come first served: a list, not a heap."""
+    free = [-math.inf] * seats
+    total, last = 0.0, -math.inf
+    for asked, held in sorted(arrivals):
+        seat = min(range(seats), key=lambda k: free[k])
+        begin = max(asked, free[seat])
+        total += begin - asked
+        free[seat] = begin + held
+        last = max(last, free[seat])
+    return total, last
+
+
+def test_the_longest_wait_is_named_in_json_and_text_even_with_top_0(build: Build) -> None:
+    records = build.records()
+    waits = [(lock["wait"], lock["resource"], r) for r in records for lock in r["locks"]]
+    for top in ("5", "0"):
+        done = report_cli(["--json", "--top", top, build.log], build.directory)
+        got = json.loads(done.stdout)
+        for resource in got["resources"]:
+            wait, _resource, record = max(w for w in waits if w[1] == resource["resource"])
+            longest = resource["longest"]
+            assert (longest["pid"], longest["start"]) == (record["pid"], record["start"])
+            assert longest["wait"] == pytest.approx(wait, abs=1e-6)
+            assert longest["stamp"] == os.path.relpath(record["stamp"], build.directory)
+            assert longest["mode"] in {lock["mode"] for lock in record["locks"]}
+            assert resource["top"] == ([longest, *resource["top"][1:]] if top == "5" else [])
+        text = report_cli(["--top", top, build.log], build.directory).stdout
+        for resource in got["resources"]:
+            longest = resource["longest"]
+            header = f"  longest waits for {resource['resource']}\n"
+            assert header in text
+            first = text.split(header, 1)[1].splitlines()[0]
+            assert first.startswith(f"    {longest['wait']:.3f}  {longest['stamp']}: "), first
+
+
+def test_who_waited_behind_whom_matches_a_hand_computation_from_the_log_lines(build: Build) -> None:
+    claims = hand_claims(build.records())
+    got = report_json(build.log, build.directory)
+    text = report_cli([build.log], build.directory).stdout
+    for resource in got["resources"]:
+        name = resource["resource"]
+        pairs, nobody = hand_behind(claims[name])
+        # The steps that made others wait: seconds caused (queued among them), how many waiters.
+        caused: dict[tuple[int, float], list[Any]] = {}
+        for (waiter, blocker), (holding, queued) in pairs.items():
+            entry = caused.setdefault(blocker.key, [0.0, 0.0, set(), blocker])
+            entry[0] += holding + queued
+            entry[1] += queued
+            entry[2].add(waiter.key)
+        listed = resource["blockers"]
+        assert len(listed) == min(5, len(caused))
+        assert [b["seconds"] for b in listed] == sorted((b["seconds"] for b in listed), reverse=True)
+        for blocker in listed:
+            seconds, queued, waiters, claim = caused.pop((blocker["pid"], blocker["start"]))
+            assert blocker["seconds"] == pytest.approx(seconds, abs=1e-5)
+            assert blocker["queued"] == pytest.approx(queued, abs=1e-5)
+            assert (blocker["waiters"], blocker["mode"]) == (len(waiters), claim.mode)
+            assert blocker["stamp"] == claim.stamp
+            row = rf"^ +{blocker['seconds']:.3f} +{blocker['waiters']}  {re.escape(claim.stamp)}: \S"
+            assert re.search(row, text, re.M), row
+        assert all(rest[0] <= listed[-1]["seconds"] + 1e-5 for rest in caused.values()), "the top ones listed"
+        assert f"  made others wait for {name}  (seconds others waited behind it)\n" in text
+
+        # What the waiters of each mode waited behind.
+        want: dict[str, dict[str, Any]] = {}
+        for waiter, unattributed in nobody.items():
+            sums = want.setdefault(
+                waiter.mode, {"waiters": 0, "wait": 0.0, "holding": {}, "queued": {}, "unattributed": 0.0}
+            )
+            sums["waiters"] += 1
+            sums["wait"] += waiter.got - waiter.asked
+            sums["unattributed"] += unattributed
+        for (waiter, blocker), (holding, queued) in pairs.items():
+            for kind, seconds in (("holding", holding), ("queued", queued)):
+                if seconds:
+                    by = want[waiter.mode][kind]
+                    by[blocker.mode] = by.get(blocker.mode, 0.0) + seconds
+        assert set(resource["behind"]) == set(want)
+        for mode, entry in resource["behind"].items():
+            hand = want[mode]
+            assert entry["waiters"] == hand["waiters"]
+            for key in ("wait", "unattributed"):
+                assert entry[key] == pytest.approx(hand[key], abs=1e-5), (mode, key)
+            for kind in ("holding", "queued"):
+                assert set(entry[kind]) == set(hand[kind]), (mode, kind)
+                for by, seconds in entry[kind].items():
+                    assert seconds == pytest.approx(hand[kind][by], abs=1e-5), (mode, kind, by)
+            parts = sum(entry["holding"].values()) + sum(entry["queued"].values()) + entry["unattributed"]
+            assert parts == pytest.approx(entry["wait"], abs=1e-5), "every moment of a wait goes somewhere"
+            row = rf"^ +{entry['waiters']}  {mode} +{entry['wait']:.3f}  "
+            assert re.search(row, text, re.M), row
+        assert f"  what the waiters for {name} waited behind  (seconds)\n" in text
+    venv_b = next(r for r in got["resources"] if r["resource"] == os.path.realpath(build.venv_b))
+    assert venv_b["behind"]["exclusive"]["holding"]["exclusive"] > 0, "12 installs under one --lock at -j16"
+
+
+SEATS_STEPS = 4  # steps on each semaphore, all started at once: one seat for all, or one seat each
+
+
+@pytest.fixture(scope="module")
+def seats_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path]:
+    """A real build: SEATS_STEPS steps of 1 s on a --semaphore of 1 seat (scarce) and as many on one of
+    SEATS_STEPS seats (plenty), all at once under ninja. Returns (build directory, log, scarce, plenty)."""
+    root = tmp_path_factory.mktemp("seats")
+    scarce, plenty = root / "scarce", root / "plenty"
+    scarce.mkdir()
+    plenty.mkdir()
+    edges: list[tuple[str, list[str | os.PathLike[str]]]] = []
+    for name, resource, seats in (("scarce", scarce, 1), ("plenty", plenty, SEATS_STEPS)):
+        for i in range(SEATS_STEPS):
+            stamp = f"{name}/{i}"
+            edges.append(
+                (
+                    stamp,
+                    [
+                        *fi_run_argv(),
+                        "--lock-dir",
+                        root / "locks",
+                        "--stamp",
+                        stamp,
+                        "--semaphore",
+                        f"{resource}={seats}",
+                        "--",
+                        "sleep",
+                        "1",
+                    ],
+                )
+            )
+    build = root / "build"
+    write_edges(build, edges)
+    log = root / "fi_run.log"
+    done = run_ninja(build, f"-j{2 * SEATS_STEPS}", env={"FI_RUN_LOG": os.fspath(log)})
+    assert done.returncode == 0, done.stdout
+    return build, log, Path(os.path.realpath(scarce)), Path(os.path.realpath(plenty))
+
+
+def test_more_seats_are_replayed_from_the_log_and_said_only_when_they_would_have_paid(
+    seats_build: tuple[Path, Path, Path, Path],
+) -> None:
+    build, log, scarce, plenty = seats_build
+    claims = hand_claims([json.loads(line) for line in log.read_text().splitlines()])
+    got = {r["resource"]: r for r in report_json(log, build)["resources"]}
+    text = report_cli([log], build).stdout
+    print("\n" + text)
+    for resource, seats in ((scarce, 1), (plenty, SEATS_STEPS)):
+        arrivals = [(c.asked, (c.released or c.got) - c.got) for c in claims[os.fspath(resource)]]
+        figures = got[os.fspath(resource)]["seats"]
+        assert (figures["seats"], figures["steps"], figures["left_out"]) == (seats, SEATS_STEPS, 0)
+        hand = [hand_replay(arrivals, n) for n in (seats, seats + 1, seats + 2)]
+        assert [r["seats"] for r in figures["replayed"]] == [seats, seats + 1, seats + 2]
+        for replayed, (wait, last) in zip(figures["replayed"], hand, strict=True):
+            assert replayed["wait"] == pytest.approx(wait, abs=1e-5)
+            assert replayed["sooner"] == pytest.approx(hand[0][1] - last, abs=1e-5)
+        assert figures["enough"] == next(n for n in itertools.count(1) if hand_replay(arrivals, n)[0] == 0)
+        assert figures["logged_wait"] == pytest.approx(
+            sum(c.got - c.asked for c in claims[os.fspath(resource)]), abs=1e-5
+        )
+    # Plenty: a seat for every step, so nobody waits in the replay and nothing is said.
+    plenty_seats = got[os.fspath(plenty)]["seats"]
+    assert [r["wait"] for r in plenty_seats["replayed"]] == [0.0, 0.0, 0.0]
+    assert plenty_seats["pays"] is False
+    assert f"  {plenty}: " not in text
+    # Scarce: four 1 s holds asked for at about the same moment on one seat.
+    scarce_seats = got[os.fspath(scarce)]["seats"]
+    now, more = scarce_seats["replayed"][0]["wait"], scarce_seats["replayed"][1]["wait"]
+    assert now - more >= max(0.05, 0.1 * now), f"the steps did not overlap on the scarce seat: {scarce_seats}"
+    assert scarce_seats["pays"] is True
+    line = f"  {scarce}: 1 seat; 2 would have cut the waits from {now:.3f} s to {more:.3f} s"
+    assert line in text
+    (said,) = (text_line for text_line in text.splitlines() if text_line.startswith(line))
+    assert said.endswith(" (replayed from this log)")
+    # The one seat's queue: each waiter waited behind the step holding it.
+    (blocker, *_rest) = got[os.fspath(scarce)]["blockers"]
+    assert blocker["waiters"] >= 1
+    assert got[os.fspath(scarce)]["behind"]["semaphore"]["holding"]["semaphore"] > 0
 
 
 # --- empty and broken logs

@@ -58,6 +58,7 @@ def validate(trace: object) -> dict[int, list[Event]]:
     named_processes: set[int] = set()
     slices: dict[int, list[Event]] = {}
     instants: list[Event] = []
+    flows: dict[object, dict[str, Event]] = {}
     for event in events:
         assert isinstance(event, dict)
         assert isinstance(event.get("name"), str)
@@ -89,6 +90,14 @@ def validate(trace: object) -> dict[int, list[Event]]:
             assert event["s"] in ("t", "p", "g")
             assert _number(event["ts"])
             instants.append(event)
+        elif phase in ("s", "f"):  # a flow arrow's ends (flow events v1)
+            keys = {"name", "cat", "ph", "id", "ts", "pid", "tid", "args"}
+            assert set(event) == (keys if phase == "s" else keys | {"bp"}), event
+            assert event.get("bp", "e") == "e", "the arrow ends in the slice around it, not the next one"
+            assert _number(event["ts"])
+            assert isinstance(event["id"], int)
+            assert phase not in flows.setdefault(event["id"], {}), f"a second {phase!r} for one id: {event}"
+            flows[event["id"]][phase] = event
         else:
             raise AssertionError(f"unexpected phase {phase!r}: {event}")
     timed = [(e["ts"], -e.get("dur", -1)) for e in events if e["ph"] != "M"]
@@ -109,7 +118,42 @@ def validate(trace: object) -> dict[int, list[Event]]:
         for child in [*children, *(i for i in instants if i["tid"] == tid)]:
             end = child["ts"] + child.get("dur", 0)
             assert any(s["ts"] <= child["ts"] and end <= s["ts"] + s["dur"] for s in steps), child
+    for ends in flows.values():
+        assert set(ends) == {"s", "f"}, f"an arrow with one end: {ends}"
+        begin, finish = ends["s"], ends["f"]
+        assert (begin["name"], begin["cat"]) == (finish["name"], finish["cat"]), "one flow: one name and cat"
+        assert begin["ts"] <= finish["ts"], "an arrow never goes back in time (viewers drop it)"
+        for end, kind in ((begin, "step"), (finish, "lock")):
+            around = [
+                e
+                for e in slices.get(end["tid"], [])
+                if e["cat"].startswith(kind) and e["ts"] <= end["ts"] < e["ts"] + e["dur"]
+            ]
+            assert len(around) == 1, f"the {kind} slice an arrow's end binds to: {end}, {around}"
     return slices
+
+
+def flow_arrows(trace: dict[str, Any]) -> list[tuple[Event, Event]]:
+    """(start, end) of each flow arrow, by id."""
+    ends: dict[int, dict[str, Event]] = {}
+    for event in trace["traceEvents"]:
+        if event["ph"] in ("s", "f"):
+            ends.setdefault(event["id"], {})[event["ph"]] = event
+    return [(pair["s"], pair["f"]) for _id, pair in sorted(ends.items())]
+
+
+def slice_at(trace: dict[str, Any], event: Event, kind: str) -> Event:
+    """The slice of category ``kind`` (step, lock) on ``event``'s track around its moment."""
+    events: list[Event] = trace["traceEvents"]
+    (found,) = (
+        e
+        for e in events
+        if e["ph"] == "X"
+        and e["tid"] == event["tid"]
+        and e["cat"].startswith(kind)
+        and e["ts"] <= event["ts"] < e["ts"] + e["dur"]
+    )
+    return found
 
 
 def step_slices(trace: dict[str, Any]) -> list[Event]:
@@ -192,6 +236,51 @@ def test_waits_and_attempts_are_slices_and_retries_are_instants_with_the_matched
         assert (event["cat"], event["s"]) == ("retry", "t")
         assert event["args"]["line"] == UV_2767_MESSAGE
         assert event["args"]["retried"] is True
+
+
+def test_waits_name_who_they_waited_behind_and_an_arrow_comes_from_the_holder_that_let_them_go(
+    build: Build, trace: dict[str, Any]
+) -> None:
+    records = {(r["pid"]): r for r in build.records()}
+    origin = trace["otherData"]["start_epoch"]
+    waits = [e for e in trace["traceEvents"] if e["ph"] == "X" and e["cat"] == "lock"]
+    arrows = flow_arrows(trace)
+    ends = {}
+    for begin, finish in arrows:
+        wait = slice_at(trace, finish, "lock")
+        holder = slice_at(trace, begin, "step")
+        waiter = slice_at(trace, finish, "step")
+        assert (begin["name"], begin["cat"]) == ("waited behind", "lock")
+        assert begin["args"] == finish["args"]
+        assert finish["args"]["resource"] == wait["args"]["resource"]
+        assert id(wait) not in ends, "one arrow per wait"
+        ends[id(wait)] = (holder, begin)
+        # The holder held the resource while the waiter waited, in a mode that kept it out.
+        resource = wait["args"]["resource"]
+        record = records[holder["args"]["pid"]]
+        assert holder["args"]["pid"] != waiter["args"]["pid"]
+        (lock, *_same) = (lock for lock in record["locks"] if lock["resource"] == resource)
+        got = record["start"] + lock["wait_start"] + lock["wait"]
+        released = got + lock["held"]
+        asked = origin + wait["ts"] / 1e6
+        assert got < origin + (wait["ts"] + wait["dur"]) / 1e6 + 1e-3
+        assert released > asked - 1e-3
+        assert "exclusive" in (lock["mode"], wait["args"]["mode"]) or lock["mode"] == wait["args"]["mode"]
+        # Its share, as the wait's args list it (when among the five listed).
+        listed = {b["pid"]: b for b in wait["args"]["behind"]}
+        if holder["args"]["pid"] in listed:
+            assert begin["args"]["seconds"] == listed[holder["args"]["pid"]]["seconds"]
+    assert arrows, "the contended build has waits behind holders"
+    for wait in waits:
+        if "behind" not in wait["args"]:
+            continue  # a step's second lock entry on one resource: its wait is the first one's
+        listed = wait["args"]["behind"]
+        total = sum(b["seconds"] for b in listed) + wait["args"]["unattributed_s"]
+        if len(listed) < 5:
+            assert total == pytest.approx(wait["args"]["wait_s"], abs=1e-5), "every moment goes somewhere"
+        held_by_someone = any(b["seconds"] > b["queued_s"] for b in listed)
+        if held_by_someone or len(listed) < 5:  # else a holder may be sixth, unlisted
+            assert (id(wait) in ends) == (held_by_someone and wait["dur"] > 0), wait
 
 
 def test_the_trace_goes_to_stdout_without_o(build: Build) -> None:
@@ -293,6 +382,34 @@ def test_rounding_and_inconsistent_offsets_never_make_slices_overlap() -> None:
     assert [e["name"] for e in x] == ["gen/x.o", "waiting for /v", "running cc", "running cc", "cc -c x.c"]
     (retry,) = (e for e in trace["traceEvents"] if e["ph"] == "i")
     assert retry["args"]["line"] == "fatal: x"
+
+
+def test_a_wait_behind_a_holder_gets_an_arrow_from_the_holder_and_its_name_in_the_args() -> None:
+    lock = {"resource": "/v", "mode": "exclusive", "slots": 1}
+    run = [{"start": 0.02, "duration": 0.9, "status": 0, "family": None, "line": None}]
+    trace = _trace_of(
+        _record(
+            10.0, 1.0, pid=11, stamp="/b/a", locks=[{**lock, "wait_start": 0.01, "wait": 0.0, "held": 0.95}]
+        ),
+        # b asks at 10.2 and gets the lock when a lets go, at 10.96
+        _record(
+            10.1, 1.0, pid=12, stamp="/b/b", locks=[{**lock, "wait_start": 0.1, "wait": 0.76, "held": 0.1}]
+        ),
+        _record(20.0, 0.5, pid=13, stamp="/b/c", attempts=run),  # no lock: no arrow
+    )
+    ((begin, finish),) = flow_arrows(trace)
+    assert slice_at(trace, begin, "step")["name"] == "a"
+    # Where a let go and b got the lock (10.96 s), less the microsecond that keeps the arrow's end inside the
+    # wait slice and its start no later than its end.
+    assert begin["ts"] == finish["ts"] == 959_999
+    wait = slice_at(trace, finish, "lock")
+    assert slice_at(trace, finish, "step")["name"] == "b"
+    assert wait["ts"] < finish["ts"] < wait["ts"] + wait["dur"]
+    assert wait["args"]["behind"] == [
+        {"step": "a", "pid": 11, "mode": "exclusive", "seconds": 0.76, "queued_s": 0.0}
+    ]
+    assert wait["args"]["unattributed_s"] == 0.0
+    assert begin["args"] == {"resource": "/v", "seconds": 0.76}
 
 
 def test_a_step_that_gave_up_on_contention_gets_a_not_retried_instant() -> None:

@@ -5,8 +5,9 @@ build step.
 
 The terminal summary answers, in this order: how many steps, which failed, how often fi_run retried on
 contention (by signature family) and at what cost, and which shared resource made steps wait (per resource:
-steps, total and p50/p95/max wait, total held, the steps that waited longest). ``--json`` prints the same
-figures for machines (see JSON_KEYS below; keys are stable within a ``report_version``).
+steps, total and p50/p95/max wait, total held, the steps that waited longest, the steps that made them wait,
+what each mode waited behind, and whether more seats would have paid: waits.py, issue 18 item 5). ``--json``
+prints the same figures for machines (see JSON_KEYS below; keys are stable within a ``report_version``).
 
 Definitions:
 - wait: from asking for a lock to holding it (as fi_run measured it); held: from holding it to release.
@@ -24,12 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..messages import BOLD, CYAN, DIM, RED, RESET, YELLOW
 from .logfile import percentile, short_command, step_label
+from .waits import analyse
 
 if TYPE_CHECKING:
     from typing import Final
 
     from .logfile import Log
     from .schema import Step
+    from .waits import ModeWaits, Replay, ResourceWaits
 
 REPORT_VERSION: Final = 1
 DEFAULT_TOP: Final = 5
@@ -47,8 +50,12 @@ JSON_KEYS: Final = {
     "retries": "{retries, steps, seconds, gave_up, families: [{family, retries, steps, seconds, gave_up, "
     "line}]}, most retries first",
     "resources": "[{resource, steps, wait: {total, p50, p95, max}, held_total, modes: {exclusive|shared|"
-    "semaphore: {steps, wait, held_total}}, top: [{wait, held, command, argv, stamp, error, pid, start}]}], "
-    "longest total wait first",
+    "semaphore: {steps, wait, held_total}}, longest: {wait, held, mode, command, argv, stamp, error, pid, "
+    "start}, top: [the same, longest first], blockers: [{seconds, queued, waiters, mode, command, argv, "
+    "stamp, error, pid, start}] (the steps that made others wait, most seconds caused first), behind: {MODE: "
+    "{waiters, wait, holding: {MODE: seconds}, queued: {MODE: seconds}, unattributed}} (what the waiters of "
+    "each mode waited behind), seats: null or {seats, steps, left_out, logged_wait, replayed: [{seats, wait, "
+    "sooner}], enough, pays} (the more-seats replay of a semaphore)}], longest total wait first",
     "lent": "[{resource (null: retry back-offs), loans, steps, seconds, credit}]: job slots given back to "
     "fi-run jobserver while steps waited; seconds lent, loans repaid after the command (credit); most "
     "seconds first",
@@ -121,6 +128,7 @@ class Summary:
     failures: list[tuple[int, list[Step]]]  # by status, most frequent first
     families: list[Family]  # most retries first
     resources: list[Resource]  # longest total wait first
+    waits: dict[str, ResourceWaits] = field(default_factory=dict)  # who waited behind whom, per resource
 
     @property
     def steps(self) -> list[Step]:
@@ -163,6 +171,7 @@ def summarize(log: Log) -> Summary:
         failures=sorted(by_status.items(), key=lambda item: (-len(item[1]), item[0])),
         families=sorted(families.values(), key=lambda f: (-f.retries, -f.gave_up, f.family)),
         resources=sorted(resources.values(), key=lambda r: (-r.wait_total(), r.resource)),
+        waits=analyse(log.steps),
     )
 
 
@@ -200,6 +209,64 @@ def _step_json(step: Step) -> dict[str, Any]:
         "argv": list(step.argv),
         "stamp": step_label(step) or None,
         "error": step.error,
+    }
+
+
+def _wait_json(wait: Wait) -> dict[str, Any]:
+    return {
+        "wait": _r(wait.wait),
+        "held": _r(wait.held),
+        "mode": wait.mode,
+        **_step_json(wait.step),
+        "pid": wait.step.pid,
+        "start": wait.step.start,
+    }
+
+
+def _mode_json(entry: ModeWaits) -> dict[str, Any]:
+    return {
+        "waiters": entry.waiters,
+        "wait": _r(entry.wait),
+        "holding": {mode: _r(seconds) for mode, seconds in entry.holding.items()},
+        "queued": {mode: _r(seconds) for mode, seconds in entry.queued.items()},
+        "unattributed": _r(entry.unattributed),
+    }
+
+
+def _seats_json(replay: Replay | None) -> dict[str, Any] | None:
+    if replay is None:
+        return None
+    last = replay.waits[0][2]
+    return {
+        "seats": replay.seats,
+        "steps": replay.claims,
+        "left_out": replay.left_out,
+        "logged_wait": _r(replay.logged),
+        "replayed": [
+            {"seats": seats, "wait": _r(wait), "sooner": _r(last - end)} for seats, wait, end in replay.waits
+        ],
+        "enough": replay.enough,
+        "pays": replay.pays(),
+    }
+
+
+def _waits_json(waits: ResourceWaits, top: int) -> dict[str, Any]:
+    """Who waited behind whom, and the seats replay, of one resource (waits.py)."""
+    return {
+        "blockers": [
+            {
+                "seconds": _r(b.seconds),
+                "queued": _r(b.queued),
+                "waiters": b.waiters,
+                "mode": b.claim.mode,
+                **_step_json(b.claim.step),
+                "pid": b.claim.step.pid,
+                "start": b.claim.step.start,
+            }
+            for b in waits.blockers[:top]
+        ],
+        "behind": {mode: _mode_json(entry) for mode, entry in waits.by_mode().items()},
+        "seats": _seats_json(waits.replay),
     }
 
 
@@ -259,16 +326,9 @@ def to_json(summary: Summary, top: int = DEFAULT_TOP) -> dict[str, Any]:
                     m.resource: {"steps": len(m.waits), "wait": m.wait_stats(), "held_total": m.held_total()}
                     for m in r.by_mode()
                 },
-                "top": [
-                    {
-                        "wait": _r(w.wait),
-                        "held": _r(w.held),
-                        **_step_json(w.step),
-                        "pid": w.step.pid,
-                        "start": w.step.start,
-                    }
-                    for w in r.longest(top)
-                ],
+                "longest": _wait_json(r.longest(1)[0]),
+                "top": [_wait_json(w) for w in r.longest(top)],
+                **_waits_json(summary.waits[r.resource], top),
             }
             for r in summary.resources
         ],
@@ -431,12 +491,13 @@ def render(summary: Summary, colour: bool, width: int = 120, top: int = DEFAULT_
         for line, (kind, name) in zip(lines[1:], kinds, strict=True):
             out.append(_recolour(line, name, CYAN, style) if kind == "resource" else line)
         for r in summary.resources:
-            longest = r.longest(top)
-            if not longest:
-                continue
+            # The longest wait is always named, even with --top 0.
+            longest = r.longest(max(top, 1))
+            several = len(r.by_mode()) > 1
             out.append(style(DIM, f"  longest waits for {r.resource}"))
-            rows = [[_s(w.wait), _who(w.step)] for w in longest]
+            rows = [[_s(w.wait), _who(w.step) + (f" ({w.mode})" if several else "")] for w in longest]
             out += [_cut(line, width) for line in _table(rows, right={0}, indent="    ")]
+            out += _render_waits(summary.waits[r.resource], style, width, top)
 
     lent = lent_by_resource(steps)
     if lent:
@@ -450,6 +511,70 @@ def render(summary: Summary, colour: bool, width: int = 120, top: int = DEFAULT_
         out.append(style(DIM, lines[0]))
         out += [_cut(line, width) for line in lines[1:]]
     return "\n".join(out) + "\n"
+
+
+def _render_waits(waits: ResourceWaits, style: _Style, width: int, top: int) -> list[str]:
+    """Who made others wait for one resource, what each mode waited behind, and the more-seats line."""
+    out: list[str] = []
+    blockers = waits.blockers[:top]
+    if blockers:
+        out.append(style(DIM, f"  made others wait for {waits.resource}  (seconds others waited behind it)"))
+        rows = [["caused", "waiters", "step"]]
+        several = len({c.mode for c in waits.claims}) > 1
+        for b in blockers:
+            rows.append(
+                [
+                    _s(b.seconds),
+                    str(b.waiters),
+                    _who(b.claim.step) + (f" ({b.claim.mode})" if several else ""),
+                ]
+            )
+        lines = _table(rows, right={0, 1}, indent="    ")
+        out.append(style(DIM, lines[0]))
+        out += [_cut(line, width) for line in lines[1:]]
+    modes = waits.by_mode()
+    if modes:
+        out.append(style(DIM, f"  what the waiters for {waits.resource} waited behind  (seconds)"))
+        rows = [
+            ["waiters", "mode", "wait", "behind holders", "queued behind writers", "no holder in the log"]
+        ]
+        for mode, entry in modes.items():
+            holding = sorted(entry.holding.items(), key=lambda item: (-item[1], item[0]))
+            rows.append(
+                [
+                    str(entry.waiters),
+                    mode,
+                    _s(entry.wait),
+                    ", ".join(f"{_s(seconds)} {by}" for by, seconds in holding) or _s(0.0),
+                    _s(sum(entry.queued.values())),  # only exclusive claims queue others at the gate
+                    _s(entry.unattributed),
+                ]
+            )
+        lines = _table(rows, right={0, 2, 4, 5}, indent="    ")
+        out.append(style(DIM, lines[0]))
+        out += lines[1:]
+    line = seats_line(waits)
+    if line:
+        out.append(_recolour("  " + line, waits.resource, CYAN, style))
+    return out
+
+
+def seats_line(waits: ResourceWaits) -> str:
+    """'R: 2 seats; 3 would have cut the waits from 1.2 s to 0.4 s, ...', or '' when more seats would not
+    have paid (waits.Replay.pays)."""
+    replay = waits.replay
+    if replay is None or not replay.pays():
+        return ""
+    (seats, now, last), (more, then, end), *rest = replay.waits
+    line = f"{waits.resource}: {_plural(seats, 'seat')}; {more} would have cut the waits"
+    line += f" from {_s(now)} s to {_s(then)} s"
+    for extra, wait, later in rest:
+        if wait < then:
+            line += f", {extra} to {_s(wait)} s"
+            then, end = wait, later
+    if last - end >= 0.0005:  # shown as 0.000 otherwise
+        line += f", and its last holder would have let go {_s(last - end)} s sooner"
+    return line + " (replayed from this log)"
 
 
 def _cut(line: str, width: int) -> str:

@@ -19,6 +19,13 @@ as ninjatracing lays out .ninja_log, so a -j16 build has at most 16 tracks. On i
   because a loan spans lock waits without nesting in them (args: resource, or none for a retry back-off;
   credit: repaid after the command).
 
+Who waited behind whom (observe/waits.py): a "waiting for <resource>" slice's args name the steps it waited
+behind (``behind``: the five that cost it most, with their seconds; ``unattributed_s``: the rest), and a
+flow arrow (category "lock", name "waited behind": a "ph": "s" event on the holder's track, a "ph": "f" with
+"bp": "e" inside the waiter's wait slice, one id per arrow) goes from the step that let it go (the holder
+whose release came nearest its getting the lock) to that wait slice. One arrow per wait, so a queue shows as
+a chain; Perfetto draws a slice's arrows when it is selected.
+
 Times are integer microseconds from the first step's start (its epoch time is in otherData.start_epoch).
 Slices are laid out so that none overlaps another on its track except by nesting inside its step, and events
 are written in time order (at one instant the enclosing slice first), as the older viewers need.
@@ -30,13 +37,15 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from .logfile import short_command, step_label
+from .waits import analyse
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from typing import Final
 
     from .logfile import Log
     from .schema import Step
+    from .waits import Waiter
 
 TRACE_VERSION: Final = 1
 PID: Final = 1  # the build; tids are slots, numbered from 1
@@ -103,10 +112,18 @@ def build_trace(log: Log) -> dict[str, Any]:
         events.append(
             {"name": "thread_sort_index", "ph": "M", "pid": PID, "tid": slot, "args": {"sort_index": slot}}
         )
+    waiting: dict[int, dict[str, Waiter]] = {}
+    for waits in analyse(steps).values():
+        for waiter in waits.waiters:
+            waiting.setdefault(waiter.claim.index, {})[waits.resource] = waiter
     timed: list[dict[str, Any]] = []
+    wait_slices: dict[tuple[int, str], tuple[int, int]] = {}
     for index, (step, (start, end), slot) in enumerate(zip(steps, spans, slots, strict=True)):
-        timed += _step_events(step, start, end, slot)
+        slices, placed = _step_events(step, start, end, slot, waiting.get(index, {}))
+        timed += slices
+        wait_slices.update(((index, resource), span) for resource, span in placed.items())
         timed += _loan_events(step, index, start, end, slot)
+    timed += _flow_events(waiting, wait_slices, spans, slots, origin)
     # In time order, and at one instant the longer slice first (the enclosing step before its first child):
     # chrome://tracing nests same-start complete events in file order, and some Perfetto versions did too.
     timed.sort(key=lambda event: (event["ts"], -event.get("dur", -1)))
@@ -137,7 +154,56 @@ def _loan_events(step: Step, index: int, start: int, end: int, slot: int) -> lis
     return events
 
 
-def _step_events(step: Step, start: int, end: int, slot: int) -> list[dict[str, Any]]:
+def _flow_events(
+    waiting: Mapping[int, Mapping[str, Waiter]],
+    wait_slices: Mapping[tuple[int, str], tuple[int, int]],
+    spans: Sequence[tuple[int, int]],
+    slots: Sequence[int],
+    origin: float,
+) -> list[dict[str, Any]]:
+    """One "waited behind" arrow per wait, from the holder that let it go to the wait slice."""
+    events: list[dict[str, Any]] = []
+    for index, resources in sorted(waiting.items()):
+        for resource, waiter in sorted(resources.items()):
+            behind = waiter.handed_over
+            if behind is None or behind.blocker.released is None or (index, resource) not in wait_slices:
+                continue
+            holder = behind.blocker.index
+            wait_ts, wait_stop = wait_slices[index, resource]
+            step_ts, step_stop = spans[holder]
+            # The ends bind to the slices around them: strictly inside when the slice is long enough, the
+            # arrow never going back in time (a viewer drops a flow whose end comes before its start).
+            finish = max(wait_stop - 1, wait_ts)
+            begin = min(max(_us(behind.blocker.released - origin), step_ts + 1), step_stop - 1, finish)
+            if not (step_ts <= begin < step_stop and wait_ts <= finish <= wait_stop and wait_stop > wait_ts):
+                continue  # a zero-length slice, or a holder gone before the wait began: no arrow to draw
+            common = {"name": "waited behind", "cat": "lock", "id": len(events) // 2 + 1, "pid": PID}
+            args = {"resource": resource, "seconds": round(behind.seconds, 6)}
+            events.append({**common, "ph": "s", "ts": begin, "tid": slots[holder], "args": args})
+            events.append({**common, "ph": "f", "bp": "e", "ts": finish, "tid": slots[index], "args": args})
+    return events
+
+
+def _behind_args(waiter: Waiter) -> dict[str, Any]:
+    return {
+        "behind": [
+            {
+                "step": _step_name(b.blocker.step),
+                "pid": b.blocker.step.pid,
+                "mode": b.blocker.mode,
+                "seconds": round(b.seconds, 6),
+                "queued_s": round(b.queued, 6),  # of which it waited itself, ahead at the gate
+            }
+            for b in waiter.behind[:5]
+        ],
+        "unattributed_s": round(waiter.unattributed, 6),
+    }
+
+
+def _step_events(
+    step: Step, start: int, end: int, slot: int, waiting: Mapping[str, Waiter]
+) -> tuple[list[dict[str, Any]], dict[str, tuple[int, int]]]:
+    """The step's slices and instants, and where its first wait slice for each resource is."""
     step_args: dict[str, Any] = {
         "argv": list(step.argv),
         "status": step.status,
@@ -174,8 +240,20 @@ def _step_events(step: Step, start: int, end: int, slot: int) -> list[dict[str, 
         cursor = stop
         return ts, stop
 
+    placed: dict[str, tuple[int, int]] = {}
     for lock in sorted(step.locks, key=lambda lock: lock.wait_start):
         ts, stop = place(lock.wait_start, lock.wait)
+        args: dict[str, Any] = {
+            "resource": lock.resource,
+            "mode": lock.mode,
+            "slots": lock.slots,
+            "wait_s": lock.wait,
+            "held_s": lock.held,
+        }
+        if lock.resource not in placed:  # a step's locks on one resource are one wait (waits.py)
+            placed[lock.resource] = (ts, stop)
+            if lock.resource in waiting:
+                args.update(_behind_args(waiting[lock.resource]))
         events.append(
             {
                 "name": f"waiting for {lock.resource}",
@@ -185,13 +263,7 @@ def _step_events(step: Step, start: int, end: int, slot: int) -> list[dict[str, 
                 "dur": stop - ts,
                 "pid": PID,
                 "tid": slot,
-                "args": {
-                    "resource": lock.resource,
-                    "mode": lock.mode,
-                    "slots": lock.slots,
-                    "wait_s": lock.wait,
-                    "held_s": lock.held,
-                },
+                "args": args,
             }
         )
     attempts = sorted(step.attempts, key=lambda attempt: attempt.start)
@@ -230,4 +302,4 @@ def _step_events(step: Step, start: int, end: int, slot: int) -> list[dict[str, 
                     },
                 }
             )
-    return events
+    return events, placed

@@ -29,7 +29,9 @@ def main(argv: Sequence[str]) -> int:
     parser = log_parser(
         "report",
         "Summarize fi_run --log / FI_RUN_LOG files: steps, failures, retries by contention family, and per "
-        "shared resource the lock waits (total, p50, p95, max), time held and the steps that waited longest.",
+        "shared resource the lock waits (total, p50, p95, max), time held, the steps that waited longest, "
+        "the steps that made them wait, what each mode waited behind, and whether more --semaphore seats "
+        "would have paid (replayed from the log).",
         epilog="Log a build with FI_RUN_LOG=$PWD/fi_run.log ninja, then: fi_run report fi_run.log\n"
         + exit_statuses(EXIT_USAGE, EXIT_IOERR, first="0")
         + " Unreadable lines are skipped and counted.\n"
@@ -41,7 +43,8 @@ def main(argv: Sequence[str]) -> int:
         type=int,
         default=DEFAULT_TOP,
         metavar="N",
-        help=f"list the N longest waits per resource (default {DEFAULT_TOP})",
+        help=f"list the N longest waits and the N steps that made others wait longest, per resource "
+        f"(default {DEFAULT_TOP}; the longest wait is always named)",
     )
     parsed = parse_and_read(
         parser, argv, lambda args: f"--top expects a number >= 0, got {args.top}" if args.top < 0 else None

@@ -29,7 +29,8 @@ def main(argv: Sequence[str]) -> int:
     parser = log_parser(
         "trace",
         "Write a Chrome trace-event JSON file of the steps in fi_run --log / FI_RUN_LOG files: one track per "
-        "concurrent slot, lock waits and attempts as slices, retries as instant events.",
+        "concurrent slot, lock waits and attempts as slices, retries as instant events, and an arrow from "
+        "the step each wait was behind to the wait.",
         epilog="Open the file in https://ui.perfetto.dev (Open trace file) or chrome://tracing (Load).\n"
         + exit_statuses(EXIT_USAGE, EXIT_IOERR, first="0"),
     )
