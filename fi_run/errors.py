@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 
 EXIT_USAGE: Final = 2  # the invocation is wrong: argv, a response file, an environment default, a path
 EXIT_OUTPUT: Final = 65  # sysexits EX_DATAERR: the command succeeded but a declared --output was not written
+# sysexits EX_UNAVAILABLE: the server of a redis:// resource could not be reached (issue 21); never a silent
+# fall back to a local lock, which would exclude nothing on the other machines
+EXIT_UNAVAILABLE: Final = 69
 EXIT_SOFTWARE: Final = 70  # sysexits EX_SOFTWARE: a bug in fi_run (reported in one line, never a traceback)
 EXIT_IOERR: Final = 74  # sysexits EX_IOERR: fi_run could not write its stamp, or a tool its result (stdout)
 EXIT_TEMPFAIL: Final = 75  # sysexits EX_TEMPFAIL: --lock-timeout expired before the lock was free
@@ -26,6 +29,7 @@ EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT; also used for Windows' CTRL_C / C
 EXIT_STATUSES: Final = (
     (EXIT_USAGE, "usage error"),
     (EXIT_OUTPUT, "a declared --output missing or stale"),
+    (EXIT_UNAVAILABLE, "the server of a redis:// resource unreachable"),
     (EXIT_SOFTWARE, "internal error"),
     (EXIT_IOERR, "stamp or result not written"),
     (EXIT_TEMPFAIL, "lock timeout"),
@@ -60,6 +64,10 @@ class NotExecutableError(FiRunError):
 
 class LockTimeoutError(FiRunError):
     exit_status = EXIT_TEMPFAIL
+
+
+class RemoteUnavailableError(FiRunError):
+    exit_status = EXIT_UNAVAILABLE
 
 
 class StampError(FiRunError):
