@@ -116,11 +116,24 @@ def _venv(where: str, text: str) -> EnvOp:
     return EnvOp("venv", _path(where, text))
 
 
+def _remote(where: str, text: str, *, whole: bool = True) -> None:
+    """A redis:// resource (issue 21) is checked here, so that a bad one is exit 2 before anything runs, and
+    a password in it is refused without being repeated. ``whole``: ``text`` is the URL alone."""
+    if text[:9].lower().startswith(("redis://", "rediss://")):  # lockdir.is_remote, without importing it
+        from .contention import remote
+
+        if whole:
+            remote.parse_url(text, where)
+        else:
+            remote.refuse_password(where, text)
+
+
 def _exclusive(where: str, text: str) -> LockRequest:
     from .records import LockRequest
 
     if not text:
-        raise UsageError(f"{where} expects RESOURCE (a path), got ''")
+        raise UsageError(f"{where} expects RESOURCE (a path or a redis:// URL), got ''")
+    _remote(where, text)
     return LockRequest(text, "exclusive")
 
 
@@ -128,13 +141,15 @@ def _shared(where: str, text: str) -> LockRequest:
     from .records import LockRequest
 
     if not text:
-        raise UsageError(f"{where} expects RESOURCE (a path), got ''")
+        raise UsageError(f"{where} expects RESOURCE (a path or a redis:// URL), got ''")
+    _remote(where, text)
     return LockRequest(text, "shared")
 
 
 def _semaphore(where: str, text: str) -> LockRequest:
     from .records import LockRequest
 
+    _remote(where, text, whole=False)
     resource, sep, numbers = text.rpartition("=")
     if not sep or not resource:
         raise UsageError(f"{where} expects RESOURCE=N or RESOURCE=N:K, got {text!r}")
@@ -143,6 +158,7 @@ def _semaphore(where: str, text: str) -> LockRequest:
     weight = _whole(where, weight_text, 1) if colon else 1
     if weight > seats:
         raise UsageError(f"{where} asks for {weight} of {seats} seats in {text!r}: K must be at most N")
+    _remote(where, resource)
     return LockRequest(resource, "semaphore", seats, weight)
 
 
@@ -280,7 +296,8 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option(
         ("--lock",),
         "RESOURCE",
-        "hold an exclusive lock on RESOURCE (a path) while the command runs",
+        "hold an exclusive lock on RESOURCE (a path, or redis://[user@]host[:port][/db]/NAME for one shared "
+        "between machines) while the command runs",
         field="locks",
         repeatable=True,
         convert=_exclusive,
@@ -565,13 +582,10 @@ def _run(args: list[str], reporter: Reporter, *, collector_paused: bool) -> int:
 
         if collector_paused:
             if spec.locks:
-                # The lock module (filelock, or the coordinator's client) loads before the collector is on.
-                from .step.execute import coordinator_address
+                # The lock modules (filelock, the coordinator's client, remote.py) load before the collector.
+                from .step.execute import preload_lock_modules
 
-                if coordinator_address() is None:
-                    from .contention import locks  # noqa: F401
-                else:
-                    from .contention import coordinated  # noqa: F401
+                preload_lock_modules(spec)
             _collect_from_now_on()
         return execute(spec, reporter, interrupts)
 

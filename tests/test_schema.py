@@ -26,6 +26,8 @@ def written_step(tmp_path: Path) -> schema.Step:
     record.add_attempt(0.0, 1, "git-index-lock", "fatal: Unable to create '.git/index.lock': File exists.")
     entry = record.add_lock(str(tmp_path / "venv"), "exclusive", 1, 0.0)
     entry["held"] = 0.25
+    remote = record.add_lock("redis://cache:6379/0/seats", "semaphore", 4, 0.0, 2)  # issue 21
+    remote.update(held=0.25, host="build-7", fence=1796561103201063)
     record.add_attempt(0.5, 0, None, None)
     spec = StepSpec(
         command=("python", "-c", "pass"),
@@ -56,7 +58,10 @@ def test_the_line_s_keys_are_the_schema_s_in_order(tmp_path: Path) -> None:
     line = json.loads(encode(schema.as_json(written_step(tmp_path))))
     assert list(line) == list(schema.STEP_KEYS)
     assert list(line["attempts"][0]) == list(schema.ATTEMPT_KEYS)
-    assert list(line["locks"][0]) == list(schema.LOCK_KEYS)
+    # A local lock's record has no host or fence (sparse keys are written only when set); a remote one has.
+    assert list(line["locks"][0]) == [key for key in schema.LOCK_KEYS if key not in schema.SPARSE]
+    assert list(line["locks"][1]) == list(schema.LOCK_KEYS)
+    assert (line["locks"][1]["host"], line["locks"][1]["fence"]) == ("build-7", 1796561103201063)
     assert "source" not in line
     assert line["v"] == schema.SCHEMA_VERSION
 

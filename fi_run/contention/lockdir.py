@@ -38,13 +38,34 @@ PROBE_MARKER: Final = ".locks-work"
 NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
 
 
+def is_remote(resource: str) -> bool:
+    """A resource on a Redis server, shared between machines (``redis://...``, contention/remote.py), not a
+    path. rediss:// (TLS) is recognised only to be refused with a clear line."""
+    return resource[:9].lower().startswith(("redis://", "rediss://"))
+
+
+def resource_identity(canonical: str) -> str:
+    """The resource whoever names it: a redis:// resource's canonical name without the URL's user (two users
+    of one server share its resources). The global order sorts by this."""
+    if not canonical.startswith("redis://"):
+        return canonical
+    rest = canonical[len("redis://") :]
+    at, slash = rest.find("@"), rest.find("/")
+    return "redis://" + rest[at + 1 :] if 0 <= at < slash else canonical
+
+
 def canonical_resource(resource: str, start_dir: str, *, windows: bool) -> str:
     """One name per resource, whatever the spelling: relative, absolute, through a symlink, with '..'.
 
     realpath resolves symlinks in the part of the path that exists, so a resource that does not exist yet
     (a venv about to be created) still maps to the same name as it will once it exists. Windows paths are
-    case-insensitive: normcase folds them.
+    case-insensitive: normcase folds them. A redis:// resource is named ``redis://[user@]host:port/db/NAME``
+    (remote.py, imported only for one).
     """
+    if is_remote(resource):
+        from .remote import canonical_url
+
+        return canonical_url(resource)
     path = os.path.realpath(os.path.join(start_dir, resource))
     if windows:
         path = os.path.normcase(path)
@@ -56,6 +77,8 @@ def merge_requests(
 ) -> list[tuple[str, Modes]]:
     """(canonical resource, its modes) for every resource asked for: de-duplicated and in the one global
     order every fi_run process takes locks in (sorted canonical paths), so {A, B} and {B, A} cannot deadlock.
+    redis:// resources are in the same order (by resource_identity: the same on every machine), so a step's
+    local and remote resources cannot deadlock with another's either (issue 21).
 
     One entry per resource, whatever was asked of it: exclusive covers shared and counted; two counts keep
     the smaller; a counted and a shared request are claimed together, in one pass through the resource's gate
@@ -65,13 +88,19 @@ def merge_requests(
     takes every seat and runs alone (issue 19: a step larger than the whole budget is never refused).
     """
     by_resource: dict[str, dict[str, tuple[int, int]]] = {}
+    names: dict[str, str] = {}  # identity -> canonical name (they differ only for a redis:// URL's user)
     for request in requests:
-        modes = by_resource.setdefault(canonical_resource(request.resource, start_dir, windows=windows), {})
+        canonical = canonical_resource(request.resource, start_dir, windows=windows)
+        identity = resource_identity(canonical)
+        if names.setdefault(identity, canonical) != canonical:
+            raise UsageError(f"{names[identity]!r} and {canonical!r} are one resource named with two users")
+        modes = by_resource.setdefault(identity, {})
         seats, weight = modes.get(request.mode, (request.slots, request.weight))
         modes[request.mode] = (min(seats, request.slots), max(weight, request.weight))
     merged: list[tuple[str, Modes]] = []
-    for canonical in sorted(by_resource):
-        modes = by_resource[canonical]
+    for identity in sorted(by_resource):
+        modes = by_resource[identity]
+        canonical = names[identity]
         if "exclusive" in modes:
             merged.append((canonical, (("exclusive", 1, 1),)))
         else:  # a fixed order within one resource, too

@@ -49,6 +49,9 @@ class Lock:
     wait: float  # seconds until held, or until fi_run gave up
     held: float | None = None  # seconds held; None if never held (a lock timeout or an interrupt)
     weight: int = 1  # the seats of the semaphore's N this step took (--semaphore R=N:K)
+    # A redis:// resource only (issue 21); written only when set (SPARSE):
+    host: str | None = None  # the machine the step ran on
+    fence: int | None = None  # the fencing number it held the resource with (FI_RUN_FENCE_<NAME>)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +97,8 @@ class Step:
 
 
 NOT_LOGGED: Final = frozenset({"source"})
+# Fields a line holds only when they are set: a local lock's record stays as it was (issue 21).
+SPARSE: Final = frozenset({"host", "fence"})
 
 
 def keys(record_type: type) -> tuple[str, ...]:
@@ -110,7 +115,11 @@ LOAN_KEYS: Final = keys(Loan)
 def as_json(value: object) -> JSON:
     """A record (and what it holds) as JSON values: records -> objects, tuples -> lists."""
     if isinstance(value, (Step, Attempt, Lock, Loan)):
-        return {key: as_json(getattr(value, key)) for key in keys(type(value))}
+        return {
+            key: as_json(getattr(value, key))
+            for key in keys(type(value))
+            if key not in SPARSE or getattr(value, key) is not None
+        }
     if isinstance(value, (tuple, list)):
         return [as_json(item) for item in value]
     return value  # type: ignore[return-value]  # str, int, float, bool or None by the fields' types

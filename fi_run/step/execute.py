@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from ..contention.lending import Lender
+    from ..contention.remote import RemoteHold
     from ..messages import Reporter
     from ..records import Outcome, StepSpec
     from .interrupts import Interrupts
@@ -59,18 +60,46 @@ def execute(spec: StepSpec, reporter: Reporter, interrupts: Interrupts) -> int:
 
 def _held(
     spec: StepSpec, reporter: Reporter, record: StepRecord, on_wait: Callable[[str], None] | None
-) -> AbstractContextManager[None]:
+) -> AbstractContextManager[RemoteHold | None]:
     """The step's locks: from the build's coordinator when `fi-run jobserver` runs one (FI_RUN_COORDINATOR,
-    contention/coordinated.py: no filelock to import), else taken through the lock directory."""
+    contention/coordinated.py: no filelock to import), else taken through the lock directory, and on their
+    Redis servers for redis:// resources (contention/remote.py, issue 21). The value: what the remote holds
+    add to the command (their fencing numbers, the cap on the hold), or None."""
     if sys.platform != "win32":  # for mypy --platform win32, which skips coordinated.py
         address = coordinator_address()
         if address is not None:
             from ..contention.coordinated import CoordinatedLocks
 
             return CoordinatedLocks(address, spec, reporter, record, on_wait)
+    if names_remote(spec):
+        from ..contention.remote import held
+
+        return held(spec, reporter, record, on_wait)
     from ..contention.locks import held_locks
 
     return held_locks(spec, reporter, record, on_wait)
+
+
+def names_remote(spec: StepSpec) -> bool:
+    """Does the step name a redis:// resource? (lockdir.is_remote, spelled here so that a step without one
+    imports nothing of contention/ to find out.)"""
+    return any(request.resource[:9].lower().startswith(("redis://", "rediss://")) for request in spec.locks)
+
+
+def preload_lock_modules(spec: StepSpec) -> None:
+    """Import what taking this step's locks needs before the garbage collector is turned back on
+    (cli._collect_from_now_on): the coordinator's client, or the lock directory's protocol (filelock) and,
+    for redis:// resources, remote.py (with filelock only if a path is locked as well)."""
+    if coordinator_address() is not None:
+        from ..contention import coordinated  # noqa: F401
+    elif not names_remote(spec):
+        from ..contention import locks
+    else:
+        from ..contention import remote, resp  # noqa: F401
+        from ..contention.lockdir import is_remote
+
+        if not all(is_remote(request.resource) for request in spec.locks):
+            from ..contention import locks  # noqa: F401
 
 
 def coordinator_address() -> str | None:
@@ -109,6 +138,7 @@ def _execute(spec: StepSpec, reporter: Reporter, record: StepRecord, interrupts:
             + (", and a failure is not retried" if spec.retries > 0 else "")
         )
     result: Outcome | None = None
+    capped = ""  # a remote hold's cap, not --timeout, limits the command: what to say when it stops it
     lender: Lender | None = None
     # Lending needs a jobserver, which MAKEFLAGS names: without one nothing more is even imported.
     if spec.lend_slot != "never" and "MAKEFLAGS" in os.environ and (spec.locks or spec.retries):
@@ -124,11 +154,14 @@ def _execute(spec: StepSpec, reporter: Reporter, record: StepRecord, interrupts:
         outputs = Before(spec.outputs)
     try:
         if spec.locks:
-            with _held(spec, reporter, record, lender.lend if lender else None):
+            with _held(spec, reporter, record, lender.lend if lender else None) as hold:
                 if lender is not None:
                     lender.take_back()
+                run_spec, run_env = (spec, env) if hold is None else hold.apply(spec, env)
+                if hold is not None and hold.capped:
+                    capped = hold.capped_message()
                 result = run_attempts(
-                    spec, executable, env, reporter, interrupts, record, capture, sleep=sleep
+                    run_spec, executable, run_env, reporter, interrupts, record, capture, sleep=sleep
                 )
         else:
             result = run_attempts(spec, executable, env, reporter, interrupts, record, capture, sleep=sleep)
@@ -149,7 +182,7 @@ def _execute(spec: StepSpec, reporter: Reporter, record: StepRecord, interrupts:
         raise Interrupted(interrupts.signum)
     assert result is not None
     if result.timed_out:
-        reporter.error(_timed_out_message(spec))
+        reporter.error(capped or _timed_out_message(spec))
         return result.status
     if result.status != 0:
         return result.status
