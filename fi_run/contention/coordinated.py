@@ -21,6 +21,11 @@ Whatever dies, nothing runs twice inside a lock:
 - A step that finds no coordinator, or loses it while waiting, takes its locks through the lock directory
   as any step would (one warning), and pays for filelock then.
 
+A redis:// resource (issue 21) is asked of the coordinator like any other; its grant carries the resource's
+fencing number (exported as FI_RUN_FENCE_<NAME>) and the token of the coordinator's hold on the server. While
+the command runs, a thread of the step's waits on the connection: if the coordinator dies, it takes the
+renewal of those holds over (remote.Renewer), so a running command keeps its seat.
+
 Windows steps always take the lock-directory path: the coordinator needs AF_UNIX descriptor passing.
 """
 
@@ -47,6 +52,7 @@ if TYPE_CHECKING:
 
     from ..messages import Reporter
     from ..records import JSON, StepRecord, StepSpec
+    from .remote import RemoteHold, Renewer, Seat
 else:
     import _socket  # `socket` imports enum and selectors, about 13 ms: the C module is all this needs
 
@@ -88,7 +94,10 @@ class CoordinatedLocks:
         self.sock: _socket.socket | None = None
         self.fds: list[int] = []
         self.acquired: list[tuple[dict[str, JSON], float]] = []
-        self._fallback: AbstractContextManager[None] | None = None  # held_locks, if the coordinator is gone
+        self._fallback: AbstractContextManager[RemoteHold | None] | None = None  # if the coordinator is gone
+        self.remote: list[str] = []  # from the grant, per redis:// resource: its name, fence and token
+        self.done = False  # DONE sent: the end of the connection is ours, not the coordinator dying
+        self.takeover: tuple[Renewer, list[Seat]] | None = None
 
     # --- the protocol
 
@@ -157,6 +166,7 @@ class CoordinatedLocks:
                 if kind == "GRANT":
                     for fd in self.fds:  # the command inherits the locks, as without a coordinator
                         os.set_inheritable(fd, True)
+                    self.remote = message[1 : 1 + (len(message) - 1) // 3 * 3]
                     return
                 if kind == "WAIT" and len(message) >= 3:
                     waiting_for, holder = message[1], message[2]
@@ -211,7 +221,7 @@ class CoordinatedLocks:
 
     # --- the context manager
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> RemoteHold | None:
         wait_start = self.record.offset()
         asked = time.monotonic()
         try:
@@ -222,14 +232,20 @@ class CoordinatedLocks:
                 f"the build's lock coordinator ({self.address}) cannot be reached ({exc}): "
                 "taking the locks through the lock directory"
             )
-            from .locks import held_locks
-
             # --lock-timeout counts from the first ask, not from the fallback.
             deadline = None if self.spec.lock_timeout is None else asked + self.spec.lock_timeout
-            fallback = held_locks(self.spec, self.reporter, self.record, self.on_wait, deadline=deadline)
-            fallback.__enter__()
+            fallback: AbstractContextManager[RemoteHold | None]
+            if any(canonical.startswith("redis://") for canonical, _modes in self.wanted):
+                from .remote import held
+
+                fallback = held(self.spec, self.reporter, self.record, self.on_wait, deadline=deadline)
+            else:
+                from .locks import held_locks
+
+                fallback = held_locks(self.spec, self.reporter, self.record, self.on_wait, deadline=deadline)
+            value = fallback.__enter__()
             self._fallback = fallback
-            return
+            return value
         except BaseException:  # a lock timeout, an error, an interrupt: the wait still goes into the log
             self._close()
             for canonical, modes in self.wanted:
@@ -237,9 +253,13 @@ class CoordinatedLocks:
                     self.record.add_lock(canonical, mode, seats, wait_start, weight)
             raise
         held_since = self.record.offset()
+        fences = {self.remote[i]: int(self.remote[i + 1]) for i in range(0, len(self.remote), 3)}
         for canonical, modes in self.wanted:
             for mode, seats, weight in modes:
                 entry = self.record.add_lock(canonical, mode, seats, wait_start, weight)
+                if canonical in fences:
+                    entry["host"] = _socket.gethostname()
+                    entry["fence"] = fences[canonical]
                 self.acquired.append((entry, held_since))
         assert self.sock is not None
         # While the step holds its locks its commands inherit the connection: the coordinator takes the
@@ -250,6 +270,51 @@ class CoordinatedLocks:
             f"locks held after {waited:.3f} s (from the build's coordinator): "
             + ", ".join(describe_modes(c, m) for c, m in self.wanted)
         )
+        if not fences:
+            return None
+        import _thread
+
+        from .remote import hold_from_grant
+
+        self.sock.settimeout(None)
+        _thread.start_new_thread(self._watch, ())
+        return hold_from_grant(self.remote, self.spec)
+
+    def _watch(self) -> None:
+        """(A thread, for a step holding redis:// resources) wait for the end of the connection: the
+        coordinator dying while the command runs. Then this step renews its remote holds itself."""
+        sock = self.sock
+        try:
+            while sock is not None and sock.recv(4096):
+                pass
+        except OSError:
+            pass
+        if self.done:
+            return
+        from .remote import Renewer, Seat, Settings, parse_url, who_text
+
+        settings = Settings.from_environ(os.environ)
+        renewer = Renewer(settings, self.reporter)
+        seats = []
+        modes_of = dict(self.wanted)
+        for i in range(0, len(self.remote), 3):
+            canonical, fence, token = self.remote[i : i + 3]
+            seat = Seat(
+                parse_url(canonical),
+                modes_of[canonical],
+                who_text(os.getpid(), " ".join(self.spec.command)),
+                settings,
+            )
+            seat.token, seat.ticket, seat.held_since = token, int(fence), time.monotonic()
+            seats.append(seat)
+        self.takeover = (renewer, seats)
+        self.reporter.warning(
+            "the build's lock coordinator is gone: this step renews its hold on "
+            + ", ".join(repr(seat.target.canonical) for seat in seats)
+            + " itself"
+        )
+        for seat in seats:
+            renewer.add(seat)
 
     def __exit__(self, *exc: object) -> None:
         if self._fallback is not None:
@@ -258,8 +323,20 @@ class CoordinatedLocks:
         released = self.record.offset()
         for entry, held_since in self.acquired:
             entry["held"] = round(released - held_since, 6)
+        self.done = True
         try:
             self._send(["DONE"])
         except OSError:
             pass  # the coordinator is gone: closing the descriptors below releases what it held for us
+        if self.remote and self.sock is not None:
+            try:
+                self.sock.shutdown(_socket.SHUT_RD)  # ends the watching thread's wait (_watch)
+            except OSError:
+                pass
         self._close()
+        if self.takeover is not None:  # the coordinator died while the command ran: let go of the seats here
+            from .remote import release_seats
+
+            renewer, seats = self.takeover
+            renewer.stop()
+            release_seats(seats, self.reporter)

@@ -39,12 +39,13 @@ import socket
 import sys
 import threading
 import time
+from functools import partial
 from typing import TYPE_CHECKING
 
 from ..errors import EXIT_SOFTWARE, FiRunError
 from ..processes import alive
 from ..records import StepSpec
-from .lockdir import NOFOLLOW, describe_modes, prepare_lock_dir, resource_dir_name
+from .lockdir import NOFOLLOW, describe_modes, is_remote, prepare_lock_dir, resource_dir_name
 from .locks import Acquirer, Plan, holder_of, holder_record, release, write_holder
 from .wire import MAX_FDS, Reader, decode_modes, encode
 
@@ -54,12 +55,14 @@ from .wire import MAX_FDS, Reader, decode_modes, encode
 assert sys.platform != "win32"
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Final
 
     from filelock import BaseFileLock
 
     from ..messages import Reporter
     from .lockdir import LockDir, Modes
+    from .remote_hub import Ask, Hub
 
     Held = list[tuple[BaseFileLock, str, bool]]
 
@@ -83,6 +86,7 @@ class _Client:
         self.told_wait = False
         self.closed = False
         self.arrived = time.monotonic()
+        self.fences: list[str] = []  # for each redis:// resource granted: its name, fence and token (GRANT)
 
     @property
     def granted(self) -> bool:
@@ -105,6 +109,7 @@ class _Want:
         self.counted, self.weight = next(((n, k) for mode, n, k in modes if mode == "semaphore"), (0, 0))
         self.slot: Held = []  # the counted slots the build holds for this step (K of them)
         self.since = time.monotonic()  # queued, then granted
+        self.ask: Ask | None = None  # a redis:// resource: the step's ticket in the server's line
 
 
 class _Resource:
@@ -121,6 +126,7 @@ class _Resource:
         self.shared: Held = []  # one shared slot, for all of the build's readers
         self.spare: Held = []  # counted slots held with no step in them yet (just claimed, or handed over)
         self.pending: _Pending | None = None
+        self.remote = is_remote(canonical)  # a redis:// resource: its line is the server's (remote_hub.py)
 
     def idle(self) -> bool:
         return not (self.queue or self.holders or self.exclusive or self.shared or self.spare or self.pending)
@@ -195,7 +201,9 @@ class Coordinator:
         os.set_blocking(self._wake_write, False)
         self.selector.register(self._wake_read, selectors.EVENT_READ, None)
         self._done: list[_Pending] = []
+        self._calls: list[Callable[[], None]] = []  # from the redis:// hub's threads, run on the loop
         self._done_lock = threading.Lock()
+        self.hub: Hub | None = None  # made when a step first names a redis:// resource
         self.resources: dict[tuple[str, str], _Resource] = {}
         self.lock_dirs: dict[str, LockDir] = {}
         self.clients: set[_Client] = set()
@@ -217,6 +225,8 @@ class Coordinator:
         self.thread.join(timeout=10)
         for client in list(self.clients):
             self._drop(client)
+        if self.hub is not None:
+            self.hub.stop()
         for resource in self.resources.values():
             self._let_go(resource, resource.exclusive + resource.shared + resource.spare)
             resource.exclusive, resource.shared, resource.spare = [], [], []
@@ -235,6 +245,12 @@ class Coordinator:
                 os.unlink(path)
             except OSError:
                 pass
+
+    def call_soon(self, call: Callable[[], None]) -> None:
+        """(Another thread) run ``call`` on the loop."""
+        with self._done_lock:
+            self._calls.append(call)
+        self._wake()
 
     def _wake(self) -> None:
         try:
@@ -268,8 +284,11 @@ class Coordinator:
                     self._readable(key.data)
             with self._done_lock:
                 done, self._done = self._done, []
+                calls, self._calls = self._calls, []
             for pending in done:
                 self._claimed(pending)
+            for call in calls:
+                call()
             if time.monotonic() - last_tick >= TICK:
                 last_tick = time.monotonic()
                 self._dirty.update(resource for resource in self.resources.values() if resource.queue)
@@ -354,6 +373,9 @@ class Coordinator:
                 resource.holders.remove(want)
                 resource.spare.extend(want.slot)  # the next counted step may take it without the OS
                 want.slot = []
+            if want.ask is not None and self.hub is not None:
+                self.hub.forget(want.ask)  # out of the server's line, or let go
+                want.ask = None
             self._dirty.add(resource)  # served by the loop (_settle), not from inside whatever called this
 
     # --- requests
@@ -433,6 +455,8 @@ class Coordinator:
         want.since = time.monotonic()
         want.resource.queue.append(want)
         self._pump(want.resource)
+        if want.resource.remote:
+            return  # told once the server says it is not free at once (_remote_waiting)
         if not client.closed and not client.granted and want in want.resource.queue and not client.told_wait:
             client.told_wait = True
             self._send(client, ["WAIT", want.resource.canonical, self._blocker(client)])
@@ -444,6 +468,9 @@ class Coordinator:
         resource = client.wants[min(client.next, len(client.wants) - 1)].resource
         if resource.holders:
             return f"{resource.holders[0].client.describe()} (in this build)"
+        if resource.remote:
+            want = client.wants[min(client.next, len(client.wants) - 1)]
+            return self.hub.blocker(want.ask) if self.hub is not None and want.ask is not None else ""
         for name in (
             "gate.lock",
             *sorted(os.listdir(resource.directory) if os.path.isdir(resource.directory) else []),
@@ -491,6 +518,9 @@ class Coordinator:
 
     def _pump(self, resource: _Resource) -> None:
         """Serve the resource's line as far as it goes; let go of what the build holds and needs no more."""
+        if resource.remote:
+            self._pump_remote(resource)
+            return
         while resource.queue and resource.pending is None:
             head = self._head(resource)
             if head is None or not self._fits(head, resource):
@@ -549,6 +579,44 @@ class Coordinator:
         if resource.idle():
             self.resources.pop((resource.lock_dir.path, resource.canonical), None)
 
+    # --- a redis:// resource (issue 21): each step's want is its own ticket in the server's line
+
+    def _pump_remote(self, resource: _Resource) -> None:
+        for want in resource.queue:
+            if want.ask is None:
+                if self.hub is None:
+                    from .remote_hub import Hub
+
+                    self.hub = Hub(self.call_soon, self.reporter)
+                want.ask = self.hub.ask(
+                    resource.canonical,
+                    want.modes,
+                    want.client.pid,
+                    want.client.command,
+                    partial(self._remote_granted, want),
+                    partial(self._remote_failed, want),
+                    partial(self._remote_waiting, want),
+                )
+        if resource.idle():
+            self.resources.pop((resource.lock_dir.path, resource.canonical), None)
+
+    def _remote_granted(self, want: _Want, fence: int, token: str) -> None:
+        if want.client.closed or want not in want.resource.queue:
+            return  # gone meanwhile: _drop told the hub to let go
+        want.client.fences += [want.resource.canonical, str(fence), token]
+        self._grant(want)
+
+    def _remote_waiting(self, want: _Want) -> None:
+        client = want.client
+        if not client.closed and want in want.resource.queue and not client.told_wait:
+            client.told_wait = True
+            self._send(client, ["WAIT", want.resource.canonical, self._blocker(client)])
+
+    def _remote_failed(self, want: _Want, error: FiRunError) -> None:
+        if not want.client.closed:
+            self._send(want.client, ["ERR", str(error.exit_status), error.message])
+            self._drop(want.client)
+
     def _let_go(self, resource: _Resource, held: Held) -> None:
         if held:
             release(list(held), self.reporter)
@@ -595,7 +663,7 @@ class Coordinator:
             self._queue(client)
             return
         fds = [_fd(entry) for each in client.wants for entry in self._covering(each)]
-        self._send(client, ["GRANT"], fds)
+        self._send(client, ["GRANT", *client.fences], fds)
 
     def _covering(self, want: _Want) -> Held:
         """The OS-level locks that stand for this step's hold: passed to it, and inherited by its command."""
