@@ -19,6 +19,7 @@ POSIX_ONLY = (
     "test_locks.py",
     "test_log.py",
     "test_ninja.py",
+    "test_remote.py",
     "test_report.py",
     "test_run.py",
     "test_signals.py",
