@@ -68,6 +68,40 @@ def test_a_locked_step_imports_filelock_but_not_colorama_on_posix(tmp_path: Path
     assert "filelock" in names
     assert "colorama" not in names
     assert "argparse" not in names
+    assert not {"fi_run.contention.remote", "fi_run.contention.resp"} & names  # only for redis:// (issue 21)
+
+
+def test_a_step_with_only_a_redis_resource_imports_no_lock_library_or_re(tmp_path: Path) -> None:
+    """A redis:// resource (issue 21) costs its client (contention/resp.py, on _socket), not filelock's 48 ms
+    nor re's (a str host would have gone through the idna codec). Nothing need listen on the port: the
+    imports happen before the connection fails (exit 69)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "fi_run",
+            "--lock",
+            "redis://127.0.0.1:1/seats",
+            "--",
+            "true",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 69, done.stderr
+    names = {
+        fields[2].strip()
+        for line in done.stderr.splitlines()
+        if len(fields := line.removeprefix("import time:").split("|")) == 3 and fields[0].strip().isdigit()
+    }
+    assert {"fi_run.contention.remote", "fi_run.contention.resp"} <= names
+    assert not names & {"filelock", "re", "socket", "threading", "typing", "subprocess", "hashlib"}, sorted(
+        names & {"filelock", "re", "socket", "threading", "typing", "subprocess", "hashlib"}
+    )
 
 
 def test_help_is_the_only_path_that_imports_argparse(tmp_path: Path) -> None:
