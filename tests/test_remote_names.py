@@ -11,6 +11,7 @@ import pytest
 from fi_run_testing import only_fi_run_line, run
 
 from fi_run.contention import remote
+from fi_run.contention.hold import CAP_VARIABLE, hold_from_grant
 from fi_run.contention.lockdir import is_remote, merge_requests, resource_identity
 from fi_run.errors import EXIT_STATUSES, EXIT_UNAVAILABLE, EXIT_USAGE, UsageError
 from fi_run.records import LockRequest
@@ -89,6 +90,9 @@ def test_is_remote_knows_the_scheme_in_any_case_and_nothing_else() -> None:
 
 def test_the_fence_variable_is_the_name_upper_cased_with_underscores() -> None:
     assert remote.parse_url("redis://h/licence-seats.eu").fence_variable == "FI_RUN_FENCE_LICENCE_SEATS_EU"
+    # A step under the coordinator names it from the canonical name alone (hold.py, without remote.py).
+    hold = hold_from_grant(["redis://ci@h:6379/0/licence-seats.eu", "17", "token"], {})
+    assert hold.fences == {"FI_RUN_FENCE_LICENCE_SEATS_EU": "17"}
 
 
 def test_the_script_sha_is_the_script_s() -> None:
@@ -106,7 +110,7 @@ def test_unreachable_has_its_own_exit_status() -> None:
     [
         (remote.LEASE_VARIABLE, "0.1", "FI_RUN_REDIS_LEASE expects seconds from 0.5 to 3600"),
         (remote.LEASE_VARIABLE, "nan", "FI_RUN_REDIS_LEASE expects seconds"),
-        (remote.CAP_VARIABLE, "-1", "FI_RUN_REDIS_MAX_HOLD expects seconds from 0"),
+        (CAP_VARIABLE, "-1", "FI_RUN_REDIS_MAX_HOLD expects seconds from 0"),
     ],
 )
 def test_bad_lease_and_cap_settings_are_refused(variable: str, value: str, says: str) -> None:

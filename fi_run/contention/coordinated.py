@@ -52,7 +52,8 @@ if TYPE_CHECKING:
 
     from ..messages import Reporter
     from ..records import JSON, StepRecord, StepSpec
-    from .remote import RemoteHold, Renewer, Seat
+    from .hold import RemoteHold
+    from .remote import Renewer, Seat
 else:
     import _socket  # `socket` imports enum and selectors, about 13 ms: the C module is all this needs
 
@@ -274,11 +275,11 @@ class CoordinatedLocks:
             return None
         import _thread
 
-        from .remote import hold_from_grant
+        from .hold import hold_from_grant  # not remote.py: its client is needed only if the coordinator dies
 
         self.sock.settimeout(None)
         _thread.start_new_thread(self._watch, ())
-        return hold_from_grant(self.remote, self.spec)
+        return hold_from_grant(self.remote, os.environ)
 
     def _watch(self) -> None:
         """(A thread, for a step holding redis:// resources) wait for the end of the connection: the

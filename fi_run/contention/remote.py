@@ -40,6 +40,7 @@ import sys
 import time
 
 from ..errors import LockTimeoutError, RemoteUnavailableError, UsageError
+from .hold import CAP_VARIABLE, DEFAULT_CAP, MAX_CAP, RemoteHold, fence_variable, seconds_from
 from .lockdir import describe_modes, is_remote
 
 TYPE_CHECKING = False  # not typing's: a step with a redis:// resource imports this module
@@ -55,13 +56,10 @@ if TYPE_CHECKING:
 
 PASSWORD_VARIABLE: Final = "FI_RUN_REDIS_PASSWORD"  # noqa: S105 - the variable's name, not a password
 LEASE_VARIABLE: Final = "FI_RUN_REDIS_LEASE"
-CAP_VARIABLE: Final = "FI_RUN_REDIS_MAX_HOLD"
-FENCE_PREFIX: Final = "FI_RUN_FENCE_"
 DEFAULT_PORT: Final = 6379
 DEFAULT_LEASE: Final = 15.0  # seconds: long enough for a loaded machine, short enough to free a dead holder
 MIN_LEASE: Final = 0.5
 MAX_LEASE: Final = 3600.0
-DEFAULT_CAP: Final = 4 * 3600.0  # the longest a step holds a remote resource; 0: no cap
 MAX_NAME: Final = 100
 KEY_PREFIX: Final = "fi-run:"
 # A server that does not answer a step's first call within this is unreachable (exit 69); one that goes away
@@ -113,7 +111,7 @@ class Target:
 
     @property
     def fence_variable(self) -> str:
-        return FENCE_PREFIX + "".join(c if c.isalnum() else "_" for c in self.name.upper())
+        return fence_variable(self.name)
 
 
 def redacted(text: str) -> str:
@@ -220,8 +218,8 @@ class Settings:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
         return cls(
-            lease=_seconds(environ, LEASE_VARIABLE, DEFAULT_LEASE, MIN_LEASE, MAX_LEASE),
-            cap=_seconds(environ, CAP_VARIABLE, DEFAULT_CAP, 0.0, 100_000_000.0),
+            lease=seconds_from(environ, LEASE_VARIABLE, DEFAULT_LEASE, MIN_LEASE, MAX_LEASE),
+            cap=seconds_from(environ, CAP_VARIABLE, DEFAULT_CAP, 0.0, MAX_CAP),
             password=environ.get(PASSWORD_VARIABLE, ""),
         )
 
@@ -232,19 +230,6 @@ class Settings:
     @property
     def renew_every(self) -> float:
         return self.lease / 3
-
-
-def _seconds(environ: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    text = environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text) if "_" not in text else -1.0
-    except ValueError:
-        value = -1.0
-    if not low <= value <= high:  # NaN fails too
-        raise UsageError(f"{name} expects seconds from {low:g} to {high:g}, got {text!r}")
-    return value
 
 
 # --- the server's side: one script, every operation atomic
@@ -809,36 +794,6 @@ class Renewer:
             )
 
 
-class RemoteHold:
-    """What a step's remote holds add to its command: FI_RUN_FENCE_<NAME> for each resource, and the cap on
-    the hold, which --timeout's timer enforces (the command is stopped as at a timeout, exit 124)."""
-
-    def __init__(self, fences: dict[str, str], cap: float, names: list[str]) -> None:
-        self.fences = fences
-        self.cap = cap  # seconds (0: none)
-        self.names = names
-        self.started = time.monotonic()
-        self.capped = False  # the cap, not --timeout, limits the command
-
-    def apply(self, spec: StepSpec, env: dict[str, str]) -> tuple[StepSpec, dict[str, str]]:
-        run_env = {**env, **self.fences}
-        if not self.cap:
-            return spec, run_env
-        left = max(self.cap - (time.monotonic() - self.started), 0.001)
-        if spec.timeout is not None and spec.timeout <= left:
-            return spec, run_env
-        self.capped = True
-        fields = dict(vars(spec))
-        fields["timeout"] = left
-        return type(spec)(**fields), run_env
-
-    def capped_message(self) -> str:
-        return (
-            f"held {', '.join(repr(n) for n in self.names)} for {self.cap:g} s, the cap on a remote hold "
-            f"({CAP_VARIABLE}): stopped the command and its process group"
-        )
-
-
 def _release(seat: Seat, links: dict[tuple[str, int, int, str], Link], reporter: Reporter) -> None:
     """Out of the line, or let go: one try, on a connection that works (the waiting one may be mid-call)."""
     from .resp import ConnectionLost
@@ -1101,19 +1056,6 @@ def look(resource: str, environ: Mapping[str, str] | None = None) -> View:
         [e for e in entries if e.state == "holds"],
         [e for e in entries if e.state == "waits"],
     )
-
-
-def hold_from_grant(granted: Sequence[str], spec: StepSpec) -> RemoteHold:
-    """What a step under the coordinator adds to its command: the coordinator's GRANT names, for each
-    redis:// resource, its name, its fence and the hold's token, three fields each (coordinator.py). The cap
-    is the step's own setting, as without a coordinator."""
-    fences: dict[str, str] = {}
-    names: list[str] = []
-    for i in range(0, len(granted) - 2, 3):
-        target = parse_url(granted[i])
-        fences[target.fence_variable] = granted[i + 1]
-        names.append(target.canonical)
-    return RemoteHold(fences, Settings.from_environ(os.environ).cap, names)
 
 
 def release_seats(seats: Sequence[Seat], reporter: Reporter) -> None:

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from contextlib import AbstractContextManager
 
+    from ..contention.hold import RemoteHold
     from ..contention.lending import Lender
-    from ..contention.remote import RemoteHold
     from ..messages import Reporter
     from ..records import Outcome, StepSpec
     from .interrupts import Interrupts
