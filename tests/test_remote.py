@@ -598,3 +598,39 @@ def test_under_the_coordinator_an_unreachable_server_is_exit_69(
     )
     assert said[0].endswith("; no local lock stands in for it")
     assert not (tmp_path / "s").exists()
+
+
+def test_the_report_names_the_machine_of_each_remote_holder_and_waiter(
+    tmp_path: Path, server: RedisServer, scripts: Scripts, procs: Procs
+) -> None:
+    logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
+    order = tmp_path / "order.log"
+    holder = start_holder(
+        procs,
+        scripts,
+        [*machine(tmp_path, "a"), "--log", logs["a"], "--lock", server.url("deploy")],
+        log=order,
+        tag="h.0",
+        control=tmp_path / "h",
+        cwd=tmp_path,
+        env=redis_environ(),
+    )
+    waiter = procs.start_fi_run(
+        [*machine(tmp_path, "b"), "--log", logs["b"], "--lock", server.url("deploy"), "--", "true"],
+        cwd=tmp_path,
+        env=redis_environ(),
+    )
+    wait_until(partial(in_line, server, "deploy", 1), "b's step in line")
+    holder.release()
+    assert [finish(holder.proc), finish(waiter)] == [0, 0]
+    host = os.uname().nodename
+    done = run(fi_run("report", "--json", logs["a"], logs["b"]), cwd=tmp_path)
+    assert done.status == 0, done.err
+    [resource] = json.loads(done.out)["resources"]
+    assert resource["resource"] == f"redis://127.0.0.1:{server.port}/0/deploy"
+    assert resource["longest"]["host"] == host
+    assert [(h["host"], h["steps"]) for h in resource["hosts"]] == [(host, 2)]
+    assert resource["blockers"][0]["host"] == host
+    text = run(fi_run("report", logs["a"], logs["b"]), cwd=tmp_path)
+    assert f"  by machine for redis://127.0.0.1:{server.port}/0/deploy" in text.out, text.out
+    assert f" on {host}" in text.out

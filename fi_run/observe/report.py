@@ -51,11 +51,13 @@ JSON_KEYS: Final = {
     "line}]}, most retries first",
     "resources": "[{resource, steps, wait: {total, p50, p95, max}, held_total, modes: {exclusive|shared|"
     "semaphore: {steps, wait, held_total}}, longest: {wait, held, mode, command, argv, stamp, error, pid, "
-    "start}, top: [the same, longest first], blockers: [{seconds, queued, waiters, mode, command, argv, "
-    "stamp, error, pid, start}] (the steps that made others wait, most seconds caused first), behind: {MODE: "
-    "{waiters, wait, holding: {MODE: seconds}, queued: {MODE: seconds}, unattributed}} (what the waiters of "
-    "each mode waited behind), seats: null or {seats, steps, left_out, logged_wait, replayed: [{seats, wait, "
-    "sooner}], enough, pays} (the more-seats replay of a semaphore)}], longest total wait first",
+    "start, host}, top: [the same, longest first], blockers: [{seconds, queued, waiters, mode, command, "
+    "argv, stamp, error, pid, start, host}] (the steps that made others wait, most seconds caused first), "
+    "behind: {MODE: {waiters, wait, holding: {MODE: seconds}, queued: {MODE: seconds}, unattributed}} (what "
+    "the waiters of each mode waited behind), seats: null or {seats, steps, left_out, logged_wait, "
+    "replayed: [{seats, wait, sooner}], enough, pays} (the more-seats replay of a semaphore), hosts: [{host, "
+    "steps, wait_total, wait_max, held_total}] (a redis:// resource: per machine, most wait first; [] for a "
+    "path; host is null for a path)}], longest total wait first",
     "lent": "[{resource (null: retry back-offs), loans, steps, seconds, credit}]: job slots given back to "
     "fi-run jobserver while steps waited; seconds lent, loans repaid after the command (credit); most "
     "seconds first",
@@ -84,6 +86,7 @@ class Wait:
     wait: float
     held: float
     mode: str
+    host: str | None = None  # the machine, for a redis:// resource (issue 21)
 
 
 @dataclass
@@ -120,6 +123,29 @@ class Resource:
 
     def longest(self, top: int) -> list[Wait]:
         return sorted(self.waits, key=lambda entry: (-entry.wait, entry.step.start))[:top]
+
+    def hosts(self) -> list[Host]:
+        """Per machine, for a redis:// resource (its steps log their host): most wait first."""
+        by_host: dict[str, Host] = {}
+        for entry in self.waits:
+            if entry.host is not None:
+                host = by_host.setdefault(entry.host, Host(entry.host))
+                host.steps += 1
+                host.wait_total += entry.wait
+                host.wait_max = max(host.wait_max, entry.wait)
+                host.held_total += entry.held
+        return sorted(by_host.values(), key=lambda h: (-h.wait_total, h.host))
+
+
+@dataclass
+class Host:
+    """One machine's steps on a resource shared between machines."""
+
+    host: str
+    steps: int = 0
+    wait_total: float = 0.0
+    wait_max: float = 0.0
+    held_total: float = 0.0
 
 
 @dataclass
@@ -165,7 +191,7 @@ def summarize(log: Log) -> Summary:
                 family.gave_up += 1
         for lock in step.locks:
             resource = resources.setdefault(lock.resource, Resource(lock.resource))
-            resource.waits.append(Wait(step, lock.wait, lock.held or 0.0, lock.mode))
+            resource.waits.append(Wait(step, lock.wait, lock.held or 0.0, lock.mode, lock.host))
     return Summary(
         log=log,
         failures=sorted(by_status.items(), key=lambda item: (-len(item[1]), item[0])),
@@ -203,6 +229,15 @@ def lent_by_resource(steps: list[Step]) -> list[Lent]:
     return sorted(lent.values(), key=lambda e: (-e.seconds, e.resource or ""))
 
 
+def _host(step: Step, resource: str) -> str | None:
+    """The machine ``step`` ran on, as its lock on ``resource`` says (only a redis:// lock says)."""
+    return next((lock.host for lock in step.locks if lock.resource == resource and lock.host), None)
+
+
+def _on(host: str | None) -> str:
+    return f" on {host}" if host else ""
+
+
 def _step_json(step: Step) -> dict[str, Any]:
     return {
         "command": short_command(step, 200),
@@ -220,6 +255,7 @@ def _wait_json(wait: Wait) -> dict[str, Any]:
         **_step_json(wait.step),
         "pid": wait.step.pid,
         "start": wait.step.start,
+        "host": wait.host,
     }
 
 
@@ -262,6 +298,7 @@ def _waits_json(waits: ResourceWaits, top: int) -> dict[str, Any]:
                 **_step_json(b.claim.step),
                 "pid": b.claim.step.pid,
                 "start": b.claim.step.start,
+                "host": _host(b.claim.step, waits.resource),
             }
             for b in waits.blockers[:top]
         ],
@@ -329,6 +366,16 @@ def to_json(summary: Summary, top: int = DEFAULT_TOP) -> dict[str, Any]:
                 "longest": _wait_json(r.longest(1)[0]),
                 "top": [_wait_json(w) for w in r.longest(top)],
                 **_waits_json(summary.waits[r.resource], top),
+                "hosts": [
+                    {
+                        "host": h.host,
+                        "steps": h.steps,
+                        "wait_total": _r(h.wait_total),
+                        "wait_max": _r(h.wait_max),
+                        "held_total": _r(h.held_total),
+                    }
+                    for h in r.hosts()
+                ],
             }
             for r in summary.resources
         ],
@@ -495,9 +542,22 @@ def render(summary: Summary, colour: bool, width: int = 120, top: int = DEFAULT_
             longest = r.longest(max(top, 1))
             several = len(r.by_mode()) > 1
             out.append(style(DIM, f"  longest waits for {r.resource}"))
-            rows = [[_s(w.wait), _who(w.step) + (f" ({w.mode})" if several else "")] for w in longest]
+            rows = [
+                [_s(w.wait), _who(w.step) + (f" ({w.mode})" if several else "") + _on(w.host)]
+                for w in longest
+            ]
             out += [_cut(line, width) for line in _table(rows, right={0}, indent="    ")]
             out += _render_waits(summary.waits[r.resource], style, width, top)
+            hosts = r.hosts()
+            if hosts:  # a resource shared between machines (redis://): who waited and held where
+                out.append(style(DIM, f"  by machine for {r.resource}  (seconds)"))
+                rows = [["steps", "wait total", "max", "held total", "host"]]
+                rows += [
+                    [str(h.steps), _s(h.wait_total), _s(h.wait_max), _s(h.held_total), h.host] for h in hosts
+                ]
+                lines = _table(rows, right={0, 1, 2, 3}, indent="    ")
+                out.append(style(DIM, lines[0]))
+                out += [_cut(line, width) for line in lines[1:]]
 
     lent = lent_by_resource(steps)
     if lent:
@@ -526,7 +586,9 @@ def _render_waits(waits: ResourceWaits, style: _Style, width: int, top: int) -> 
                 [
                     _s(b.seconds),
                     str(b.waiters),
-                    _who(b.claim.step) + (f" ({b.claim.mode})" if several else ""),
+                    _who(b.claim.step)
+                    + (f" ({b.claim.mode})" if several else "")
+                    + _on(_host(b.claim.step, waits.resource)),
                 ]
             )
         lines = _table(rows, right={0, 1}, indent="    ")
