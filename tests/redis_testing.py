@@ -50,10 +50,13 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server on 127.0.0.1: start(), stop() (or kill()), restart(); url(NAME) names a resource."""
 
-    def __init__(self, directory: Path, *, persist: bool = False, password: str = "") -> None:
+    def __init__(
+        self, directory: Path, *, persist: bool = False, password: str = "", replica_of: int = 0
+    ) -> None:
         self.directory = directory
         self.persist = persist  # an append-only file, fsynced on every write: a restart keeps everything
         self.password = password
+        self.replica_of = replica_of  # the port of a primary on the loopback: a read-only replica of it
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -75,6 +78,8 @@ class RedisServer:
         argv += ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else ["--appendonly", "no"]
         if self.password:
             argv += ["--requirepass", self.password]
+        if self.replica_of:
+            argv += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         return argv
 
     def start(self) -> RedisServer:

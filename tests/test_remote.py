@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -37,11 +38,11 @@ from fi_run_testing import (
 )
 from redis_testing import RedisServer, redis_environ
 
+from fi_run.contention.remote import acl_setuser
 from fi_run.errors import EXIT_TEMPFAIL, EXIT_TIMEOUT, EXIT_UNAVAILABLE, EXIT_USAGE
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from fi_run_testing import Scripts
 
@@ -634,3 +635,62 @@ def test_the_report_names_the_machine_of_each_remote_holder_and_waiter(
     text = run(fi_run("report", logs["a"], logs["b"]), cwd=tmp_path)
     assert f"  by machine for redis://127.0.0.1:{server.port}/0/deploy" in text.out, text.out
     assert f" on {host}" in text.out
+
+
+def test_an_acl_user_with_only_the_documented_commands_can_do_all_fi_run_does(
+    tmp_path: Path, scripts: Scripts, procs: Procs
+) -> None:
+    server = RedisServer(tmp_path / "redis", password=PASSWORD).start()
+    try:
+        line = acl_setuser("builds", "builds-password")
+        assert server.call(*line.split()) == "OK"
+        assert (
+            f"`{acl_setuser('fi-run')}`" in (Path(__file__).parent.parent / "docs" / "remote.md").read_text()
+        )
+        env = redis_environ(FI_RUN_REDIS_PASSWORD="builds-password")
+        url = f"redis://builds@127.0.0.1:{server.port}/seats"
+        log = tmp_path / "order.log"
+        holder = start_holder(
+            procs,
+            scripts,
+            ["--semaphore", url + "=1"],
+            log=log,
+            tag="h.0",
+            control=tmp_path / "h",
+            cwd=tmp_path,
+            env=env,
+        )
+        # A waiter alone and one under a coordinator: every call either makes (wake lists, the hub's too).
+        alone = procs.start_fi_run(
+            ["--semaphore", url + "=1", "--", "sh", scripts.step, log, "a.1", "0"],
+            cwd=tmp_path,
+            env=env,
+        )
+        wait_until(partial(in_line, server, "seats", 1), "a.1 in line")
+        build = Build(tmp_path, "b", procs, scripts)
+        build.edge("b.2", ["--semaphore", url + "=1"], f"sh {scripts.step} {log} b.2 0")
+        build.start(jobs=2, env=env)
+        wait_until(partial(in_line, server, "seats", 2), "b.2 in line")
+        holder.release()
+        assert [finish(holder.proc), finish(alone), build.finish()[0]] == [0, 0, 0]
+        assert analyse(read_log(log)).entered == ["h.0", "a.1", "b.2"]
+    finally:
+        server.stop()
+
+
+def test_a_read_only_replica_is_exit_69_naming_what_the_server_said(
+    tmp_path: Path, server: RedisServer
+) -> None:
+    replica = RedisServer(tmp_path / "replica", replica_of=server.port).start()
+    try:
+        done = run(
+            fi_run("--lock", replica.url("x"), "--", "true"),
+            cwd=tmp_path,
+            env={**os.environ, **redis_environ()},
+        )
+        assert (done.status, done.out) == (EXIT_UNAVAILABLE, "")
+        line = only_fi_run_line(done.err)
+        assert f"the Redis server at 127.0.0.1:{replica.port}" in line
+        assert "cannot serve the lock: READONLY" in line
+    finally:
+        replica.stop()

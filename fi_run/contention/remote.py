@@ -234,6 +234,21 @@ class Settings:
 
 # --- the server's side: one script, every operation atomic
 
+# What fi_run sends (resp.py, Link) and what the script calls: all an ACL user for fi_run needs, on the keys
+# fi-run:* (docs/remote.md shows the ACL SETUSER line; tests/test_remote.py runs it).
+ACL_COMMANDS: Final = (
+    *("auth", "select", "info", "ping", "evalsha", "eval", "blpop"),
+    *("time", "exists", "get", "set", "incr", "del", "hset", "hget", "hmget", "rpush", "pexpire"),
+    *("zadd", "zrem", "zscore", "zrank", "zrange", "zrangebyscore"),
+)
+
+
+def acl_setuser(user: str, password: str = "PASSWORD") -> str:  # noqa: S107 - the docs' placeholder
+    """The ACL SETUSER line that makes ``user`` able to do what fi_run does, and nothing else."""
+    commands = " ".join(f"+{command}" for command in ACL_COMMANDS)
+    return f"ACL SETUSER {user} on >{password} resetkeys ~fi-run:* resetchannels -@all {commands}"
+
+
 # KEYS[1]: the resource's key prefix. ARGV[1]: the operation; ARGV[2]: the lease (ms); ARGV[3]: when the
 # server started (ms since 1970, from INFO server on the caller's connection). Time is the server's.
 SCRIPT: Final = r"""
@@ -252,7 +267,7 @@ local function forget(token)
   redis.call('ZREM', QUEUE, token)
   redis.call('ZREM', HELD, token)
   redis.call('ZREM', LEASE, token)
-  redis.call('DEL', entry(token))
+  redis.call('DEL', entry(token), prefix .. ':w:' .. token)  -- and its own wake list (a hub's is shared)
 end
 
 local function reap()
@@ -362,7 +377,10 @@ if op == 'acquire' then
   end
   redis.call('ZADD', LEASE, now + lease, token)
   grant(token)
-  if redis.call('ZSCORE', HELD, token) then return {1, ticket, 0, 0, ''} end
+  if redis.call('ZSCORE', HELD, token) then
+    redis.call('DEL', prefix .. ':w:' .. token)  -- a wake-up that crossed this call
+    return {1, ticket, 0, 0, ''}
+  end
   return {0, ticket, redis.call('ZRANK', QUEUE, token) or 0, hint(), first_holder()}
 elseif op == 'renew' then
   -- ARGV[4...]: tokens. Each: 1 held (renewed), 2 waiting (renewed), 0 not known, -1 held past its cap.
@@ -426,7 +444,7 @@ end
 return redis.error_reply('fi_run: unknown operation ' .. tostring(op))
 """
 # sha1(SCRIPT): EVALSHA sends 40 bytes instead of the script; tests/test_remote.py keeps it equal.
-SCRIPT_SHA: Final = "b7cfe789c16cb892e54f0a898c6fffcf99db0eeb"
+SCRIPT_SHA: Final = "e7a20885f65e80a157015214cd3d8f70952bfba1"
 
 
 # --- one connection, ready for the script
