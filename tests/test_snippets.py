@@ -63,7 +63,7 @@ NO_WORK = "ninja: no work to do."
 
 # The kinds of snippet, the scenes each can run in, and the options a scene takes.
 SCENES: dict[str, dict[str, frozenset[str]]] = {
-    "shell": {"newcomer": frozenset({"cwd"}), "build": frozenset({"cwd"})},
+    "shell": {"newcomer": frozenset({"cwd"}), "build": frozenset({"cwd"}), "redis": frozenset()},
     "transcript": {"repo": frozenset(), "scratch": frozenset()},
     "ninja": {"uv": frozenset({"venv"})},
     "gn": {"example": frozenset(), "uv": frozenset({"module"})},
@@ -372,6 +372,32 @@ def scene_shell_build(snippet: Snippet, tmp_path: Path, request: pytest.FixtureR
     done = bash(snippet.text, tmp_path / snippet.options.get("cwd", "."), scene_environ(tmp_path))
     ran_ok(snippet, done)
     assert sorted(p.name for p in (out / "stamps").iterdir()) == ["r1", "r2", "r3", "w1", "w2"], done.out
+
+
+def scene_shell_redis(snippet: Snippet, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """A redis-server of the test's own that wants a password (redis_testing.py; redis-server must be
+    installed, as for tests/test_remote.py). The commands run in an empty directory with LICENCE_REDIS set to
+    its address (what a build machine sets to its own server's) and FI_RUN_REDIS_PASSWORD to its password,
+    and with a lease of 1 s (a server grants nothing for a lease after it starts: 2 s here, not 16). They must
+    exit 0 and leave no seat held or waited for."""
+    from redis_testing import RedisServer
+
+    server = RedisServer(tmp_path / "redis", password="pages-password").start()
+    try:
+        env = scene_environ(
+            tmp_path,
+            LICENCE_REDIS=f"127.0.0.1:{server.port}",
+            FI_RUN_REDIS_PASSWORD=server.password,
+            FI_RUN_REDIS_LEASE="1",
+        )
+        work = tmp_path / "work"
+        work.mkdir()
+        ran_ok(snippet, bash(snippet.text, work, env))
+        keys = server.call("KEYS", "fi-run:*")
+        assert isinstance(keys, list)
+        assert sorted(k for k in keys if isinstance(k, bytes) and not k.endswith(b":seq")) == [], keys
+    finally:
+        server.stop()
 
 
 # Transcripts: "$ command" (a line ending in "\" continues it), then what it prints.
@@ -686,6 +712,7 @@ def scene_check_retry_message(snippet: Snippet, tmp_path: Path, request: pytest.
 SCENE_RUNNERS: dict[tuple[str, str], Callable[[Snippet, Path, pytest.FixtureRequest], None]] = {
     ("shell", "newcomer"): scene_shell_newcomer,
     ("shell", "build"): scene_shell_build,
+    ("shell", "redis"): scene_shell_redis,
     ("transcript", "repo"): scene_transcript_repo,
     ("transcript", "scratch"): scene_transcript_scratch,
     ("ninja", "uv"): scene_ninja_uv,
