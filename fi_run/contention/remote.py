@@ -13,7 +13,7 @@ of tickets on a Redis server, kept by one Lua script (``SCRIPT``: every operatio
   third of a lease: a step holding a seat renews from a thread while its command runs. A SIGKILLed holder
   stops renewing and is dropped when its lease ends: the waiters time their wait to the earliest lease in
   the line, so they take it up then. A hold has a cap (FI_RUN_REDIS_MAX_HOLD, default 4 h): past it the
-  command is stopped as by --timeout, and the server renews no lease beyond it.
+  command is stopped as by --timeout; from a lease later on, the server renews no lease (a backstop).
 - **Fencing.** The ticket is the fencing number: it only grows, grants happen in ticket order, and the
   command gets it as FI_RUN_FENCE_<NAME>. It starts from the server's clock in microseconds, so it grows
   across a restart that lost the data too.
@@ -324,7 +324,8 @@ local function grant(caller)
       redis.call('ZREM', QUEUE, token)
       redis.call('ZADD', HELD, ticket, token)
       redis.call('ZADD', LEASE, now + lease, token)
-      redis.call('HSET', key, 'since', now, 'until', cap > 0 and now + cap or 0)
+      -- The step stops its command at the cap; the server refuses to renew a lease from a lease later on.
+      redis.call('HSET', key, 'since', now, 'until', cap > 0 and now + cap + lease or 0)
       state.count = state.count + 1
       if f[1] == 'x' then state.exclusive = true end
       if f[1] == 'c' or f[1] == 'cs' then state.used = state.used + weight end
@@ -413,7 +414,7 @@ elseif op == 'reclaim' then
   redis.call('ZADD', LEASE, now + lease, token)
   local cap = tonumber(ARGV[9])
   redis.call('HSET', entry(token), 'mode', ARGV[6], 'seats', ARGV[7], 'weight', ARGV[8], 'wake', '',
-    'cap', ARGV[9], 'who', ARGV[10], 'since', now, 'until', cap > 0 and now + cap or 0)
+    'cap', ARGV[9], 'who', ARGV[10], 'since', now, 'until', cap > 0 and now + cap + lease or 0)
   raise_seq(ticket)
   return 1
 elseif op == 'release' then
@@ -444,7 +445,7 @@ end
 return redis.error_reply('fi_run: unknown operation ' .. tostring(op))
 """
 # sha1(SCRIPT): EVALSHA sends 40 bytes instead of the script; tests/test_remote.py keeps it equal.
-SCRIPT_SHA: Final = "e7a20885f65e80a157015214cd3d8f70952bfba1"
+SCRIPT_SHA: Final = "d94ad008f9206483221ce57d8c20ee798eafd871"
 
 
 # --- one connection, ready for the script
