@@ -59,6 +59,7 @@ class RedisServer:
         self.replica_of = replica_of  # the port of a primary on the loopback: a read-only replica of it
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
+        self.was_loading = False  # seen answering LOADING since the last restart
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def url(self, name: str, db: int | None = None) -> str:
@@ -95,9 +96,10 @@ class RedisServer:
             self.port = 0
         raise AssertionError(f"redis-server did not start; see {self.directory / 'redis.log'}")
 
-    def restart(self, *, crash: bool = False) -> None:
-        """Stop it (SIGKILL when ``crash``: nothing saved beyond the append-only file) and start it again on
-        the same port, with whatever it kept."""
+    def restart(self, *, crash: bool = False, wait: bool = True) -> None:
+        """Stop it (SIGKILL when ``crash``: nothing saved beyond the append-only file or a SAVE) and start it
+        again on the same port, with whatever it kept; ``wait``: until it answers PING (else only until it
+        listens: it may still be loading its data)."""
         if crash:
             self.kill()
         else:
@@ -105,8 +107,22 @@ class RedisServer:
         self.proc = subprocess.Popen(
             self._argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
+        if not wait:
+            wait_for_port(self.port)
+            self.was_loading = self.loading() is True
+            return
         if not self._ready():
             raise AssertionError(f"redis-server did not start again; see {self.directory / 'redis.log'}")
+
+    def loading(self) -> bool | None:
+        """Is it loading its data (it answers LOADING)? None: it does not answer at all."""
+        try:
+            reply = self.call("PING")
+        except ConnectionLost:
+            return None
+        loading = isinstance(reply, Exception) and str(reply).startswith("LOADING")
+        self.was_loading = self.was_loading or loading
+        return loading
 
     def _ready(self) -> bool:
         deadline = time.monotonic() + START_SECONDS
@@ -157,6 +173,17 @@ class RedisServer:
             self.proc.kill()
         self.proc.wait(timeout=20)
         self.proc = None
+
+
+def wait_for_port(port: int) -> None:
+    """Until something listens on the loopback's ``port``."""
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.005)
+    raise AssertionError(f"nothing listens on port {port}")
 
 
 def redis_environ(**extra: str) -> dict[str, str]:

@@ -400,13 +400,18 @@ def test_a_step_takes_local_and_remote_resources_in_one_order(
 # --- restarts
 
 
-@pytest.mark.parametrize("persist", [False, True], ids=["without its data", "with an append-only file"])
+@pytest.mark.parametrize(
+    "how",
+    ["crash without its data", "crash with an append-only file", "FLUSHALL", "a slow load of its data"],
+)
 def test_a_restart_keeps_the_seats_held_and_grants_nothing_new_until_holders_are_back(
-    tmp_path: Path, scripts: Scripts, procs: Procs, persist: bool
+    tmp_path: Path, scripts: Scripts, procs: Procs, how: str
 ) -> None:
-    """What a restart does to held seats (docs/remote.md): for one lease after the server starts it grants
-    nothing and drops nobody; holders renew (or claim back the seat a server without its data forgot)."""
-    server = RedisServer(tmp_path / "redis", persist=persist).start()
+    """What a restart does to held seats (docs/remote.md): for one lease after fi_run first reaches the
+    restarted server it grants nothing and drops nobody; holders renew (or claim back the seat a server
+    without its data forgot). A FLUSHALL is a loss of data like a restart without it; a server that loads
+    its data answers LOADING meanwhile, which a newcomer waits out (not exit 69)."""
+    server = RedisServer(tmp_path / "redis", persist=how == "crash with an append-only file").start()
     try:
         log = tmp_path / "order.log"
         holder = start_holder(
@@ -420,12 +425,27 @@ def test_a_restart_keeps_the_seats_held_and_grants_nothing_new_until_holders_are
             env=redis_environ(),
         )
         fence = server.look("lab").holders[0].fence
-        server.restart(crash=True)
+        if how == "FLUSHALL":
+            assert server.call("FLUSHALL") == "OK"
+        elif how == "a slow load of its data":
+            # 1.5 million keys in an RDB file: the restarted server takes a second or more to load them. A
+            # server loading its data for longer than a lease keeps its waiters waiting (resp.ServerLoading).
+            fill = "for i = 1, 1500000 do redis.call('SET', 'k' .. i, 'x') end"
+            assert server.call("EVAL", fill, 0) is None
+            assert server.call("SAVE") == "OK"
+            server.restart(crash=True, wait=False)
+        else:
+            server.restart(crash=True)
         newcomer = procs.start_fi_run(
             ["--semaphore", server.url("lab") + "=1", "--", "sh", scripts.step, log, "new.1", "0"],
             cwd=tmp_path,
             env=redis_environ(),
+            stderr=subprocess.PIPE,
         )
+        if how == "a slow load of its data":
+            server.was_loading = False  # from here on: seen loading after the newcomer started
+            wait_until(lambda: server.loading() is False, "the server to have loaded its data")
+            assert server.was_loading, "the newcomer did not meet a server loading its data"
         # The old holder is back on the server (renewed, or claimed back) and the newcomer waits behind it.
         wait_until(
             lambda: [h.fence for h in server.look("lab").holders] == [fence] and in_line(server, "lab", 1),
@@ -434,6 +454,8 @@ def test_a_restart_keeps_the_seats_held_and_grants_nothing_new_until_holders_are
         assert server.look("lab").waiters[0].fence > fence, "fences still grow after the restart"
         holder.release()
         assert [finish(holder.proc), finish(newcomer)] == [0, 0]
+        assert newcomer.stderr is not None
+        assert newcomer.stderr.read() == b""
         analysis = analyse(read_log(log), exclusive_kinds=["old", "new"])
         assert analysis.violations == []
         assert analysis.entered == ["old.0", "new.1"]

@@ -17,9 +17,10 @@ of tickets on a Redis server, kept by one Lua script (``SCRIPT``: every operatio
 - **Fencing.** The ticket is the fencing number: it only grows, grants happen in ticket order, and the
   command gets it as FI_RUN_FENCE_<NAME>. It starts from the server's clock in microseconds, so it grows
   across a restart that lost the data too.
-- **Restarts.** Time is the server's (``TIME``), never a client's. For one lease after the server starts
-  (``INFO server``: uptime), nothing is granted and nobody is dropped: holders come back first (renewing,
-  or re-claiming a seat the server forgot), waiters keep their tickets. See docs/remote.md for what that
+- **Restarts.** Time is the server's (``TIME``), never a client's. For one lease after fi_run first reaches
+  a server whose run_id (``INFO server``) is not the one it last saw there, nothing is granted and nobody is
+  dropped: holders come back first (renewing, or re-claiming a seat the server forgot), waiters keep their
+  tickets. A server still loading its data (``LOADING``) counts as away. See docs/remote.md for what that
   guarantees and what it does not (failover, clock jumps, partitions).
 
 Keys, per resource, in the URL's database: ``fi-run:{NAME}:queue`` and ``:held`` (tokens by ticket),
@@ -249,16 +250,26 @@ def acl_setuser(user: str, password: str = "PASSWORD") -> str:  # noqa: S107 - t
     return f"ACL SETUSER {user} on >{password} resetkeys ~fi-run:* resetchannels -@all {commands}"
 
 
-# KEYS[1]: the resource's key prefix. ARGV[1]: the operation; ARGV[2]: the lease (ms); ARGV[3]: when the
-# server started (ms since 1970, from INFO server on the caller's connection). Time is the server's.
+# KEYS[1]: the resource's key prefix. ARGV[1]: the operation; ARGV[2]: the lease (ms); ARGV[3]: the
+# server's run_id (INFO server, on the caller's connection): it changes when the server restarts, and when
+# another server (a promoted replica) answers at the same address. Time is the server's.
 SCRIPT: Final = r"""
 local prefix, op = KEYS[1], ARGV[1]
-local lease, boot = tonumber(ARGV[2]), tonumber(ARGV[3])
+local lease, run = tonumber(ARGV[2]), ARGV[3]
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local QUEUE, HELD, LEASE, SEQ = prefix .. ':queue', prefix .. ':held', prefix .. ':lease', prefix .. ':seq'
--- For one lease after the server starts, holders come back before anything is granted or dropped.
-local recover_until = boot + lease + 1000
+-- For one lease after fi_run first reaches a server that started (or lost fi_run's keys, or took over from
+-- another) since it last did, holders come back before anything is granted or dropped: counted from that
+-- first call, not from the start, so that the time the server took to load its data does not eat it up.
+local SERVER = 'fi-run:server'
+local known = redis.call('HMGET', SERVER, 'run', 'since')
+local since = tonumber(known[2] or '0')
+if known[1] ~= run then
+  since = now
+  redis.call('HSET', SERVER, 'run', run, 'since', now)
+end
+local recover_until = since + lease + 1000
 local recovering = now < recover_until
 
 local function entry(token) return prefix .. ':t:' .. token end
@@ -445,7 +456,7 @@ end
 return redis.error_reply('fi_run: unknown operation ' .. tostring(op))
 """
 # sha1(SCRIPT): EVALSHA sends 40 bytes instead of the script; tests/test_remote.py keeps it equal.
-SCRIPT_SHA: Final = "d94ad008f9206483221ce57d8c20ee798eafd871"
+SCRIPT_SHA: Final = "9cc7a0b9ffbd864cf2e6c64127db266b1b3845f0"
 
 
 # --- one connection, ready for the script
@@ -481,7 +492,7 @@ class Link:
         self.target = target
         self.settings = settings
         self.conn: Connection | None = None
-        self.boot_ms = 0
+        self.run_id = ""  # the server's (INFO server): it changes with every start
         self.ever_connected = False
 
     @property
@@ -521,13 +532,12 @@ class Link:
         )
         try:
             major = int(fields.get("redis_version", "0").split(".")[0])
-            uptime = int(fields["uptime_in_seconds"])
-            now_us = int(fields["server_time_usec"])
+            run_id = fields["run_id"].strip()
         except (KeyError, ValueError):
             conn.close()
             raise RemoteUnavailableError(
-                f"the server at {target.address} ({target.canonical}) does not answer INFO as Redis 7 does "
-                "(server_time_usec, uptime_in_seconds): fi_run's remote locks need Redis 7.0 or later"
+                f"the server at {target.address} ({target.canonical}) does not answer INFO as Redis does "
+                "(redis_version, run_id): fi_run's remote locks need Redis 7.0 or later"
             ) from None
         if major < 7:
             conn.close()
@@ -535,7 +545,7 @@ class Link:
                 f"the server at {target.address} runs Redis {fields.get('redis_version')}: fi_run's remote "
                 "locks need Redis 7.0 or later"
             )
-        self.boot_ms = now_us // 1000 - uptime * 1000
+        self.run_id = run_id
         self.conn = conn
         self.ever_connected = True
         return conn
@@ -545,6 +555,10 @@ class Link:
         the server cannot serve the lock now (exit 69: a read-only replica, no memory, no persistence)."""
         text = str(error)
         where = f"the Redis server at {self.target.address} ({self.target.canonical})"
+        if text.startswith("LOADING"):  # it started and reads its data: not gone, not ready either
+            from .resp import ServerLoading
+
+            return ServerLoading(f"{self.target.address}: the server is loading its data")
         if text.split(" ", 1)[0] in ("WRONGPASS", "NOAUTH", "NOPERM") or "invalid password" in text:
             return UsageError(
                 f"{where} refused fi_run's credentials ({text}); set {PASSWORD_VARIABLE} (and the URL's "
@@ -557,7 +571,7 @@ class Link:
         from .resp import RedisError
 
         conn = self.open()
-        base = (target.prefix, op, self.settings.lease_ms, self.boot_ms, *args)
+        base = (target.prefix, op, self.settings.lease_ms, self.run_id, *args)
         reply = conn.call("EVALSHA", SCRIPT_SHA, 1, *base)
         if isinstance(reply, RedisError) and reply.code == "NOSCRIPT":
             reply = conn.call("EVAL", SCRIPT, 1, *base)
@@ -651,8 +665,9 @@ class _Waiting:
 
     def _call(self, op: str, *args: str | int) -> Reply:
         """The script, retried while the server is away: for FIRST_CONTACT_SECONDS before this step ever
-        reached it, then for a lease (a restart); past that, or past the deadline, exit 69."""
-        from .resp import ConnectionLost
+        reached it, then for a lease (a restart); past that, or past the deadline, exit 69. A server loading
+        its data (after a restart) is waited for as long as it takes, within the deadline."""
+        from .resp import ConnectionLost, ServerLoading
 
         link, attempt, lost_at = self.link, 0, None
         while True:
@@ -660,8 +675,8 @@ class _Waiting:
                 return link.script(self.seat.target, op, *args)
             except ConnectionLost as exc:
                 now = time.monotonic()
-                if lost_at is None:
-                    lost_at = now
+                if lost_at is None or isinstance(exc, ServerLoading):
+                    lost_at = now  # a server loading its data is there: the wait for it is not bounded
                 bound = link.settings.lease if link.ever_connected else FIRST_CONTACT_SECONDS
                 if now - lost_at >= bound or (self.deadline is not None and now >= self.deadline):
                     raise unreachable(self.seat.target, str(exc), f" for {now - lost_at:.1f} s") from None

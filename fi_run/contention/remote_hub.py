@@ -42,7 +42,7 @@ from .remote import (
     unreachable,
     who_text,
 )
-from .resp import ConnectionLost
+from .resp import ConnectionLost, ServerLoading
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -135,7 +135,7 @@ class _Server:
                 self._poll()
                 self._renew()
             except ConnectionLost as exc:
-                self._unreachable(str(exc))
+                self._unreachable(str(exc), loading=isinstance(exc, ServerLoading))
             except FiRunError as exc:  # credentials, a server that cannot serve: every waiting step is told
                 for ask in list(self.asks.values()):
                     if ask.state in ("new", "waiting"):
@@ -234,11 +234,12 @@ class _Server:
                         "server no longer knows it, and another step may hold it now"
                     )
 
-    def _unreachable(self, reason: str) -> None:
+    def _unreachable(self, reason: str, *, loading: bool = False) -> None:
         """The server does not answer: wait for it, within a lease (a restart); past that, every waiting step
-        is told (exit 69). Held seats are renewed as soon as it answers again."""
+        is told (exit 69). A server loading its data is waited for as long as it takes. Held seats are
+        renewed as soon as it answers again."""
         now = time.monotonic()
-        if self.lost_at is None:
+        if self.lost_at is None or loading:
             self.lost_at = now
         bound = self.hub.settings.lease if self.link.ever_connected else FIRST_CONTACT_SECONDS
         if now - self.lost_at >= bound:

@@ -40,6 +40,10 @@ class ConnectionLost(OSError):
     """The server could not be reached, or the connection broke or timed out during a call."""
 
 
+class ServerLoading(ConnectionLost):
+    """The server answered LOADING: it has just started and is reading its data (remote.Link.refused)."""
+
+
 def encode(args: Sequence[bytes | str | int | float]) -> bytes:
     """One command as a RESP array of bulk strings."""
     parts = [b"*%d\r\n" % len(args)]
