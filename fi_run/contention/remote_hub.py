@@ -116,16 +116,16 @@ class _Server:
                 items = list(self.todo)
                 self.todo.clear()
                 stopping = self.hub.stopping
-            try:
-                for kind, ask in items:
+            for kind, ask in items:  # each on its own: one that fails must not lose the others
+                try:
                     if kind == "ask":
                         self._enqueue(ask)
                     else:
                         self._forget(ask)
-            except ConnectionLost:
-                pass  # an ask that could not be sent is polled (next_poll 0) once the server answers
-            except FiRunError:
-                pass  # said by the poll below, which meets it again
+                except ConnectionLost:
+                    pass  # an ask that could not be sent is polled (next_poll 0) once the server answers
+                except FiRunError:
+                    pass  # said by the poll below, which meets it again
             try:
                 if stopping:
                     for ask in list(self.asks.values()):
