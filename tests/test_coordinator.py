@@ -477,3 +477,54 @@ def test_weighted_seats_in_the_coordinator_all_at_once_and_in_arrival_order(
     # c found a free seat while a held three, yet waited behind b: both began only once a had left.
     assert enters["b.1"] > exits_a
     assert enters["c.2"] > exits_a
+
+
+def test_at_most_j_waiting_steps_lend_their_slots(tmp_path: Path, procs: Procs) -> None:
+    """Each slot lent starts another step; when they all wait for one resource that would start every step
+    of the build at once. The coordinator lets at most -j of its waiting steps lend: it says `lend` to the
+    first two here (-j 2) and `keep` to the rest, in arrival order, and serves them all in that order."""
+    address_file, stop = tmp_path / "address", tmp_path / "stop"
+    keep = (
+        "import os, sys, time\n"
+        "open(sys.argv[1], 'w').write(os.environ['FI_RUN_COORDINATOR'])\n"
+        "while not os.path.exists(sys.argv[2]): time.sleep(0.02)"
+    )
+    procs.start(
+        [console_script(), "jobserver", "-j", "2", "--", sys.executable, "-c", keep, address_file, stop],
+        cwd=tmp_path,
+    )
+    wait_until(lambda: address_file.exists() and address_file.read_text() != "", "the coordinator")
+    resource = tmp_path / "venv"
+    control = tmp_path / "outside"
+    control.mkdir()
+    scripts = write_scripts(tmp_path / "scripts")
+    outside = procs.start(
+        [console_script(), "--lock-dir", tmp_path / "locks", "--lock", resource, "--", "sh", scripts.hold,
+         tmp_path / "order.log", "o.1", control],
+        cwd=tmp_path,
+    )  # fmt: skip
+    wait_until((control / "ready").exists, "the lock to be held outside the build")
+    clients = []
+    answers = []
+    for pid in (101, 102, 103, 104):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(HANG_TIMEOUT)
+        sock.connect(address_file.read_text())
+        request = ["LOCK", str(pid), str(tmp_path / "locks"), f"step {pid}", os.path.realpath(resource)]
+        sock.sendall(encode([*request, "exclusive:1:1"]))
+        reader = Reader()
+        (message,) = reader.feed(sock.recv(65536))
+        clients.append((sock, reader))
+        answers.append((message[0], message[3]))
+    assert answers == [("WAIT", "lend"), ("WAIT", "lend"), ("WAIT", "keep"), ("WAIT", "keep")]
+    (control / "release").touch()
+    assert outside.wait(HANG_TIMEOUT) == 0
+    for sock, reader in clients:  # served in arrival order, each once the one before is done
+        data, ancillary, _flags, _address = sock.recvmsg(65536, socket.CMSG_SPACE(4 * 4))
+        assert [m[0] for m in reader.feed(data)] == ["GRANT"]
+        ((level, kind, payload),) = ancillary  # the grant carries the locked descriptor
+        assert (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS)
+        os.close(int.from_bytes(payload[:4], sys.byteorder))
+        sock.sendall(encode(["DONE"]))
+        sock.close()
+    stop.touch()

@@ -160,8 +160,11 @@ class CoordinatedLocks:
                     return
                 if kind == "WAIT" and len(message) >= 3:
                     waiting_for, holder = message[1], message[2]
-                    if self.on_wait is not None:
-                        self.on_wait(waiting_for)  # not free at once: lend the job slot while waiting
+                    # Not free at once: lend the job slot while waiting, unless the coordinator says that
+                    # enough of the build's steps wait with theirs lent already (coordinator._queue).
+                    lend = len(message) < 4 or message[3] == "lend"
+                    if self.on_wait is not None and lend:
+                        self.on_wait(waiting_for)
                 elif kind == "ERR" and len(message) >= 3:
                     error = FiRunError(message[2])
                     error.exit_status = int(message[1]) if message[1].isdigit() else EXIT_USAGE
@@ -224,9 +227,11 @@ class CoordinatedLocks:
             )
             from .locks import held_locks
 
-            # --lock-timeout counts from the first ask, not from the fallback.
+            # --lock-timeout counts from the first ask, not from the fallback. The slot is not lent from here
+            # on (one lent already stays lent until the command runs): without the coordinator nothing bounds
+            # how many of the build's waiting steps lend, and each one lent starts another step.
             deadline = None if self.spec.lock_timeout is None else asked + self.spec.lock_timeout
-            fallback = held_locks(self.spec, self.reporter, self.record, self.on_wait, deadline=deadline)
+            fallback = held_locks(self.spec, self.reporter, self.record, None, deadline=deadline)
             fallback.__enter__()
             self._fallback = fallback
             return

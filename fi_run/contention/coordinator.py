@@ -177,8 +177,11 @@ def _fd(entry: tuple[BaseFileLock, str, bool]) -> int:
 class Coordinator:
     """The loop: a listening socket in the jobserver's private directory, served on a thread of its own."""
 
-    def __init__(self, directory: str, reporter: Reporter) -> None:
+    def __init__(self, directory: str, reporter: Reporter, jobs: int) -> None:
         self.reporter = reporter
+        # At most this many of the build's waiting steps hold their job slots lent (see _queue).
+        self.lend_limit = max(jobs, 1)
+        self.lending: set[_Client] = set()
         self.path = os.path.join(directory, SOCKET_NAME)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -338,6 +341,7 @@ class Coordinator:
             return
         client.closed = True
         self.clients.discard(client)
+        self.lending.discard(client)
         try:
             self.selector.unregister(client.sock)
         except (KeyError, ValueError, OSError):
@@ -435,7 +439,16 @@ class Coordinator:
         self._pump(want.resource)
         if not client.closed and not client.granted and want in want.resource.queue and not client.told_wait:
             client.told_wait = True
-            self._send(client, ["WAIT", want.resource.canonical, self._blocker(client)])
+            # A waiting step lends its job slot, so that ninja starts other work meanwhile. But when the
+            # build's steps mostly wait for one resource, each slot lent starts another step that waits and
+            # lends in turn, until every step of the build is a process waiting at once (2,000 Python
+            # processes for a 2,000-step build at -j64). So at most -j of them lend at any time; the others
+            # wait with their slots, and ninja starts nothing more for them.
+            lend = len(self.lending) < self.lend_limit
+            if lend:
+                self.lending.add(client)
+            fields = [want.resource.canonical, self._blocker(client), "lend" if lend else "keep"]
+            self._send(client, ["WAIT", *fields])
 
     def _blocker(self, client: _Client) -> str:
         """Who holds what the client waits for: a step of this build, or a process outside it."""
@@ -594,6 +607,7 @@ class Coordinator:
         if client.next < len(client.wants):
             self._queue(client)
             return
+        self.lending.discard(client)
         fds = [_fd(entry) for each in client.wants for entry in self._covering(each)]
         self._send(client, ["GRANT"], fds)
 
@@ -620,11 +634,12 @@ class Coordinator:
         self._drop(client)
 
 
-def start(directory: str, reporter: Reporter) -> Coordinator | None:
+def start(directory: str, reporter: Reporter, jobs: int) -> Coordinator | None:
     """A coordinator listening in ``directory`` (the jobserver's private one), or None where it cannot be
-    (a socket path too long for AF_UNIX, say): the steps then take the lock-directory path."""
+    (a socket path too long for AF_UNIX, say): the steps then take the lock-directory path. ``jobs``: the
+    build's -j, which bounds how many of its waiting steps may lend their slots at once."""
     try:
-        return Coordinator(directory, reporter).start()
+        return Coordinator(directory, reporter, jobs).start()
     except OSError as exc:
         reporter.warning(
             f"jobserver: no lock coordinator ({exc.strerror or exc}): the steps take their locks through the "

@@ -362,7 +362,7 @@ def main(argv: Sequence[str]) -> int:
             if options.coordinator and sys.platform != "win32":
                 from ..contention import coordinator as coordinating
 
-                coordinator = coordinating.start(server.directory, reporter)
+                coordinator = coordinating.start(server.directory, reporter, jobs)
                 if coordinator is not None:
                     env[COORDINATOR] = coordinator.path
             try:
