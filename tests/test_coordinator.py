@@ -528,3 +528,35 @@ def test_at_most_j_waiting_steps_lend_their_slots(tmp_path: Path, procs: Procs) 
         sock.sendall(encode(["DONE"]))
         sock.close()
     stop.touch()
+
+
+def test_a_coordinator_out_of_descriptors_serves_everyone_in_turn(tmp_path: Path, procs: Procs) -> None:
+    """The coordinator holds a descriptor per connected step: with a soft limit of 40, sixty steps asking at
+    once cannot all connect. Those it cannot accept yet wait in the listen backlog; all are served, one at a
+    time, none runs beside another."""
+    address_file, stop = tmp_path / "address", tmp_path / "stop"
+    keep = (
+        "import os, sys, time\n"
+        "open(sys.argv[1], 'w').write(os.environ['FI_RUN_COORDINATOR'])\n"
+        "while not os.path.exists(sys.argv[2]): time.sleep(0.02)"
+    )
+    server = shlex.join([os.fspath(console_script()), "jobserver", "--", sys.executable, "-c", keep])
+    files = f"{shlex.quote(str(address_file))} {shlex.quote(str(stop))}"
+    procs.start(["sh", "-c", f"ulimit -n 40 && exec {server} {files}"], cwd=tmp_path)
+    wait_until(lambda: address_file.exists() and address_file.read_text() != "", "the coordinator")
+    scripts = write_scripts(tmp_path / "scripts")
+    log = tmp_path / "order.log"
+    env = {"FI_RUN_COORDINATOR": address_file.read_text()}
+    lock: list[str | os.PathLike[str]] = ["--lock-dir", tmp_path / "locks", "--lock", tmp_path / "venv", "--"]
+    lock += ["sh", scripts.step, log]
+    steps = [
+        procs.start_fi_run([*lock, f"s.{i}", "0.01"], cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+        for i in range(60)
+    ]
+    assert [step.wait(HANG_TIMEOUT) for step in steps] == [0] * 60
+    # Served by the coordinator, every one: none found it unreachable and fell back to the lock directory.
+    assert [step.stderr.read() for step in steps if step.stderr] == [b""] * 60
+    result = analyse(read_log(log), exclusive_kinds={"s"})
+    assert result.violations == []
+    assert len(result.entered) == 60
+    stop.touch()

@@ -33,6 +33,7 @@ What dies, and what happens (docs/jobserver.md has the table):
 
 from __future__ import annotations
 
+import errno
 import os
 import selectors
 import socket
@@ -193,6 +194,7 @@ class Coordinator:
         self.listener.setblocking(False)
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.listener, selectors.EVENT_READ, None)
+        self._listening = True
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
@@ -275,6 +277,9 @@ class Coordinator:
                 self._claimed(pending)
             if time.monotonic() - last_tick >= TICK:
                 last_tick = time.monotonic()
+                if not self._listening:
+                    self.selector.register(self.listener, selectors.EVENT_READ, None)
+                    self._listening = True
                 self._dirty.update(resource for resource in self.resources.values() if resource.queue)
             self._settle()
 
@@ -291,7 +296,12 @@ class Coordinator:
                 sock, _address = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    # Out of descriptors: the steps wait in the listen backlog until one leaves; stop
+                    # listening until the next tick, or select() would report the backlog at once, forever.
+                    self.selector.unregister(self.listener)
+                    self._listening = False
                 return
             sock.setblocking(True)
             sock.settimeout(5.0)  # a step that stops reading must not stall the loop for ever
