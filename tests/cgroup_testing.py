@@ -79,7 +79,7 @@ class Cgroup:
         for _ in range(500):
             for pid in self.pids():
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(pid, getattr(signal, "SIGKILL", 9))  # (getattr: Windows has no SIGKILL)
                 except ProcessLookupError:
                     pass
             try:

@@ -23,6 +23,7 @@ from fi_run.errors import UsageError
 
 if TYPE_CHECKING:
     from cgroup_testing import Cgroup, Cgroups
+    from fi_run_testing import Runner
 
 GIB = 1 << 30
 V1_UNLIMITED = "9223372036854771712"  # what cgroup v1 shows for "no limit" on 4 KiB pages
@@ -351,6 +352,21 @@ def test_on_this_machine_the_limit_and_available_memory_are_consistent() -> None
         assert found.path in Path("/proc/self/cgroup").read_text()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc and cgroups are Linux's")
+def test_the_runner_s_cheap_mark_reads_the_counters_the_thorough_lookup_finds() -> None:
+    if sys.platform == "win32":  # skipped there; an if/else is what mypy --platform win32 leaves out
+        return
+    else:  # noqa: RET505
+        from fi_run.step.run_posix import _oom_mark
+
+        cheap = _oom_mark()
+        assert cheap is not None
+        thorough = memory.oom_mark()
+        assert cheap[0] == thorough[0]
+        assert memory.counts_of(cheap) == memory.counts_of(thorough)
+        assert memory.counts_of(cheap).system is not None  # /proc/vmstat's oom_kill (Linux >= 4.13)
+
+
 # --- real cgroups: the kernel enforcing a limit
 
 
@@ -404,3 +420,38 @@ def test_an_oom_kill_in_the_cgroup_is_counted_there_and_on_the_machine(memory_cg
     assert vmstat_before is not None
     assert vmstat_after is not None
     assert vmstat_after > vmstat_before  # the machine counts a cgroup's OOM kill too
+
+
+# --- the log: each step's peak resident set (wait4's ru_maxrss)
+
+_HOLD = """
+import sys
+data = bytearray(int(sys.argv[1]) << 20)
+for i in range(0, len(data), 4096):
+    data[i] = 1
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the POSIX runner measures it (wait4); Windows does not")
+def test_the_log_records_the_command_s_peak_resident_set(tmp_path: Path, fi_run_module: Runner) -> None:
+    log = tmp_path / "steps.log"
+    for size in ("0", "64"):
+        done = fi_run_module(["--log", str(log), "--", *py(_HOLD, size)], cwd=tmp_path)
+        assert done.status == 0, done.err
+    small, big = (json.loads(line)["peak_rss"] for line in log.read_text().splitlines())
+    assert isinstance(small, int)
+    assert isinstance(big, int)
+    assert 0 < small < 64 * MIB <= big  # bytes, the 64 MiB it touched included (Linux: KiB * 1024)
+    assert big < small + 80 * MIB
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the POSIX runner measures it (wait4); Windows does not")
+def test_the_peak_is_the_largest_process_the_command_waited_for(
+    tmp_path: Path, fi_run_module: Runner
+) -> None:
+    """A compiler driver's peak is its cc1plus's: wait4 counts the children the command waited for."""
+    log = tmp_path / "steps.log"
+    driver = "import subprocess, sys; subprocess.run([sys.executable, '-c', sys.argv[1], '64'], check=True)"
+    done = fi_run_module(["--log", str(log), "--", *py(driver, _HOLD)], cwd=tmp_path)
+    assert done.status == 0, done.err
+    assert json.loads(log.read_text())["peak_rss"] >= 64 * MIB

@@ -79,11 +79,12 @@ def run_attempts(
             timeout=remaining,
             interrupts=interrupts,
         )
+        peak = outcome.peak_rss
         if outcome.status == 0 or outcome.timed_out or interrupts.signum is not None:
-            record.add_attempt(attempt_start, outcome.status, None, None)
+            record.add_attempt(attempt_start, outcome.status, None, None, peak)
             break
         if retries_done >= spec.retries or not capture.active:
-            record.add_attempt(attempt_start, outcome.status, None, None)
+            record.add_attempt(attempt_start, outcome.status, None, None, peak)
             break
         # Only a failed attempt pays for these imports: the catalogue compiles regexes, the back-off is math.
         from ..contention import backoff
@@ -106,13 +107,12 @@ def run_attempts(
                 cwd=spec.cwd,
             )
         except BaseException:
-            record.add_attempt(attempt_start, outcome.status, None, None)
+            record.add_attempt(attempt_start, outcome.status, None, None, peak)
             raise
-        record.add_attempt(
-            attempt_start,
-            outcome.status,
-            *((verdict.family, verdict.line) if verdict.retry else (None, None)),
-        )
+        if verdict.retry:
+            record.add_attempt(attempt_start, outcome.status, verdict.family, verdict.line, peak)
+        else:
+            record.add_attempt(attempt_start, outcome.status, None, None, peak)
         if verdict.kind in ("stale", "self-held"):
             reporter.warning(f"not retried: {verdict.reason}")
         if not verdict.retry:
