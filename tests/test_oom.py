@@ -128,11 +128,22 @@ def test_a_killed_child_line_counts_whatever_the_exit_status() -> None:
 
 @pytest.mark.parametrize("kills", [(0, "in the memory cgroup /x"), None], ids=["no OOM kill", "not known"])
 def test_a_sigkill_the_kernel_did_not_count_is_final(kills: tuple[int, str] | None) -> None:
-    for text, status in (("", 137), (KILLED_LINE, 1)):
-        verdict = oom_verdict(text, status=status, kills=kills)
+    for text in ("", KILLED_LINE, "database is locked"):  # whatever the output says
+        verdict = oom_verdict(text, status=137, kills=kills)
         assert verdict is not None
         assert (verdict.retry, verdict.kind) == (False, "killed")
         assert "OOM" in verdict.reason
+
+
+@pytest.mark.parametrize("kills", [(0, "in the memory cgroup /x"), None], ids=["no OOM kill", "not known"])
+def test_a_killed_process_in_the_output_alone_leaves_the_verdict_to_contention(
+    kills: tuple[int, str] | None,
+) -> None:
+    """A test suite may kill children of its own and say so; without an OOM kill that is no verdict."""
+    assert oom_verdict(f"{KILLED_LINE}\nerror: 2 tests failed", status=1, kills=kills) is None
+    contended = "bash: line 4:  812 Killed   ./helper\ndatabase is locked"
+    assert oom_verdict(contended, status=1, kills=kills) is None
+    assert classify(contended, windows=False).retry  # and the contention verdict still retries it
 
 
 def test_a_failure_without_a_killed_process_is_left_to_the_contention_verdict() -> None:

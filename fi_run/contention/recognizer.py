@@ -1038,7 +1038,10 @@ def oom_verdict(text: str, *, status: int, kills: tuple[int, str] | None) -> Ver
     its output says a process it ran was (``killed_line``). That alone is never retried: a person, a
     --timeout, ninja's interrupt or a watchdog sends the same SIGKILL. The kernel decides: ``kills`` is
     (OOM kills counted while the attempt ran, where) from memory.oom_kills_since, None if it cannot be read.
-    Retried (kind "oom") only with at least one such kill; otherwise kind "killed", final, not retried."""
+    Retried (kind "oom") only with at least one such kill. Without one, a command killed itself (exit 137)
+    gets kind "killed": final, not retried, whatever its output says. A command that only printed that a
+    process of its was killed (a test suite may kill its own children) is left to the contention verdict
+    (None), as any other failure."""
     line = killed_line(text)
     if status != SIGKILL_STATUS and line is None:
         return None
@@ -1047,13 +1050,15 @@ def oom_verdict(text: str, *, status: int, kills: tuple[int, str] | None) -> Ver
         what = f"the command was killed by SIGKILL (exit {status})"
     else:
         evidence, what = line, f'a process it ran was killed ("{_short(line)}")'
-    if kills is None:
-        reason = f"{what}, and the kernel's OOM-kill count cannot be read here (Linux only)"
+    if kills is None or kills[0] <= 0:
+        if status != SIGKILL_STATUS:
+            return None
+        if kills is None:
+            reason = f"{what}, and the kernel's OOM-kill count cannot be read here (Linux only)"
+        else:
+            reason = f"{what}, but the kernel counted no OOM kill {kills[1]} while it ran: not the OOM killer"
         return Verdict(False, "killed", reason, lines=(evidence,))
     count, where = kills
-    if count <= 0:
-        reason = f"{what}, but the kernel counted no OOM kill {where} while it ran: not the OOM killer"
-        return Verdict(False, "killed", reason, lines=(evidence,))
     kernel = f"{count} OOM kill{'' if count == 1 else 's'} {where} while it ran"
     reason = f"{what}, and the kernel counted {kernel}"
     return Verdict(True, "oom", reason, TIER_KERNEL, OOM_FAMILY, (evidence,), oom_kills=kernel)
