@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from cgroup_testing import ALLOCATE, MIB
@@ -154,7 +154,7 @@ def test_a_failure_without_a_killed_process_is_left_to_the_contention_verdict() 
 # --- real OOM kills in a memory cgroup
 
 
-def _fi_run_in(cgroup: Cgroup, tmp_path: Path, *args: str) -> tuple[int, str, list[dict[str, object]]]:
+def _fi_run_in(cgroup: Cgroup, tmp_path: Path, *args: str) -> tuple[int, str, list[dict[str, Any]]]:
     """fi_run --log LOG ARGS inside ``cgroup``: (exit status, stderr, the log's records)."""
     log = tmp_path / "steps.log"
     done = run(cgroup.wrap([*fi_run_argv(), "--log", str(log), *args]), cwd=tmp_path)
@@ -188,7 +188,7 @@ def test_a_command_the_oom_killer_killed_is_retried_and_logged_as_oom(
     assert f"cgroup {cgroup.directory} while it ran), retry 1/10 in " in said
     assert re.search(r"then once \d.* (MiB|KiB) is available \(at most \d+ s\)$", said), said
     [record] = records
-    attempts: list[dict[str, object]] = record["attempts"]  # type: ignore[assignment]
+    attempts: list[dict[str, Any]] = record["attempts"]
     first, second = attempts
     assert (first["status"], first["family"], first["line"]) == (137, "oom", "exit status 137 (SIGKILL)")
     assert (second["status"], second["family"]) == (0, None)
@@ -207,7 +207,7 @@ def test_a_compiler_line_about_a_killed_process_is_retried_when_the_kernel_kille
     status, err, records = _fi_run_in(cgroup, tmp_path, "--", "bash", "-c", driver)
     assert status == 0, err
     assert cgroup.oom_kills() == 1
-    first = records[0]["attempts"][0]  # type: ignore[index]
+    first = records[0]["attempts"][0]
     assert (first["status"], first["family"]) == (1, "oom")
     assert re.search(r"line 1: +\d+ Killed", first["line"]), first
     assert "out of memory (oom: " in err
@@ -245,7 +245,7 @@ def test_a_person_s_sigkill_is_not_retried_even_after_an_oom_kill_elsewhere_on_t
     assert other.oom_kills() == 1
     assert step.oom_kills() == 0
     assert status == 137
-    assert len(records[0]["attempts"]) == 1  # type: ignore[arg-type]
+    assert len(records[0]["attempts"]) == 1
     [said] = [line for line in err.splitlines() if line.startswith("fi_run:")]
     assert said.startswith(
         "fi_run: not retried: the command was killed by SIGKILL (exit 137), but the kernel "
@@ -276,7 +276,7 @@ def test_a_timeout_s_sigkill_is_not_retried_even_after_an_oom_kill_in_the_step(
     assert (tmp_path / "oom-happened").exists()
     assert cgroup.oom_kills() == 1
     assert status == 124, err
-    attempts: list[dict[str, object]] = records[0]["attempts"]  # type: ignore[assignment]
+    attempts: list[dict[str, Any]] = records[0]["attempts"]
     [attempt] = attempts
     assert (attempt["status"], attempt["family"]) == (137, None)
     assert "out of memory" not in err
