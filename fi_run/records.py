@@ -119,23 +119,14 @@ class StepSpec:
 class Outcome:
     """What one run of the command came to; from step/attempts.run_attempts, what all of them came to."""
 
-    __slots__ = ("attempts", "oom_mark", "peak_rss", "status", "timed_out")
+    __slots__ = ("attempts", "oom_mark", "status", "timed_out")
 
     def __init__(
-        self,
-        status: int,
-        timed_out: bool,
-        attempts: int = 1,
-        *,
-        peak_rss: int | None = None,
-        oom_mark: OomMark | None = None,
+        self, status: int, timed_out: bool, attempts: int = 1, *, oom_mark: OomMark | None = None
     ) -> None:
         self.status = status  # the exit status fi_run passes on: the command's, or 128 + N for signal N
         self.timed_out = timed_out
         self.attempts = attempts  # how many runs of the command it took
-        # Bytes: the largest resident set of the command or of any process it waited for (wait4's
-        # ru_maxrss); for all attempts, the largest of them. None where the runner cannot tell (Windows).
-        self.peak_rss = peak_rss
         # The kernel's OOM counters as read before the command started (memory.py reads them again after a
         # failure: did the OOM killer strike while it ran?). None where there are none (not Linux).
         self.oom_mark = oom_mark

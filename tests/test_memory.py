@@ -422,7 +422,7 @@ def test_an_oom_kill_in_the_cgroup_is_counted_there_and_on_the_machine(memory_cg
     assert vmstat_after > vmstat_before  # the machine counts a cgroup's OOM kill too
 
 
-# --- the log: each step's peak resident set (wait4's ru_maxrss)
+# --- the log: each step's peak resident set (getrusage's RUSAGE_CHILDREN ru_maxrss)
 
 _HOLD = """
 import sys
@@ -432,7 +432,7 @@ for i in range(0, len(data), 4096):
 """
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="the POSIX runner measures it (wait4); Windows does not")
+@pytest.mark.skipif(sys.platform == "win32", reason="measured on POSIX (getrusage); Windows measures none")
 def test_the_log_records_the_command_s_peak_resident_set(tmp_path: Path, fi_run_module: Runner) -> None:
     log = tmp_path / "steps.log"
     for size in ("0", "64"):
@@ -445,11 +445,11 @@ def test_the_log_records_the_command_s_peak_resident_set(tmp_path: Path, fi_run_
     assert big < small + 80 * MIB
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="the POSIX runner measures it (wait4); Windows does not")
+@pytest.mark.skipif(sys.platform == "win32", reason="measured on POSIX (getrusage); Windows measures none")
 def test_the_peak_is_the_largest_process_the_command_waited_for(
     tmp_path: Path, fi_run_module: Runner
 ) -> None:
-    """A compiler driver's peak is its cc1plus's: wait4 counts the children the command waited for."""
+    """A compiler driver's peak is its cc1plus's: getrusage counts the children the command waited for."""
     log = tmp_path / "steps.log"
     driver = "import subprocess, sys; subprocess.run([sys.executable, '-c', sys.argv[1], '64'], check=True)"
     done = fi_run_module(["--log", str(log), "--", *py(driver, _HOLD)], cwd=tmp_path)

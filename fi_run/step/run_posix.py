@@ -1,9 +1,10 @@
-"""Running one attempt on POSIX: posix_spawn, a process group, wait4, and a timer for --timeout.
+"""Running one attempt on POSIX: posix_spawn, a process group, waitpid, and a timer for --timeout.
 
-posix_spawn + wait4 instead of subprocess: importing subprocess alone costs about as much as starting
+posix_spawn + waitpid instead of subprocess: importing subprocess alone costs about as much as starting
 Python, and fi_run runs once per build step. No threads and no polling: the timeout is an interval timer
-(SIGALRM) whose handler signals the command's process group, and wait4 simply resumes after it. wait4 (not
-waitpid) also gives the command's peak resident set (ru_maxrss), which the log records (issue 19).
+(SIGALRM) whose handler signals the command's process group, and waitpid simply resumes after it. Not wait4:
+its rusage result makes CPython import the resource module, about 0.2 ms on every step (measured); the
+peak RSS is read afterwards, only where it is needed (attempts.children_peak_rss).
 
 Before the command starts, the kernel's OOM-kill counters are read as they are (``_oom_mark``), unparsed: a
 failed attempt reads them again (memory.py) to tell the OOM killer's SIGKILL from anyone else's.
@@ -34,8 +35,6 @@ else:
 
 # After --timeout expires the group gets SIGTERM; whatever is still alive this much later gets SIGKILL.
 KILL_GRACE_SECONDS: Final = 2.0
-# ru_maxrss is in KiB on Linux (getrusage(2)) and in bytes on macOS and the BSDs' Darwin (getrusage(2) there).
-RU_MAXRSS_UNIT: Final = 1 if sys.platform == "darwin" else 1024
 
 
 def _read(path: str) -> bytes | None:
@@ -210,14 +209,9 @@ def run_once(
     try:
         if timer is not None:
             timer.start(timeout)  # type: ignore[arg-type]
-        _, wait_status, usage = os.wait4(pid, 0)
+        _, wait_status = os.waitpid(pid, 0)
     finally:
         interrupts.child_finished()
         if timer is not None:
             timer.stop()
-    return Outcome(
-        exit_status(wait_status),
-        timed_out=timer is not None and timer.fired,
-        peak_rss=usage.ru_maxrss * RU_MAXRSS_UNIT if usage.ru_maxrss > 0 else None,
-        oom_mark=oom_mark,
-    )
+    return Outcome(exit_status(wait_status), timed_out=timer is not None and timer.fired, oom_mark=oom_mark)
