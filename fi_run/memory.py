@@ -28,6 +28,7 @@ Where the numbers come from:
 from __future__ import annotations
 
 import os
+import sys
 
 from .errors import UsageError
 
@@ -381,6 +382,34 @@ class MemoryProbe:
 def available_memory(proc: str = "/proc", sys_root: str = "/sys") -> int | None:
     """Memory available now, cgroup-aware (MemoryProbe.available); None where it cannot be read."""
     return MemoryProbe(proc, sys_root).available()
+
+
+def children_peak_rss() -> int | None:
+    """Bytes: the largest resident set of any process this one has waited for so far (getrusage's
+    RUSAGE_CHILDREN ru_maxrss, which counts their own waited-for children too: a driver's cc1plus), so
+    after an attempt the largest peak of the attempts so far. None on Windows, which measures none.
+
+    Only a logged step or a failed attempt asks (step/attempts.py): importing resource costs about 0.2 ms.
+    In a program that calls fi_run's cli.main after starting children of its own, theirs count too."""
+    if sys.platform == "win32":  # pragma: no cover - Windows only
+        return None
+    else:  # noqa: RET505 - mypy skips a platform's branch only in an if/else
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        # KiB on Linux (getrusage(2)), bytes on macOS.
+        return (peak if sys.platform == "darwin" else peak * 1024) if peak > 0 else None
+
+
+# The longest wait for memory before an OOM retry, whatever the killed attempt's length; the shortest.
+MEMORY_WAIT_MAX: Final = 60.0
+MEMORY_WAIT_MIN: Final = 1.0
+
+
+def memory_wait_bound(attempt_seconds: float) -> float:
+    """How long an OOM retry waits at most for memory: about as long as the killed attempt ran, so that
+    steps like it that were running then can end and free theirs; within [1, 60] s."""
+    return min(max(attempt_seconds, MEMORY_WAIT_MIN), MEMORY_WAIT_MAX)
 
 
 def wait_for_memory(

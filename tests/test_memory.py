@@ -317,6 +317,12 @@ def test_key_value_files_are_read_line_by_line() -> None:
     assert memory.field(None, b"oom_kill ") is None
 
 
+def test_an_oom_retry_waits_for_memory_about_as_long_as_the_killed_attempt_ran() -> None:
+    assert memory.memory_wait_bound(0.2) == 1.0
+    assert memory.memory_wait_bound(7.5) == 7.5
+    assert memory.memory_wait_bound(600.0) == 60.0
+
+
 def test_a_wait_for_memory_ends_when_enough_is_there_or_after_its_bound() -> None:
     readings = iter([10, 20, 100, 100])
     slept: list[float] = []

@@ -28,7 +28,6 @@ from ..records import Outcome
 TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlocked step (docs/performance.md)
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Final
 
     from ..messages import Reporter
     from ..records import RunOnce, StepRecord, StepSpec
@@ -51,33 +50,6 @@ def platform_runner() -> RunOnce:
 def _shorten(line: str, limit: int = 160) -> str:
     line = line.strip()
     return line if len(line) <= limit else "..." + line[-(limit - 3) :]
-
-
-def children_peak_rss() -> int | None:
-    """Bytes: the largest resident set of any process this one has waited for so far (getrusage's
-    RUSAGE_CHILDREN ru_maxrss, which counts their own waited-for children too: a driver's cc1plus), so
-    after an attempt the largest peak of the attempts so far. None on Windows, which measures none.
-
-    Only a logged step or a failed attempt asks: importing the resource module costs about 0.2 ms."""
-    if sys.platform == "win32":  # pragma: no cover - Windows only
-        return None
-    else:  # noqa: RET505 - mypy skips a platform's branch only in an if/else
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        # KiB on Linux (getrusage(2)), bytes on macOS.
-        return (peak if sys.platform == "darwin" else peak * 1024) if peak > 0 else None
-
-
-# The longest wait for memory before an OOM retry, whatever the killed attempt's length; the shortest.
-MEMORY_WAIT_MAX: Final = 60.0
-MEMORY_WAIT_MIN: Final = 1.0
-
-
-def memory_wait_bound(attempt_seconds: float) -> float:
-    """How long an OOM retry waits at most for memory: about as long as the killed attempt ran, so that
-    steps like it that were running then can end and free theirs; within [1, 60] s."""
-    return min(max(attempt_seconds, MEMORY_WAIT_MIN), MEMORY_WAIT_MAX)
 
 
 def run_attempts(
@@ -116,10 +88,16 @@ def run_attempts(
             interrupts=interrupts,
         )
         if outcome.status == 0 or outcome.timed_out or interrupts.signum is not None:
-            peak = children_peak_rss() if spec.log is not None else None  # only the log wants it
+            peak = None
+            if spec.log is not None:  # only the log wants it (memory.py and resource cost ~0.25 ms)
+                from ..memory import children_peak_rss
+
+                peak = children_peak_rss()
             record.add_attempt(attempt_start, outcome.status, None, None, peak)
             break
-        peak = children_peak_rss()
+        from .. import memory
+
+        peak = memory.children_peak_rss()
         if retries_done >= spec.retries or not capture.active:
             record.add_attempt(attempt_start, outcome.status, None, None, peak)
             break
@@ -136,8 +114,6 @@ def run_attempts(
             text = capture.text()
             verdict = None
             if sys.platform != "win32":  # Windows has no OOM killer: a process is refused memory instead
-                from .. import memory
-
                 kills = memory.oom_kills_since(outcome.oom_mark)
                 verdict = oom_verdict(text, status=outcome.status, kills=kills)
             if verdict is None:
@@ -194,9 +170,7 @@ def run_attempts(
             sleep(pause)
             waited += pause
             continue
-        from .. import memory
-
-        bound = min(memory_wait_bound(attempt_seconds), backoff.MAX_TOTAL_WAIT - waited - pause)
+        bound = min(memory.memory_wait_bound(attempt_seconds), backoff.MAX_TOTAL_WAIT - waited - pause)
         if deadline is not None:
             bound = min(bound, deadline - time.monotonic() - pause)
         then = ""
