@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from dataclasses import dataclass
     from typing import Final, Literal, Protocol
 
+    from .memory import OomMark
+
     LockMode = Literal["exclusive", "shared", "semaphore"]
     EnvOpKind = Literal["set", "unset", "prepend", "venv"]
     JSON = None | bool | int | float | str | list["JSON"] | dict[str, "JSON"]
@@ -118,12 +120,17 @@ class StepSpec:
 class Outcome:
     """What one run of the command came to; from step/attempts.run_attempts, what all of them came to."""
 
-    __slots__ = ("attempts", "status", "timed_out")
+    __slots__ = ("attempts", "oom_mark", "status", "timed_out")
 
-    def __init__(self, status: int, timed_out: bool, attempts: int = 1) -> None:
+    def __init__(
+        self, status: int, timed_out: bool, attempts: int = 1, *, oom_mark: OomMark | None = None
+    ) -> None:
         self.status = status  # the exit status fi_run passes on: the command's, or 128 + N for signal N
         self.timed_out = timed_out
         self.attempts = attempts  # how many runs of the command it took
+        # The kernel's OOM counters as read before the command started (memory.py reads them again after a
+        # failure: did the OOM killer strike while it ran?). None where there are none (not Linux).
+        self.oom_mark = oom_mark
 
     def __repr__(self) -> str:
         return f"Outcome(status={self.status}, timed_out={self.timed_out}, attempts={self.attempts})"
@@ -150,12 +157,17 @@ class StepRecord:
         self.attempts: list[dict[str, JSON]] = []
         self.locks: list[dict[str, JSON]] = []
         self.loans: list[dict[str, JSON]] = []  # job slots lent to the jobserver (contention/lending.py)
+        self.peak_rss: int | None = None  # bytes: the largest peak of the command over its attempts
 
     def offset(self) -> float:
         return time.monotonic() - self.started_mono
 
-    def add_attempt(self, start: float, status: int, family: str | None, line: str | None) -> None:
+    def add_attempt(
+        self, start: float, status: int, family: str | None, line: str | None, peak_rss: int | None = None
+    ) -> None:
         end = self.offset()
+        if peak_rss is not None and (self.peak_rss is None or peak_rss > self.peak_rss):
+            self.peak_rss = peak_rss
         self.attempts.append(
             {
                 "start": round(start, 6),
