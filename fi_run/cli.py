@@ -155,6 +155,19 @@ def _regex(where: str, text: str) -> str:
     return text
 
 
+def _size(where: str, text: str) -> int:
+    from .memory import parse_size  # only when a size is given: a step without --mem pays nothing
+
+    return parse_size(where, text)
+
+
+def _mem(where: str, text: str) -> int:
+    size = _size(where, text)
+    if size <= 0:
+        raise UsageError(f"{where} expects a size above 0, got {text!r}")
+    return size
+
+
 def _lend_slot(where: str, text: str) -> str:
     policy = text.strip().lower()
     if policy not in LEND_POLICIES:
@@ -300,6 +313,23 @@ OPTIONS: Final[tuple[Option, ...]] = (
         field="locks",
         repeatable=True,
         convert=_semaphore,
+    ),
+    Option(
+        ("--mem",),
+        "SIZE",
+        "this step's peak memory (1.5G, 700M): it runs when that much of the machine's memory budget is "
+        "free, first come first served; a step larger than the whole budget runs alone",
+        field="mem",
+        convert=_mem,
+    ),
+    Option(
+        ("--mem-limit",),
+        "SIZE",
+        "the memory budget --mem steps share (default: the cgroup's limit, else the machine's memory, less a "
+        "reserve; 0: that default)",
+        field="mem_limit",
+        env="FI_RUN_MEM_LIMIT",
+        convert=_size,
     ),
     Option(
         ("--lock-dir",),
@@ -564,7 +594,7 @@ def _run(args: list[str], reporter: Reporter, *, collector_paused: bool) -> int:
         from .step.execute import execute
 
         if collector_paused:
-            if spec.locks:
+            if spec.locks or spec.mem:
                 # The lock module (filelock, or the coordinator's client) loads before the collector is on.
                 from .step.execute import coordinator_address
 

@@ -302,6 +302,7 @@ class Limit:
 
     size: int  # bytes
     source: str  # "cgroup v2 memory.max of /build.slice" or "MemTotal of /proc/meminfo"
+    scope: str = "machine"  # who shares it: the cgroup (its path) or the machine
 
 
 def memory_limits(proc: str = "/proc", sys_root: str = "/sys") -> list[Limit]:
@@ -313,10 +314,15 @@ def memory_limits(proc: str = "/proc", sys_root: str = "/sys") -> list[Limit]:
             size = _number(_read(f"{directory}/{cgroup.limit_file}"))
             if size is not None and size < UNLIMITED:
                 name = directory[len(cgroup.top) :] or "/"
-                limits.append(Limit(size, f"cgroup v{cgroup.version} {cgroup.limit_file} of {name}"))
+                limits.append(Limit(size, f"cgroup v{cgroup.version} {cgroup.limit_file} of {name}", name))
     total = field(_read(f"{proc}/meminfo"), b"MemTotal:")
     if total is not None:
         limits.append(Limit(total, f"MemTotal of {proc}/meminfo"))
+    elif proc == "/proc" and sys.platform != "win32":  # macOS, the BSDs: the physical memory, from sysconf
+        try:
+            limits.append(Limit(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "sysconf"))
+        except (OSError, ValueError):
+            pass
     return limits
 
 
@@ -500,3 +506,55 @@ def oom_mark(proc: str = "/proc", sys_root: str = "/sys") -> OomMark:
     cgroup = memory_cgroup(proc, sys_root)
     path = None if cgroup is None else f"{cgroup.directory}/{cgroup.oom_file}"
     return (path, None if path is None else _read(path), _read(f"{proc}/vmstat"))
+
+
+# --mem as a resource (issue 19): the budget is cut into this many seats, and a step takes as many as its
+# declared peak needs, rounded up, all at once (a weighted --semaphore on the budget). 128: a step is never
+# given more than 1/128 of the budget beyond what it declared, and claiming seats through the lock files
+# stays cheap (at most 128 slot files to try). Every step sharing a budget must see the same budget: the
+# same cgroup, and the same --mem-limit (FI_RUN_MEM_LIMIT in the build's environment does that).
+MEMORY_SEATS: Final = 128
+# A resource that is a memory budget, not a path (lockdir.canonical_resource): memory://SCOPE.
+MEMORY_SCHEME: Final = "memory://"
+
+
+class MemoryClaim:
+    """What a --mem step takes of its budget: the resource, the seats and how many, and a warning if any."""
+
+    __slots__ = ("budget", "resource", "seat", "seats", "warning", "weight")
+
+    def __init__(self, resource: str, budget: int, weight: int, warning: str | None) -> None:
+        self.resource = resource
+        self.budget = budget
+        self.seats = MEMORY_SEATS
+        self.seat = -(-budget // MEMORY_SEATS)  # bytes a seat stands for
+        self.weight = weight
+        self.warning = warning
+
+
+def memory_claim(size: int, limit: int | None, proc: str = "/proc", sys_root: str = "/sys") -> MemoryClaim:
+    """The seats of the memory budget a step that peaks at ``size`` bytes takes. ``limit``: --mem-limit
+    (bytes; None or 0: this machine's budget, memory_budget). A step larger than the whole budget takes every
+    seat: it runs alone, with a warning, and is never refused. Raises UsageError where no budget is known."""
+    found = memory_limit(proc, sys_root)
+    scope = found.scope if found is not None else "machine"
+    if limit:
+        budget, said = limit, f"{format_size(limit)} (--mem-limit)"
+    else:
+        if found is None:
+            raise UsageError(
+                "--mem: this machine's memory cannot be read; give the budget with --mem-limit SIZE"
+            )
+        whole = Budget(found, reserve_for(found.size))
+        budget, said = whole.size, whole.describe()
+    if budget <= 0:
+        raise UsageError(
+            f"--mem: the memory budget is {said}: nothing to share; give one with --mem-limit SIZE"
+        )
+    seat = -(-budget // MEMORY_SEATS)
+    weight = max(1, -(-size // seat))
+    warning = None
+    if weight > MEMORY_SEATS:
+        weight = MEMORY_SEATS
+        warning = f"--mem {format_size(size)} is more than the memory budget, {said}: the step runs alone"
+    return MemoryClaim(f"{MEMORY_SCHEME}{scope}", budget, weight, warning)

@@ -112,6 +112,8 @@ class StepSpec:
     retry_on: tuple[str, ...] = ()
     log: str | None = None  # absolute
     lend_slot: str = "auto"  # --lend-slot: one of LEND_POLICIES
+    mem: int | None = None  # --mem: the step's declared peak memory, bytes (a share of the memory budget)
+    mem_limit: int | None = None  # --mem-limit: the budget, bytes; None (or 0): the machine's (memory.py)
 
 
 # --- what it did

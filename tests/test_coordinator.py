@@ -560,3 +560,25 @@ def test_a_coordinator_out_of_descriptors_serves_everyone_in_turn(tmp_path: Path
     assert result.violations == []
     assert len(result.entered) == 60
     stop.touch()
+
+
+def test_mem_under_the_coordinator_keeps_the_build_within_its_budget(build: Build) -> None:
+    """--mem through the coordinator: 1G budget, 400M steps: two at once, the third waits in the line."""
+    mem = ("--mem-limit", "1G", "--mem", "400M")
+    build.hold("a.0", *mem)
+    build.hold("b.1", *mem, before=build.after("a.0"))
+    build.step("c.2", *mem, before=build.after("b.1"))
+    build.start()
+    build.ready("a.0")
+    build.ready("b.1")
+    build.waiting("c.2")
+    build.release("a.0")
+    wait_until(lambda: "exit c.2 " in read_log(build.log), "c.2 to run once a.0 left")
+    build.release("b.1")
+    status, out = build.finish()
+    assert status == 0, out
+    assert "of the 128 seats of the memory budget 'memory://" in out
+    lines = read_log(build.log).split("\n")
+    assert lines.index(next(x for x in lines if x.startswith("enter c.2 "))) > lines.index(
+        next(x for x in lines if x.startswith("exit a.0 "))
+    )

@@ -16,7 +16,18 @@ from typing import TYPE_CHECKING
 
 import pytest
 from cgroup_testing import ALLOCATE, MIB
-from fi_run_testing import py, run
+from fi_run_testing import (
+    Procs,
+    analyse,
+    finish,
+    py,
+    read_log,
+    run,
+    run_fi_run,
+    start_holder,
+    wait_until,
+    write_scripts,
+)
 
 from fi_run import memory
 from fi_run.errors import UsageError
@@ -461,3 +472,115 @@ def test_the_peak_is_the_largest_process_the_command_waited_for(
     done = fi_run_module(["--log", str(log), "--", *py(driver, _HOLD)], cwd=tmp_path)
     assert done.status == 0, done.err
     assert json.loads(log.read_text())["peak_rss"] >= 64 * MIB
+
+
+# --- --mem: a share of the memory budget, taken like weighted seats (issue 19, items 1 and 2)
+
+
+def test_a_mem_step_takes_the_seats_its_peak_needs_rounded_up(tmp_path: Path) -> None:
+    machine = v2_machine(tmp_path)
+    budget = memory.memory_budget(**machine.args())
+    assert budget is not None
+    claim = memory.memory_claim(GIB, None, **machine.args())
+    assert claim.resource == "memory:///build.slice"  # the cgroup whose limit binds: every step in it shares
+    assert (claim.budget, claim.seats) == (budget.size, memory.MEMORY_SEATS)
+    assert claim.seat == -(-budget.size // memory.MEMORY_SEATS)
+    assert claim.weight == -(-GIB // claim.seat)  # rounded up: never less than declared
+    assert claim.weight * claim.seat >= GIB > (claim.weight - 1) * claim.seat
+    assert claim.warning is None
+    given = memory.memory_claim(512 * MIB, 4 * GIB, **machine.args())  # --mem-limit: that budget, same scope
+    assert (given.resource, given.budget, given.weight) == ("memory:///build.slice", 4 * GIB, 16)
+
+
+def test_a_mem_step_larger_than_the_whole_budget_takes_every_seat_with_a_warning(tmp_path: Path) -> None:
+    machine = v1_machine(tmp_path)
+    claim = memory.memory_claim(64 * GIB, None, **machine.args())
+    assert claim.weight == memory.MEMORY_SEATS
+    assert claim.warning is not None
+    assert claim.warning.startswith("--mem 64 GiB is more than the memory budget, ")
+    assert claim.warning.endswith(": the step runs alone")
+
+
+def test_where_no_memory_can_be_read_mem_asks_for_a_limit(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="give the budget with --mem-limit SIZE"):
+        memory.memory_claim(GIB, None, proc=str(tmp_path / "proc"), sys_root=str(tmp_path / "sys"))
+
+
+def test_mem_steps_together_never_take_more_than_the_budget(tmp_path: Path, procs: Procs) -> None:
+    """--mem-limit 1G: two steps of 400M fit (100 of 128 seats), a third waits until one leaves, and a step of
+    8M is not let past it: first come, first served."""
+    scripts = write_scripts(tmp_path / "scripts")
+    log = tmp_path / "order.log"
+
+    def mem(size: str) -> list[str | os.PathLike[str]]:
+        return ["--lock-dir", tmp_path / "locks", "--mem-limit", "1G", "--mem", size]
+
+    a = start_holder(procs, scripts, mem("400M"), log=log, tag="a.0", control=tmp_path / "a", cwd=tmp_path)
+    b = start_holder(procs, scripts, mem("400M"), log=log, tag="b.1", control=tmp_path / "b", cwd=tmp_path)
+    c = procs.start_fi_run([*mem("400M"), "--", "sh", scripts.step, log, "c.2", "0"], cwd=tmp_path)
+    wait_until(lambda: any((tmp_path / "locks").glob("*/waiters/*.slot")), "c to wait for 50 seats")
+    d = procs.start_fi_run([*mem("8M"), "--", "sh", scripts.step, log, "d.3", "0"], cwd=tmp_path)
+    wait_until(lambda: len(list((tmp_path / "locks").glob("*/waiters/*"))) == 2, "d to queue behind c")
+    assert analyse(read_log(log)).entered == ["a.0", "b.1"]  # c and d wait
+    a.release()
+    assert (finish(c), finish(d)) == (0, 0)
+    b.release()
+    assert (finish(a.proc), finish(b.proc)) == (0, 0)
+    lines = read_log(log).split("\n")
+    exit_a = lines.index(next(line for line in lines if line.startswith("exit a.0 ")))
+    assert all(
+        lines.index(next(line for line in lines if line.startswith(f"enter {tag} "))) > exit_a
+        for tag in ("c.2", "d.3")
+    )
+
+
+def test_a_mem_step_larger_than_the_budget_runs_alone_and_says_so(tmp_path: Path, procs: Procs) -> None:
+    scripts = write_scripts(tmp_path / "scripts")
+    log = tmp_path / "order.log"
+    mem: list[str | os.PathLike[str]] = ["--lock-dir", tmp_path / "locks", "--mem-limit", "1G", "--mem"]
+    big = start_holder(
+        procs, scripts, [*mem, "3G"], log=log, tag="big.0", control=tmp_path / "big", cwd=tmp_path
+    )
+    small = procs.start_fi_run([*mem, "8M", "--", "sh", scripts.step, log, "s.1", "0"], cwd=tmp_path)
+    wait_until(lambda: any((tmp_path / "locks").glob("*/waiters/*")), "the small step to wait")
+    big.release()
+    assert (finish(big.proc), finish(small)) == (0, 0)
+    assert analyse(read_log(log)).entered == ["big.0", "s.1"]
+    done = run_fi_run(
+        "module", ["--lock-dir", str(tmp_path / "locks"), "--mem-limit", "1G", "--mem", "3G", "--", "true"]
+    )
+    assert done.status == 0
+    assert (
+        done.err
+        == "fi_run: --mem 3 GiB is more than the memory budget, 1 GiB (--mem-limit): the step runs alone\n"
+    )
+
+
+def test_inside_a_limited_cgroup_mem_shares_that_cgroup_s_budget(
+    tmp_path: Path, memory_cgroups: Cgroups
+) -> None:
+    """No --mem-limit: the budget is the cgroup's limit less the reserve, and the resource is named after
+    the cgroup, so that every step in it shares one budget."""
+    cgroup = memory_cgroups.make(512 * MIB)
+    argv = [
+        sys.executable,
+        "-m",
+        "fi_run",
+        "-v",
+        "--lock-dir",
+        str(tmp_path / "locks"),
+        "--mem",
+        "64M",
+        "--",
+        "true",
+    ]
+    done = run(cgroup.wrap(argv), cwd=tmp_path)
+    assert done.status == 0, done.err
+    scope = str(cgroup.directory).partition("/memory")[2] if cgroup.version == 1 else ""
+    budget = 512 * MIB - memory.reserve_for(512 * MIB)
+    weight = -(-64 * MIB // -(-budget // memory.MEMORY_SEATS))
+    held = [line for line in done.err.splitlines() if "locks held after" in line]
+    assert len(held) == 1
+    assert f"{weight} of the 128 seats of the memory budget 'memory://" in held[0]
+    if scope:
+        assert held[0].endswith(f"memory://{scope}'")

@@ -41,12 +41,12 @@ assert sys.platform != "win32"
 TYPE_CHECKING = False  # not typing's: a coordinated step is meant to cost what a plain one does
 if TYPE_CHECKING:
     import socket as _socket
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from contextlib import AbstractContextManager
     from typing import Final
 
     from ..messages import Reporter
-    from ..records import JSON, StepRecord, StepSpec
+    from ..records import JSON, LockRequest, StepRecord, StepSpec
 else:
     import _socket  # `socket` imports enum and selectors, about 13 ms: the C module is all this needs
 
@@ -78,13 +78,16 @@ class CoordinatedLocks:
         reporter: Reporter,
         record: StepRecord,
         on_wait: Callable[[str], None] | None = None,
+        *,
+        requests: Sequence[LockRequest] | None = None,
     ) -> None:
         self.address = address
         self.spec = spec
         self.reporter = reporter
         self.record = record
         self.on_wait = on_wait
-        self.wanted = merge_requests(spec.locks, spec.start_dir, windows=False)
+        self.requests = spec.locks if requests is None else requests  # what to take (--mem's share too)
+        self.wanted = merge_requests(self.requests, spec.start_dir, windows=False)
         self.sock: _socket.socket | None = None
         self.fds: list[int] = []
         self.acquired: list[tuple[dict[str, JSON], float]] = []
@@ -231,7 +234,9 @@ class CoordinatedLocks:
             # on (one lent already stays lent until the command runs): without the coordinator nothing bounds
             # how many of the build's waiting steps lend, and each one lent starts another step.
             deadline = None if self.spec.lock_timeout is None else asked + self.spec.lock_timeout
-            fallback = held_locks(self.spec, self.reporter, self.record, None, deadline=deadline)
+            fallback = held_locks(
+                self.spec, self.reporter, self.record, None, deadline=deadline, requests=self.requests
+            )
             fallback.__enter__()
             self._fallback = fallback
             return

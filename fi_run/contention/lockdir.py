@@ -45,6 +45,8 @@ def canonical_resource(resource: str, start_dir: str, *, windows: bool) -> str:
     (a venv about to be created) still maps to the same name as it will once it exists. Windows paths are
     case-insensitive: normcase folds them.
     """
+    if resource.startswith("memory://"):  # a memory budget (memory.MEMORY_SCHEME), named by its scope already
+        return resource
     path = os.path.realpath(os.path.join(start_dir, resource))
     if windows:
         path = os.path.normcase(path)
@@ -83,6 +85,9 @@ def merge_requests(
 def describe_modes(canonical: str, modes: Modes) -> str:
     """'an exclusive lock on R', 'a semaphore slot (of 2) and a shared lock on R', '3 semaphore slots (of 8)
     on R': for messages."""
+    if canonical.startswith("memory://"):  # --mem: seats of the memory budget (memory.memory_claim)
+        weight, seats = modes[0][2], modes[0][1]
+        return f"{weight} of the {seats} seats of the memory budget {canonical!r}"
     names = {"exclusive": "an exclusive lock", "shared": "a shared lock"}
     parts = [
         names.get(

@@ -518,13 +518,16 @@ def held_locks(
     on_wait: Callable[[str], None] | None = None,
     *,
     deadline: float | None = None,
+    requests: Sequence[LockRequest] | None = None,
 ) -> Iterator[None]:
     """Hold every lock the step asked for, in the global order; release them all on every exit path.
 
     ``on_wait(resource)`` is called each time a lock is not free at once, before the wait starts.
-    ``deadline`` (monotonic): when --lock-timeout's wait ends, if it did not start now."""
+    ``deadline`` (monotonic): when --lock-timeout's wait ends, if it did not start now. ``requests``: what to
+    take, if not ``spec.locks`` (execute adds --mem's share of the memory budget)."""
     lock_dir = prepare_lock_dir(spec)
-    plans = plan_locks(spec.locks, lock_dir.path, spec.start_dir, windows=sys.platform == "win32")
+    wanted = spec.locks if requests is None else requests
+    plans = plan_locks(wanted, lock_dir.path, spec.start_dir, windows=sys.platform == "win32")
     acquirer = Acquirer(spec, reporter, lock_dir, on_wait=on_wait, deadline=deadline)
     acquired: list[tuple[dict[str, JSON], float]] = []  # (log entry, when it was held)
     try:

@@ -61,16 +61,26 @@ def _held(
     spec: StepSpec, reporter: Reporter, record: StepRecord, on_wait: Callable[[str], None] | None
 ) -> AbstractContextManager[None]:
     """The step's locks: from the build's coordinator when `fi-run jobserver` runs one (FI_RUN_COORDINATOR,
-    contention/coordinated.py: no filelock to import), else taken through the lock directory."""
+    contention/coordinated.py: no filelock to import), else taken through the lock directory. --mem is one
+    more: a weighted share of the memory budget (memory.memory_claim)."""
+    requests = spec.locks
+    if spec.mem:
+        from ..memory import memory_claim
+        from ..records import LockRequest
+
+        claim = memory_claim(spec.mem, spec.mem_limit)
+        if claim.warning is not None:
+            reporter.warning(claim.warning)
+        requests = (*requests, LockRequest(claim.resource, "semaphore", claim.seats, claim.weight))
     if sys.platform != "win32":  # for mypy --platform win32, which skips coordinated.py
         address = coordinator_address()
         if address is not None:
             from ..contention.coordinated import CoordinatedLocks
 
-            return CoordinatedLocks(address, spec, reporter, record, on_wait)
+            return CoordinatedLocks(address, spec, reporter, record, on_wait, requests=requests)
     from ..contention.locks import held_locks
 
-    return held_locks(spec, reporter, record, on_wait)
+    return held_locks(spec, reporter, record, on_wait, requests=requests)
 
 
 def coordinator_address() -> str | None:
@@ -111,7 +121,7 @@ def _execute(spec: StepSpec, reporter: Reporter, record: StepRecord, interrupts:
     result: Outcome | None = None
     lender: Lender | None = None
     # Lending needs a jobserver, which MAKEFLAGS names: without one nothing more is even imported.
-    if spec.lend_slot != "never" and "MAKEFLAGS" in os.environ and (spec.locks or spec.retries):
+    if spec.lend_slot != "never" and "MAKEFLAGS" in os.environ and (spec.locks or spec.mem or spec.retries):
         from ..contention.lending import lender_for
 
         lender = lender_for(spec.lend_slot, os.environ, reporter, record, interrupts)
@@ -123,7 +133,7 @@ def _execute(spec: StepSpec, reporter: Reporter, record: StepRecord, interrupts:
 
         outputs = Before(spec.outputs)
     try:
-        if spec.locks:
+        if spec.locks or spec.mem:
             with _held(spec, reporter, record, lender.lend if lender else None):
                 if lender is not None:
                     lender.take_back()
