@@ -131,8 +131,8 @@ def main() -> int:
     total = args.links + args.small
     print(
         f"{args.links} links of {min(link_sizes)}-{max(link_sizes)} MiB held {args.hold:g} s and "
-        f"{args.small} steps of 20 MiB, -j{args.jobs}, cgroup limit {args.limit} MiB; {args.runs} interleaved "
-        f"runs, medians; load {os.getloadavg()[0]:.2f}, {time.strftime('%Y-%m-%d %H:%M')}"
+        f"{args.small} steps of 20 MiB, -j{args.jobs}, cgroup limit {args.limit} MiB; {args.runs} "
+        f"interleaved runs, medians; load {os.getloadavg()[0]:.2f}, {time.strftime('%Y-%m-%d %H:%M')}"
     )
     print(f"{'way':34} {'wall s':>7} {'made':>9} {'OOM kills':>10} {'peak MiB':>9}   runs (made/kills)")
     for label, runs in results.items():
