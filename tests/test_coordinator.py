@@ -582,3 +582,30 @@ def test_mem_under_the_coordinator_keeps_the_build_within_its_budget(build: Buil
     assert lines.index(next(x for x in lines if x.startswith("enter c.2 "))) > lines.index(
         next(x for x in lines if x.startswith("exit a.0 "))
     )
+
+
+def test_the_build_s_readers_do_not_pass_a_writer_waiting_outside_the_build(
+    build: Build, resource: Path, procs: Procs
+) -> None:
+    """The build holds the resource's shared slot for its readers and could grant more readers under it
+    without a trip through the OS; but a writer outside the build waits (it has the gate and waits for the
+    slot to drain). A later reader of the build then waits too: r.1, the outside writer, r.2."""
+    build.hold("r.1", "--shared-lock", resource)
+    build.step("r.2", "--shared-lock", resource, before=build.when("writer waits"))
+    build.start()
+    build.ready("r.1")
+    writer = procs.start(
+        [console_script(), "--lock-dir", build.locks, "--lock", resource, "--", "sh", build.scripts.step,
+         build.log, "w.1", "0"],
+        cwd=build.dir,
+    )  # fmt: skip
+    wait_until(lambda: any(build.locks.glob("*/waiters/*.drain")), "the writer to take the gate and wait")
+    build.signal("writer waits")
+    build.waiting("r.2")
+    build.release("r.1")
+    assert writer.wait(HANG_TIMEOUT) == 0
+    status, out = build.finish()
+    assert status == 0, out
+    result = analyse(read_log(build.log), exclusive_kinds={"w"})
+    assert result.entered == ["r.1", "w.1", "r.2"]
+    assert result.violations == []

@@ -214,7 +214,7 @@ def test_cgroup_v2_memory_max_and_the_working_set(tmp_path: Path) -> None:
     assert found is not None
     assert (found.version, found.directory) == (2, f"{machine.sys}/fs/cgroup/build.slice/run-1.scope")
     limit = memory.memory_limit(**machine.args())
-    assert limit == memory.Limit(6 * GIB, "cgroup v2 memory.max of /build.slice")
+    assert limit == memory.Limit(6 * GIB, "cgroup v2 memory.max of /build.slice", "/build.slice")
     assert memory.available_memory(**machine.args()) == 6 * GIB - (5 * GIB - 512 * MIB)
 
 
@@ -223,7 +223,7 @@ def test_the_tightest_cgroup_is_not_always_the_one_with_the_lowest_limit(tmp_pat
     machine = v2_machine(tmp_path)
     machine.v2_group("/build.slice/run-1.scope", str(5 * GIB), usage=512 * MIB)
     assert memory.memory_limit(**machine.args()) == memory.Limit(
-        5 * GIB, "cgroup v2 memory.max of /build.slice/run-1.scope"
+        5 * GIB, "cgroup v2 memory.max of /build.slice/run-1.scope", "/build.slice/run-1.scope"
     )
     # The scope has 4.5 GiB free; its parent, with the higher limit, 6 GiB less a 4.5 GiB working set.
     assert memory.available_memory(**machine.args()) == 6 * GIB - (5 * GIB - 512 * MIB)
@@ -245,7 +245,9 @@ def test_a_container_without_a_cgroup_namespace_finds_its_cgroup_at_the_top_of_i
     found = memory.memory_cgroup(**machine.args())
     assert found is not None
     assert found.directory == found.top == f"{machine.sys}/fs/cgroup/memory"
-    assert memory.memory_limit(**machine.args()) == memory.Limit(GIB, "cgroup v1 memory.limit_in_bytes of /")
+    assert memory.memory_limit(**machine.args()) == memory.Limit(
+        GIB, "cgroup v1 memory.limit_in_bytes of /", "/"
+    )
 
 
 def test_mount_points_with_escaped_characters(tmp_path: Path) -> None:
@@ -254,7 +256,7 @@ def test_mount_points_with_escaped_characters(tmp_path: Path) -> None:
     machine.mount("cgroup2", "", "/", "/sys/fs/cgroup\\040v2")
     machine.file("sys/fs/cgroup v2/cgroup.controllers", "memory\n")
     machine.file("sys/fs/cgroup v2/a b/memory.max", f"{GIB}\n")
-    assert memory.memory_limit(**machine.args()) == memory.Limit(GIB, "cgroup v2 memory.max of /a b")
+    assert memory.memory_limit(**machine.args()) == memory.Limit(GIB, "cgroup v2 memory.max of /a b", "/a b")
 
 
 def test_without_mountinfo_the_usual_mount_points_are_tried(tmp_path: Path) -> None:
@@ -380,8 +382,14 @@ def test_the_runner_s_cheap_mark_reads_the_counters_the_thorough_lookup_finds() 
         assert cheap is not None
         thorough = memory.oom_mark()
         assert cheap[0] == thorough[0]
-        assert memory.counts_of(cheap) == memory.counts_of(thorough)
-        assert memory.counts_of(cheap).system is not None  # /proc/vmstat's oom_kill (Linux >= 4.13)
+        counted, expected = memory.counts_of(cheap), memory.counts_of(thorough)
+        assert counted.cgroup == expected.cgroup
+        if cheap[0] is None:  # no cgroup counter: the machine's decides, so the cheap mark has it
+            assert counted.system == expected.system
+            assert counted.system is not None  # /proc/vmstat's oom_kill (Linux >= 4.13)
+        else:  # the cgroup's decides: /proc/vmstat, the costly read, is left out
+            assert counted.system is None
+        assert memory.oom_kills_since(cheap) == memory.oom_kills_since(thorough)
 
 
 # --- real cgroups: the kernel enforcing a limit

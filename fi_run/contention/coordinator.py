@@ -537,12 +537,14 @@ class Coordinator:
                     if len(resource.spare) < head.weight:  # claim the rest, in one pass, all or none
                         need.append(("semaphore", head.counted, head.weight - len(resource.spare)))
                 if head.shared:
-                    if resource.shared and outsider and not any(h.shared for h in resource.holders):
+                    if resource.shared and outsider:
+                        # No more readers under the build's slot while someone outside waits: the build's
+                        # readers finish, it lets the slot go and queues again, behind the outsider.
+                        if any(h.shared for h in resource.holders):
+                            break
                         self._let_go(resource, resource.shared)
                         resource.shared = []
                     if not resource.shared:
-                        if outsider and any(h.shared for h in resource.holders):
-                            break  # our readers first finish, then the build queues behind the outsider
                         need.append(("shared", 1, 1))
             if need:
                 if head.exclusive:  # the build's own slots would keep it from draining them
