@@ -46,7 +46,8 @@ def analyse(tool: str, intervals: Intervals) -> tuple[float, list[float]]:
     intervals = sorted(intervals)
     for (_, release), (acquire, _) in itertools.pairwise(intervals):
         if acquire < release:
-            raise SystemExit(f"{tool}: two holders overlapped: the lock did not exclude")
+            overlap = (release - acquire) * 1000
+            raise SystemExit(f"{tool}: two holders overlapped by {overlap:.3f} ms: the lock did not exclude")
     held = sum(release - acquire for acquire, release in intervals)
     span = intervals[-1][1] - intervals[0][0]
     gaps = [b[0] - a[1] for a, b in itertools.pairwise(intervals)]
@@ -200,7 +201,7 @@ def measure(
                     (f"{tool}, lock's view", lock_view),
                 ):
                     if intervals:
-                        efficiency, gaps = analyse(tool, intervals)
+                        efficiency, gaps = analyse(name, intervals)
                         views.setdefault(name, ([], []))
                         views[name][0].append(efficiency)
                         views[name][1].extend(gaps)
