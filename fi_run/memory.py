@@ -508,6 +508,60 @@ def oom_mark(proc: str = "/proc", sys_root: str = "/sys") -> OomMark:
     return (path, None if path is None else _read(path), _read(f"{proc}/vmstat"))
 
 
+# The kernel's own log, where it names each process the OOM killer killed ("Killed process PID (NAME)"):
+# readable by root, or by anyone where kernel.dmesg_restrict is 0; absent in many containers.
+KMSG: Final = "/dev/kmsg"
+# A log record's time is the kernel's clock (local_clock, microseconds since boot), which keeps within a few
+# milliseconds of CLOCK_MONOTONIC: a window starting this much earlier cannot miss an attempt's kills.
+_KMSG_SLACK: Final = 1.0
+
+
+def oom_victims(since: float, path: str = KMSG) -> list[int] | None:
+    """The pids the OOM killer killed from ``since`` (time.monotonic() seconds) on, oldest first, from the
+    kernel's log; None where it cannot be read.
+
+    The cgroup's OOM-kill count says that something of the build was OOM-killed while an attempt ran, not
+    what: a step whose command a person killed with SIGKILL at that moment was retried (benchmarks/
+    false_oom.py). The log names the victims (issue 19: never retry a person's SIGKILL). Records are lines
+    ``PRIORITY,SEQUENCE,MICROSECONDS,FLAGS;MESSAGE``; /dev/kmsg gives one per read, from the oldest it
+    still holds (EPIPE: one was overwritten meanwhile, read on), and a plain file of such lines works too.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    floor = int((since - _KMSG_SLACK) * 1_000_000)
+    victims: list[int] = []
+    rest = b""  # a plain file's line cut by a read
+    try:
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:  # /dev/kmsg: no newer record
+                break
+            except BrokenPipeError:
+                continue
+            except OSError:
+                return None
+            if not data:
+                break
+            lines = (rest + data).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                header, separator, message = line.partition(b";")
+                fields = header.split(b",")
+                if not separator or len(fields) < 3 or not fields[2].isdigit() or int(fields[2]) < floor:
+                    continue
+                at = message.find(b"Killed process ")
+                if at >= 0:
+                    digits = message[at + len(b"Killed process ") :].split(b" ", 1)[0]
+                    if digits.isdigit():
+                        victims.append(int(digits))
+    finally:
+        os.close(fd)
+    return victims
+
+
 # --mem as a resource (issue 19): the budget is cut into this many seats, and a step takes as many as its
 # declared peak needs, rounded up, all at once (a weighted --semaphore on the budget). 128: a step is never
 # given more than 1/128 of the budget beyond what it declared, and claiming seats through the lock files

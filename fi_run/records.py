@@ -122,10 +122,16 @@ class StepSpec:
 class Outcome:
     """What one run of the command came to; from step/attempts.run_attempts, what all of them came to."""
 
-    __slots__ = ("attempts", "oom_mark", "status", "timed_out")
+    __slots__ = ("attempts", "killed_pid", "oom_mark", "status", "timed_out")
 
     def __init__(
-        self, status: int, timed_out: bool, attempts: int = 1, *, oom_mark: OomMark | None = None
+        self,
+        status: int,
+        timed_out: bool,
+        attempts: int = 1,
+        *,
+        oom_mark: OomMark | None = None,
+        killed_pid: int | None = None,
     ) -> None:
         self.status = status  # the exit status fi_run passes on: the command's, or 128 + N for signal N
         self.timed_out = timed_out
@@ -133,6 +139,9 @@ class Outcome:
         # The kernel's OOM counters as read before the command started (memory.py reads them again after a
         # failure: did the OOM killer strike while it ran?). None where there are none (not Linux).
         self.oom_mark = oom_mark
+        # The command's pid when it died of SIGKILL itself (not a shell exiting 137): the kernel's log of
+        # OOM kills can then say whether the OOM killer was what killed it (memory.oom_victims).
+        self.killed_pid = killed_pid
 
     def __repr__(self) -> str:
         return f"Outcome(status={self.status}, timed_out={self.timed_out}, attempts={self.attempts})"

@@ -1021,17 +1021,61 @@ def _killed_child() -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{sig.pattern})" for sig in KILLED_CHILD_LINES))
 
 
+# A killed-process line that something quotes is no report of a kill. benchmarks/false_oom.py found real
+# compile errors retried as OOM while another process of the build's cgroup was OOM-killed: gcc's
+# `#error g++: fatal error: Killed signal terminated program cc1plus`, rustc's `compile_error!("... (signal:
+# 9, SIGKILL: kill)")`. A driver, linker or shell prints its own line bare; a quotation shows by what is
+# around the match:
+# - before it on the line: a source location (``a.c:1:2: error: #error ...``, javac's ``A.java:3: error:``),
+#   a directive or macro that prints its argument, or an open double quote (a string literal, a message);
+_QUOTED_BEFORE: Final = re.compile(r"\S:\d+(?::\d+)?: |#\s*error\b|compile_error!|static_assert")
+# - the line is a source line as gcc >= 9 and rustc show one, behind a gutter (``    1 | #error ...``);
+_SOURCE_GUTTER: Final = re.compile(r"^\s*\d*\s*\|")
+# - the next line points into source (rustc's `` --> a.rs:1:1``, a caret line under clang's source line) or
+#   is a Java stack frame;
+_POINTS_INTO_SOURCE: Final = re.compile(r"^\s*(?:--> \S|[\^~]+\s*$|at [\w$.<>]+\()")
+# - a Python traceback's frame comes just before (the raising line, or the exception's message where the
+#   source is not shown), or two lines before an exception's message.
+_TRACEBACK_FRAME: Final = re.compile(r'^\s*File "[^"\n]*", line \d+')
+_EXCEPTION_NAME: Final = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Failure|Interrupt)\b")
+
+
+def _quoted(lines: Sequence[_Line], index: int, start: int) -> bool:
+    """Whether the killed-process match at ``start`` of ``lines[index]`` quotes such a line (see above)."""
+    plain = lines[index].plain
+    before = plain[:start]
+    if before.count('"') % 2 or _QUOTED_BEFORE.search(before) or _SOURCE_GUTTER.match(plain):
+        return True
+    if index + 1 < len(lines) and _POINTS_INTO_SOURCE.match(lines[index + 1].plain):
+        return True
+    if index >= 1 and _TRACEBACK_FRAME.match(lines[index - 1].plain):
+        return True
+    return index >= 2 and bool(
+        _TRACEBACK_FRAME.match(lines[index - 2].plain) and _EXCEPTION_NAME.match(plain)
+    )
+
+
 def killed_line(text: str) -> str | None:
     """The last line of the output's tail (bounded as for contention) that says a process the command ran
-    was killed by SIGKILL (catalogue.KILLED_CHILD_LINES), as printed; None if there is none."""
+    was killed by SIGKILL (catalogue.KILLED_CHILD_LINES), as printed and not quoted (``_quoted``); None if
+    there is none."""
     pattern = _killed_child()
-    for line in reversed(tail_lines(text)):
-        if pattern.search(line.plain):
-            return line.raw
+    lines = tail_lines(text)
+    for index in range(len(lines) - 1, -1, -1):
+        match = pattern.search(lines[index].plain)
+        if match is not None and not _quoted(lines, index, match.start()):
+            return lines[index].raw
     return None
 
 
-def oom_verdict(text: str, *, status: int, kills: tuple[int, str] | None) -> Verdict | None:
+def oom_verdict(
+    text: str,
+    *,
+    status: int,
+    kills: tuple[int, str] | None,
+    pid: int | None = None,
+    victims: Sequence[int] | None = None,
+) -> Verdict | None:
     """Was a failed attempt killed by the kernel's OOM killer (issue 19)? None if nothing was killed.
 
     Something was killed when the command exited 137 (SIGKILL, or a shell saying its command got it) or
@@ -1041,7 +1085,12 @@ def oom_verdict(text: str, *, status: int, kills: tuple[int, str] | None) -> Ver
     Retried (kind "oom") only with at least one such kill. Without one, a command killed itself (exit 137)
     gets kind "killed": final, not retried, whatever its output says. A command that only printed that a
     process of its was killed (a test suite may kill its own children) is left to the contention verdict
-    (None), as any other failure."""
+    (None), as any other failure.
+
+    ``pid``: the command's, when it died of SIGKILL itself; ``victims``: the pids the kernel's log names as
+    OOM-killed since the attempt started (memory.oom_victims; None: the log cannot be read). A log that
+    names at least as many victims as were counted, none of them the command, says that someone else
+    killed it while the OOM killer killed another process of the build: kind "killed", not retried."""
     line = killed_line(text)
     if status != SIGKILL_STATUS and line is None:
         return None
@@ -1060,6 +1109,19 @@ def oom_verdict(text: str, *, status: int, kills: tuple[int, str] | None) -> Ver
         return Verdict(False, "killed", reason, lines=(evidence,))
     count, where = kills
     kernel = f"{count} OOM kill{'' if count == 1 else 's'} {where} while it ran"
+    if (
+        line is None
+        and pid is not None
+        and victims is not None
+        and len(victims) >= count
+        and pid not in victims
+    ):
+        named = ", ".join(str(victim) for victim in victims[-3:])
+        reason = (
+            f"{what}, and the kernel counted {kernel}, but its log names other processes as killed "
+            f"(pid {named}), not the command (pid {pid}): not the OOM killer"
+        )
+        return Verdict(False, "killed", reason, lines=(evidence,))
     reason = f"{what}, and the kernel counted {kernel}"
     return Verdict(True, "oom", reason, TIER_KERNEL, OOM_FAMILY, (evidence,), oom_kills=kernel)
 

@@ -115,7 +115,12 @@ def run_attempts(
             verdict = None
             if sys.platform != "win32":  # Windows has no OOM killer: a process is refused memory instead
                 kills = memory.oom_kills_since(outcome.oom_mark)
-                verdict = oom_verdict(text, status=outcome.status, kills=kills)
+                victims = None
+                if kills is not None and kills[0] > 0 and outcome.killed_pid is not None:
+                    victims = memory.oom_victims(record.started_mono + attempt_start)
+                verdict = oom_verdict(
+                    text, status=outcome.status, kills=kills, pid=outcome.killed_pid, victims=victims
+                )
             if verdict is None:
                 verdict = classify(
                     text,

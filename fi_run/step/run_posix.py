@@ -216,4 +216,10 @@ def run_once(
         interrupts.child_finished()
         if timer is not None:
             timer.stop()
-    return Outcome(exit_status(wait_status), timed_out=timer is not None and timer.fired, oom_mark=oom_mark)
+    killed = os.WIFSIGNALED(wait_status) and os.WTERMSIG(wait_status) == _signal.SIGKILL
+    return Outcome(
+        exit_status(wait_status),
+        timed_out=timer is not None and timer.fired,
+        oom_mark=oom_mark,
+        killed_pid=pid if killed else None,
+    )
