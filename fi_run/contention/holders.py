@@ -27,11 +27,14 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
 
+TYPE_CHECKING = False  # not typing's: `fi-run locks` imports this module, and pays for what it imports
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection
+    from dataclasses import dataclass
+    from typing import Final
+else:
+    from .._record import dataclass  # not dataclasses': saves ~6 ms (inspect)
 
 __all__ = [
     "LockFile",

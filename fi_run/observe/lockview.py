@@ -37,15 +37,14 @@ import os
 import stat
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from ..contention.lockdir import NOFOLLOW, RESOURCE_NAME, resource_dir_name
 from ..messages import BOLD, CYAN, DIM, RESET, YELLOW
 
+TYPE_CHECKING = False  # not typing's: this tool's whole run is meant to take less than 100 ms (issue 18)
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
-    from typing import Final
+    from typing import Any, Final
 
     from ..records import LockRequest
 
@@ -94,71 +93,112 @@ JSON_KEYS: Final = {
 }
 
 
-@dataclass
 class Holder:
-    pid: int
-    command: str
-    modes: Modes | None
-    seconds: float | None
-    build: int | None = None  # the coordinator whose build the step is in
-    files: list[str] = field(default_factory=list)  # the lock files it holds at the OS level
-    how: str = "kernel"  # kernel, descriptor, record or coordinator
-    state: str = "holds"  # holds, stopped
+    """A process that holds a resource: a step (of a build, or a plain fi_run), or one with its lock open."""
+
+    __slots__ = ("build", "command", "files", "how", "modes", "pid", "seconds", "state")
+
+    def __init__(
+        self,
+        pid: int,
+        command: str,
+        modes: Modes | None,
+        seconds: float | None,
+        *,
+        build: int | None = None,
+        files: list[str] | None = None,
+        how: str = "kernel",
+        state: str = "holds",
+    ) -> None:
+        self.pid = pid
+        self.command = command
+        self.modes = modes
+        self.seconds = seconds
+        self.build = build  # the coordinator whose build the step is in
+        self.files = files or []  # the lock files it holds at the OS level
+        self.how = how  # kernel, descriptor, record or coordinator
+        self.state = state  # holds, stopped
 
 
-@dataclass
 class Waiter:
-    pid: int
-    command: str
-    modes: Modes | None
-    seconds: float | None
-    kind: str  # gate, slot, drain; build: queued inside its build's coordinator
-    build: int | None = None
-    state: str = "waits"  # waits, stopped
-    position: int | None = None  # 1: next to be served; None: a build's stopped step, passed over
+    """A step that waits for a resource, and its place in the order they will be served."""
+
+    __slots__ = ("build", "command", "kind", "modes", "pid", "position", "seconds", "state")
+
+    def __init__(
+        self,
+        pid: int,
+        command: str,
+        modes: Modes | None,
+        seconds: float | None,
+        kind: str,
+        *,
+        build: int | None = None,
+        state: str = "waits",
+    ) -> None:
+        self.pid = pid
+        self.command = command
+        self.modes = modes
+        self.seconds = seconds
+        self.kind = kind  # gate, slot, drain; build: queued inside its build's coordinator
+        self.build = build
+        self.state = state  # waits, stopped
+        self.position: int | None = None  # 1: next to be served; None: a build's stopped step, passed over
 
 
-@dataclass
 class Resource:
-    resource: str | None  # the real path; None: an older directory without a resource file
-    directory: str
-    holders: list[Holder] = field(default_factory=list)
-    waiters: list[Waiter] = field(default_factory=list)
-    problem: str | None = None
+    __slots__ = ("directory", "holders", "problem", "resource", "waiters")
+
+    def __init__(self, resource: str | None, directory: str) -> None:
+        self.resource = resource  # the real path; None: an older directory without a resource file
+        self.directory = directory
+        self.holders: list[Holder] = []
+        self.waiters: list[Waiter] = []
+        self.problem: str | None = None
 
     @property
     def name(self) -> str:
         return self.resource if self.resource is not None else self.directory
 
 
-@dataclass(frozen=True)
 class BuildStep:
     """One line of a coordinator's LIST answer: a step of its build that holds or waits."""
 
-    lock_dir: str
-    resource: str
-    state: str  # holds, waits, stopped
-    pid: int
-    command: str
-    what: str
-    seconds: float
+    __slots__ = ("command", "lock_dir", "pid", "resource", "seconds", "state", "what")
+
+    def __init__(
+        self, lock_dir: str, resource: str, state: str, pid: int, command: str, what: str, seconds: float
+    ) -> None:
+        self.lock_dir = lock_dir
+        self.resource = resource
+        self.state = state  # holds, waits, stopped
+        self.pid = pid
+        self.command = command
+        self.what = what
+        self.seconds = seconds
 
 
-@dataclass
 class Coordinator:
-    pid: int
-    socket: str
-    state: str = "no answer"  # answered, gone, no answer
-    detail: str = ""
-    steps: list[BuildStep] = field(default_factory=list)
+    """A build's coordinator registered in the lock directory, and what it answered."""
+
+    __slots__ = ("detail", "pid", "socket", "state", "steps")
+
+    def __init__(self, pid: int, socket: str) -> None:
+        self.pid = pid
+        self.socket = socket
+        self.state = "no answer"  # answered, gone, no answer
+        self.detail = ""
+        self.steps: list[BuildStep] = []
 
 
-@dataclass
 class View:
-    lock_dir: str
-    exists: bool
-    coordinators: list[Coordinator] = field(default_factory=list)
-    resources: list[Resource] = field(default_factory=list)
+    __slots__ = ("coordinators", "exists", "lock_dir", "resources")
+
+    def __init__(self, lock_dir: str, *, exists: bool, coordinators: list[Coordinator] | None = None) -> None:
+        self.lock_dir = lock_dir
+        self.exists = exists
+        self.coordinators = coordinators or []
+        self.resources: list[Resource] = []
 
 
 # --- reading small things

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
 
 from ..errors import EXIT_STATUSES, UsageError
 
+TYPE_CHECKING = False  # not typing's: every tool imports this (`fi-run locks` is timed: issue 18)
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import NoReturn
