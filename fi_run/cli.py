@@ -437,6 +437,38 @@ def _options_and_command(argv: Sequence[str]) -> tuple[list[str], list[str] | No
     return options, command
 
 
+def lock_requests(argv: Sequence[str]) -> list[LockRequest]:
+    """The locks a fi_run command line asks for: its --lock, --shared-lock and --semaphore options before
+    '--', read as parse() reads them, without response files or environment defaults. For `fi-run locks`,
+    which reads other processes' command lines (interpreter and script words included): words that are not
+    fi_run's options, and values that do not parse, are skipped."""
+    from .records import LockRequest
+
+    table = _flag_table()
+    words = _split_at_separator(argv)[0]
+    requests: list[LockRequest] = []
+    i = 0
+    while i < len(words):
+        flag, inline, value = words[i].partition("=")
+        i += 1
+        option = table.get(flag)
+        if option is None or option.metavar is None:
+            continue
+        if not inline:
+            if i >= len(words):
+                break
+            value = words[i]
+            i += 1
+        if option.field == "locks" and option.convert is not None:
+            try:
+                request = option.convert(flag, value)
+            except UsageError:
+                continue
+            if isinstance(request, LockRequest):
+                requests.append(request)
+    return requests
+
+
 def requested_action(argv: Sequence[str]) -> str | None:
     """The action asked for before '--' (help, version, signatures), which wins over everything else."""
     if not any(arg in ACTIONS or arg[:1] == "@" for arg in argv):
@@ -536,6 +568,7 @@ TOOLS: Final = {
         "summarize --log files: failures, retries, lock waits and holds per resource",
     ),
     "trace": ("fi_run.tools.trace", "write --log files as a Chrome trace-event JSON file"),
+    "locks": ("fi_run.tools.locks", "why is my build stuck: who holds each resource, who waits, in order"),
 }
 
 

@@ -18,6 +18,7 @@ POSIX_ONLY = (
     "test_coordinator.py",
     "test_lock_interrupts.py",
     "test_locks.py",
+    "test_locks_view.py",
     "test_log.py",
     "test_ninja.py",
     "test_report.py",

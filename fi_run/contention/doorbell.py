@@ -152,6 +152,23 @@ def first_in_line(waiters_dir: str, before: str | None = None) -> bool:
     return False
 
 
+def parse_entry(name: str) -> tuple[int, int, int, str] | None:
+    """An entry's name, ``<monotonic ns>-<pid>-<port>.<kind>``, as (ns, pid, port, kind); None for another
+    name. For `fi-run locks`, which lists the line (the steps parse names inline: they run once per step)."""
+    stem, _, kind = name.partition(".")
+    try:
+        ns_text, pid_text, port_text = stem.split("-")
+        return int(ns_text), int(pid_text), int(port_text), kind
+    except ValueError:
+        return None
+
+
+def still_waiting(pid: int, port: int) -> bool:
+    """Is the waiter that made an entry with this pid and port still waiting (the test first_in_line makes):
+    its process alive and its port still bound? A dead pid or a closed port is a stale entry."""
+    return alive(pid) and _port_taken(port)
+
+
 def _port_taken(port: int) -> bool:
     """Is the waiter's loopback port still bound? A live pid alone could be a reused one: an entry left by
     a killed waiter must never hold up the line (a live but stopped waiter does: docs/faults.md)."""
