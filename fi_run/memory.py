@@ -527,7 +527,7 @@ def oom_victims(since: float, path: str = KMSG) -> list[int] | None:
     still holds (EPIPE: one was overwritten meanwhile, read on), and a plain file of such lines works too.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return None
     floor = int((since - _KMSG_SLACK) * 1_000_000)

@@ -43,8 +43,8 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import EXIT_SOFTWARE, FiRunError
-from ..processes import alive
 from ..records import StepSpec
+from .doorbell import parse_entry, still_waiting
 from .lockdir import NOFOLLOW, describe_modes, prepare_lock_dir, resource_dir_name
 from .locks import Acquirer, Plan, holder_of, holder_record, release, write_holder
 from .wire import MAX_FDS, Reader, decode_modes, encode
@@ -122,6 +122,7 @@ class _Resource:
         self.shared: Held = []  # one shared slot, for all of the build's readers
         self.spare: Held = []  # counted slots held with no step in them yet (just claimed, or handed over)
         self.pending: _Pending | None = None
+        self.fresh = False  # a claim was just won and has served no step yet (_pump)
 
     def idle(self) -> bool:
         return not (self.queue or self.holders or self.exclusive or self.shared or self.spare or self.pending)
@@ -486,21 +487,25 @@ class Coordinator:
                 return want
         return None
 
-    def _outsider_waiting(self, resource: _Resource) -> bool:
-        """Is a process outside this build in the resource's line (or draining it, for an exclusive lock)?"""
+    def _first_outsider(self, resource: _Resource) -> float | None:
+        """When the earliest process outside this build that is in the resource's line (or draining it, for
+        an exclusive lock) began to wait, in time.monotonic() seconds (its entry's name says: doorbell.py);
+        None if nobody outside waits. An entry whose pid is dead or whose port is closed is stale (a reused
+        pid must not make the build hand its claim over: doorbell.still_waiting)."""
         try:
             names = os.listdir(resource.waiters)
         except OSError:
-            return False
+            return None
         own = os.getpid()
+        first: int | None = None
         for name in names:
-            try:
-                pid = int(name.split("-")[1])
-            except (IndexError, ValueError):
+            parsed = parse_entry(name)
+            if parsed is None:
                 continue
-            if pid != own and alive(pid):
-                return True
-        return False
+            ns, pid, port, _kind = parsed
+            if pid != own and (first is None or ns < first) and still_waiting(pid, port):
+                first = ns
+        return None if first is None else first / 1e9
 
     def _fits(self, want: _Want, resource: _Resource) -> bool:
         holders = resource.holders
@@ -518,7 +523,13 @@ class Coordinator:
             head = self._head(resource)
             if head is None or not self._fits(head, resource):
                 break
-            outsider = self._outsider_waiting(resource)
+            # Someone outside the build who began to wait before the head did: the build's claims go to
+            # them once its holders are done, and it queues again behind them, so that the build and the
+            # processes outside it are served in the order they came (one line, first come first served).
+            # A claim the build has only just won serves its head first: that was the build's place in the
+            # lock directory's line (fi-run locks found a build giving away each claim as it won it).
+            first_outside = None if resource.fresh else self._first_outsider(resource)
+            outsider = first_outside is not None and first_outside < head.since
             need: list[tuple[str, int, int]] = []
             if head.exclusive:
                 if resource.exclusive and outsider:
@@ -593,6 +604,7 @@ class Coordinator:
                 self._send(want.client, ["ERR", str(status), text])
                 self._drop(want.client)
             return
+        resource.fresh = bool(pending.held)
         for entry in pending.held:
             name = os.path.basename(entry[0].lock_file)
             if name.startswith("sem-"):
@@ -605,6 +617,7 @@ class Coordinator:
 
     def _grant(self, want: _Want) -> None:
         resource = want.resource
+        resource.fresh = False
         resource.queue.remove(want)
         resource.holders.append(want)
         want.since = time.monotonic()

@@ -285,7 +285,7 @@ def _asked(
 
     for resource, modes in merge_requests(requests, start, windows=False):
         if resource == canonical:
-            return tuple(modes)
+            return tuple((mode, seats) for mode, seats, _weight in modes)
     return None
 
 
