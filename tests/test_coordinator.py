@@ -609,3 +609,47 @@ def test_the_build_s_readers_do_not_pass_a_writer_waiting_outside_the_build(
     result = analyse(read_log(build.log), exclusive_kinds={"w"})
     assert result.entered == ["r.1", "w.1", "r.2"]
     assert result.violations == []
+
+
+def test_the_build_and_the_processes_outside_it_are_served_in_the_order_they_came(
+    build: Build, resource: Path, procs: Procs
+) -> None:
+    """One line for everyone: o.0 holds; b.1 (the build), o.2 (outside), b.3 (the build), o.4 (outside) come
+    in that order. The coordinator's claim for b.1 serves b.1 at the build's place, not the outsiders who
+    came after it (fi-run locks found it handing each claim over as it won it); b.3 came after o.2, so the
+    build lets o.2 go first and queues again dated when b.3 came, ahead of o.4."""
+    holder_ctl = build.dir / "o.0"
+    holder_ctl.mkdir()
+
+    def outside(tag: str, *options: str) -> subprocess.Popen[bytes]:
+        return procs.start(
+            [console_script(), "--lock-dir", build.locks, *options, "--lock", resource, "--", "sh", *
+             ([build.scripts.hold, build.log, tag, holder_ctl] if tag == "o.0" else
+              [build.scripts.step, build.log, tag, "0"])],
+            cwd=build.dir,
+        )  # fmt: skip
+
+    def entries(count: int, what: str) -> None:
+        wait_until(lambda: len(list(build.locks.glob("*/waiters/*.gate"))) == count, what)
+
+    holder = outside("o.0")
+    wait_until((holder_ctl / "ready").exists, "o.0 to hold the lock")
+    build.step("b.1", "--lock", resource)
+    build.step("b.3", "--lock", resource, before=build.when("o.2 queued"))
+    build.start()
+    build.waiting("b.1")
+    entries(1, "the coordinator to queue in the lock directory for b.1")
+    second = outside("o.2")
+    entries(2, "o.2 to queue")
+    build.signal("o.2 queued")
+    build.waiting("b.1", "b.3")
+    fourth = outside("o.4")
+    entries(3, "o.4 to queue")
+    (holder_ctl / "release").touch()
+    for proc in (holder, second, fourth):
+        assert proc.wait(HANG_TIMEOUT) == 0
+    status, out = build.finish()
+    assert status == 0, out
+    result = analyse(read_log(build.log), exclusive_kinds={"o", "b"})
+    assert result.violations == []
+    assert result.entered == ["o.0", "b.1", "o.2", "b.3", "o.4"]

@@ -16,8 +16,11 @@ Within the build, per resource:
 - **One trip through the OS for many steps.** The build holds at most one OS-level claim of each kind per
   resource: the exclusive lock (gate), one shared slot for all of its readers, and one counted slot per
   counted holder. Consecutive exclusive steps, and every reader while one reads, go without a trip through
-  the lock files, unless a process outside the build is waiting for the resource: then the build lets its
-  claim go once its holders are done and queues in the resource's line again, behind the outsider.
+  the lock files, unless a process outside the build that began to wait before the build's next step is in
+  the resource's line: then the build lets its claim go once its holders are done and queues again. Its
+  entry in the line carries the time its next step began to wait, so the build's steps and the processes
+  outside it are served in the order they came, one line. A claim just won serves the step it was taken
+  for first: that was its place in the line.
 - **The OS-level waits** run on a worker thread each (locks.Acquirer, the same code as a step's), which wakes
   the loop when it is done; the loop itself never blocks.
 
@@ -137,12 +140,14 @@ class _Pending(threading.Thread):
         resource: _Resource,
         modes: Modes,
         holder: tuple[int, str],
+        arrived: float,
     ) -> None:
         super().__init__(name=f"fi_run coordinator: {resource.canonical}", daemon=True)
         self.coordinator = coordinator
         self.resource = resource
         self.modes = modes
         self.holder = holder
+        self.arrived = arrived  # when the step this claim is for began to wait: its place in the line
         self.held: Held = []
         self.error: BaseException | None = None
 
@@ -150,7 +155,12 @@ class _Pending(threading.Thread):
         resource = self.resource
         spec = StepSpec(command=("fi-run jobserver",), start_dir=os.sep, lock_dir=resource.lock_dir.path)
         acquirer = Acquirer(
-            spec, self.coordinator.reporter, resource.lock_dir, thread_local=False, holder=self.holder
+            spec,
+            self.coordinator.reporter,
+            resource.lock_dir,
+            thread_local=False,
+            holder=self.holder,
+            arrived=self.arrived,
         )
         acquirer.notice_wanted = False  # the steps say what they wait for, not the jobserver
         try:
@@ -562,7 +572,7 @@ class Coordinator:
                     self._let_go(resource, resource.shared + resource.spare)
                     resource.shared, resource.spare = [], []
                 resource.pending = _Pending(
-                    self, resource, tuple(need), (head.client.pid, head.client.command)
+                    self, resource, tuple(need), (head.client.pid, head.client.command), head.since
                 )
                 resource.pending.start()
                 break
