@@ -479,55 +479,136 @@ def test_weighted_seats_in_the_coordinator_all_at_once_and_in_arrival_order(
     assert enters["c.2"] > exits_a
 
 
-def test_at_most_j_waiting_steps_lend_their_slots(tmp_path: Path, procs: Procs) -> None:
-    """Each slot lent starts another step; when they all wait for one resource that would start every step
-    of the build at once. The coordinator lets at most -j of its waiting steps lend: it says `lend` to the
-    first two here (-j 2) and `keep` to the rest, in arrival order, and serves them all in that order."""
-    address_file, stop = tmp_path / "address", tmp_path / "stop"
-    keep = (
-        "import os, sys, time\n"
-        "open(sys.argv[1], 'w').write(os.environ['FI_RUN_COORDINATOR'])\n"
-        "while not os.path.exists(sys.argv[2]): time.sleep(0.02)"
-    )
-    procs.start(
-        [console_script(), "jobserver", "-j", "2", "--", sys.executable, "-c", keep, address_file, stop],
-        cwd=tmp_path,
-    )
-    wait_until(lambda: address_file.exists() and address_file.read_text() != "", "the coordinator")
-    resource = tmp_path / "venv"
-    control = tmp_path / "outside"
-    control.mkdir()
-    scripts = write_scripts(tmp_path / "scripts")
-    outside = procs.start(
-        [console_script(), "--lock-dir", tmp_path / "locks", "--lock", resource, "--", "sh", scripts.hold,
-         tmp_path / "order.log", "o.1", control],
-        cwd=tmp_path,
-    )  # fmt: skip
-    wait_until((control / "ready").exists, "the lock to be held outside the build")
-    clients = []
-    answers = []
-    for pid in (101, 102, 103, 104):
+# The command under `fi-run jobserver` in the slot tests: says where the coordinator and the pool are, then,
+# with "greedy", takes every token that shows up in the pool (as ninja starting jobs would) until told to
+# stop, and gives them all back; then says how many tokens the pool holds (INFO.pool).
+JOBSERVER_COMMAND = """
+import os, sys, time
+open(sys.argv[1], "w").write(os.environ["FI_RUN_COORDINATOR"] + "\\n" + os.environ["FI_RUN_JOBSERVER"])
+fd = os.open(os.environ["FI_RUN_JOBSERVER"].removeprefix("fifo:"), os.O_RDWR | os.O_NONBLOCK)
+held = 0
+while not os.path.exists(sys.argv[2]):
+    if sys.argv[3] == "greedy":
+        try:
+            held += len(os.read(fd, 64))
+        except BlockingIOError:
+            pass
+    time.sleep(0.02)
+os.write(fd, b"+" * held)
+time.sleep(0.5)  # then count what the pool holds (and put it back)
+pool = 0
+while True:
+    try:
+        pool += len(os.read(fd, 64))
+    except BlockingIOError:
+        break
+os.write(fd, b"+" * pool)
+open(sys.argv[1] + ".pool", "w").write(str(pool))
+"""
+
+
+class Slots:
+    """`fi-run jobserver -j JOBS` around JOBSERVER_COMMAND, a lock held outside the build, and raw clients of
+    its coordinator, each a socket speaking the wire protocol as a step does."""
+
+    def __init__(self, tmp_path: Path, procs: Procs, jobs: int, mode: str) -> None:
+        self.dir = tmp_path
+        self.info, self.stop = tmp_path / "info", tmp_path / "stop"
+        self.server = procs.start(
+            [console_script(), "jobserver", "-j", str(jobs), "--", sys.executable, "-c", JOBSERVER_COMMAND,
+             self.info, self.stop, mode],
+            cwd=tmp_path,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        wait_until(lambda: self.info.exists() and "\n" in self.info.read_text(), "the jobserver's command")
+        self.address, self.auth = self.info.read_text().split("\n")
+        self.resource = tmp_path / "venv"
+        self.control = tmp_path / "outside"
+        self.control.mkdir()
+        scripts = write_scripts(tmp_path / "scripts")
+        self.outside = procs.start(
+            [console_script(), "--lock-dir", tmp_path / "locks", "--lock", self.resource, "--", "sh",
+             scripts.hold, tmp_path / "order.log", "o.1", self.control],
+            cwd=tmp_path,
+        )  # fmt: skip
+        wait_until((self.control / "ready").exists, "the lock to be held outside the build")
+
+    def ask(self, pid: int, lends_to: str) -> tuple[socket.socket, Reader, list[str]]:
+        """A step's request; its first answer."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(HANG_TIMEOUT)
-        sock.connect(address_file.read_text())
-        request = ["LOCK", str(pid), str(tmp_path / "locks"), f"step {pid}", os.path.realpath(resource)]
+        sock.connect(self.address)
+        lock_dir = str(self.dir / "locks")
+        request = ["LOCK", str(pid), lock_dir, f"step {pid}", lends_to, os.path.realpath(self.resource)]
         sock.sendall(encode([*request, "exclusive:1:1"]))
         reader = Reader()
         (message,) = reader.feed(sock.recv(65536))
-        clients.append((sock, reader))
-        answers.append((message[0], message[3]))
-    assert answers == [("WAIT", "lend"), ("WAIT", "lend"), ("WAIT", "keep"), ("WAIT", "keep")]
-    (control / "release").touch()
-    assert outside.wait(HANG_TIMEOUT) == 0
-    for sock, reader in clients:  # served in arrival order, each once the one before is done
-        data, ancillary, _flags, _address = sock.recvmsg(65536, socket.CMSG_SPACE(4 * 4))
-        assert [m[0] for m in reader.feed(data)] == ["GRANT"]
-        ((level, kind, payload),) = ancillary  # the grant carries the locked descriptor
-        assert (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS)
-        os.close(int.from_bytes(payload[:4], sys.byteorder))
+        return sock, reader, message
+
+    def release_outside(self) -> None:
+        (self.control / "release").touch()
+        assert self.outside.wait(HANG_TIMEOUT) == 0
+
+    @staticmethod
+    def granted(sock: socket.socket, reader: Reader) -> list[list[str]]:
+        """The messages up to the grant (the grant's descriptor closed), then DONE."""
+        messages: list[list[str]] = []
+        while not messages or messages[-1][0] != "GRANT":
+            data, ancillary, _flags, _address = sock.recvmsg(65536, socket.CMSG_SPACE(4 * 4))
+            assert data, "the coordinator closed the connection before the grant"
+            messages += reader.feed(data)
+            for _level, _kind, payload in ancillary:
+                os.close(int.from_bytes(payload[:4], sys.byteorder))
         sock.sendall(encode(["DONE"]))
         sock.close()
-    stop.touch()
+        return messages
+
+    def finish(self) -> str:
+        self.stop.touch()
+        _, err = self.server.communicate(timeout=HANG_TIMEOUT)
+        assert self.server.returncode == 0, err
+        return err.decode()
+
+
+def test_at_most_j_waiting_steps_have_their_slot_lent_and_every_token_comes_back(
+    tmp_path: Path, procs: Procs
+) -> None:
+    """Each slot lent starts another step; when they all wait for one resource that would start every step
+    of the build at once. The coordinator lends for at most -j of its waiting steps (here -j 2), in arrival
+    order, and only for steps that lend into this jobserver (101 does not). It lends the token itself, so a
+    step that goes away while its slot is lent (103, as if SIGKILLed) leaks nothing: the jobserver counts
+    every token back at the end (issue 18's stress run leaked one per such step)."""
+    slots = Slots(tmp_path, procs, jobs=2, mode="")
+    clients = {pid: slots.ask(pid, "" if pid == 101 else slots.auth) for pid in (101, 102, 103, 104)}
+    assert {pid: (m[0], m[3]) for pid, (_s, _r, m) in clients.items()} == {
+        101: ("WAIT", "keep"), 102: ("WAIT", "lent"), 103: ("WAIT", "lent"), 104: ("WAIT", "keep"),
+    }  # fmt: skip
+    clients.pop(103)[0].close()  # gone while lent: the coordinator takes the token back
+    slots.release_outside()
+    answers = {
+        pid: [m[0] for m in slots.granted(sock, reader)] for pid, (sock, reader, _m) in clients.items()
+    }
+    # 102's slot comes back to it from the pool (the command here takes no token): "returned".
+    assert answers == {101: ["GRANT"], 102: ["LOAN", "GRANT"], 104: ["GRANT"]}
+    err = slots.finish()
+    assert "jobserver:" not in err, err  # no token missing, none too many
+
+
+def test_a_slot_that_cannot_come_back_at_the_grant_is_taken_back_when_a_job_ends(
+    tmp_path: Path, procs: Procs
+) -> None:
+    """The command takes every token that shows up (ninja starting jobs with the lent slots), so at the grant
+    the pool is empty: the step runs on credit ("LOAN credit") and the coordinator takes the token back
+    from the next job that ends (the command giving its tokens back). All accounted for at the end."""
+    slots = Slots(tmp_path, procs, jobs=2, mode="greedy")
+    sock, reader, message = slots.ask(102, slots.auth)
+    assert (message[0], message[3]) == ("WAIT", "lent")
+    slots.release_outside()
+    assert slots.granted(sock, reader) == [["LOAN", "credit"], ["GRANT"]]
+    err = slots.finish()
+    assert "jobserver:" not in err, err
+    # Taken back during the build, not only counted at its end: the pool holds its one token (-j 2), not 2.
+    assert (tmp_path / "info.pool").read_text() == "1"
 
 
 def test_a_coordinator_out_of_descriptors_serves_everyone_in_turn(tmp_path: Path, procs: Procs) -> None:

@@ -24,6 +24,13 @@ Within the build, per resource:
 - **The OS-level waits** run on a worker thread each (locks.Acquirer, the same code as a step's), which wakes
   the loop when it is done; the loop itself never blocks.
 
+**Job slots.** A step that must wait lends its job slot so that ninja starts other work meanwhile. Under the
+coordinator the coordinator lends it for the step: the jobserver's pool is in this very process, so the
+coordinator puts the token in and takes it back when the step is granted (or, if the pool is empty then, as
+soon as one comes back: the step runs on credit meanwhile), and when the step goes away without a grant. A
+step killed while its slot is lent so leaks nothing (it used to leak one token, issue 18's stress run: 44
+tokens for 100 killed steps). At most -j waiting steps have their slot lent at once (_tell_wait).
+
 What dies, and what happens (docs/jobserver.md has the table):
 
 - A step killed while it waits: the connection closes; its request leaves the queue.
@@ -58,7 +65,7 @@ from .wire import MAX_FDS, Reader, decode_modes, encode
 assert sys.platform != "win32"
 
 if TYPE_CHECKING:
-    from typing import Final
+    from typing import Final, Protocol
 
     from filelock import BaseFileLock
 
@@ -66,6 +73,16 @@ if TYPE_CHECKING:
     from .lockdir import LockDir, Modes
 
     Held = list[tuple[BaseFileLock, str, bool]]
+
+    class Tokens(Protocol):
+        """The jobserver's pool (tools/jobserver._Server): the coordinator lends the steps' slots into it."""
+
+        auth: str
+        fd: int  # readable when a token is in the pool
+
+        def take(self, seconds: float) -> bool: ...
+        def give(self) -> None: ...
+
 
 SOCKET_NAME: Final = "coordinator.sock"
 # In a lock directory, a file per coordinator that serves steps using it, named by its pid and holding its
@@ -85,6 +102,7 @@ class _Client:
         self.wants: list[_Want] = []
         self.next = 0  # the index of the want it waits for; len(wants) once granted everything
         self.told_wait = False
+        self.may_lend = False  # the step lends into this jobserver: the coordinator may lend its slot
         self.closed = False
         self.arrived = time.monotonic()
 
@@ -189,11 +207,16 @@ def _fd(entry: tuple[BaseFileLock, str, bool]) -> int:
 class Coordinator:
     """The loop: a listening socket in the jobserver's private directory, served on a thread of its own."""
 
-    def __init__(self, directory: str, reporter: Reporter, jobs: int) -> None:
+    def __init__(self, directory: str, reporter: Reporter, jobs: int, tokens: Tokens | None = None) -> None:
         self.reporter = reporter
-        # At most this many of the build's waiting steps hold their job slots lent (see _queue).
+        # At most this many of the build's waiting steps hold their job slots lent (see _tell_wait).
         self.lend_limit = max(jobs, 1)
-        self.lending: set[_Client] = set()
+        self.tokens = tokens  # None: no lending (a jobserver the command does not read)
+        self.lending: set[_Client] = set()  # the steps whose slot the coordinator has lent (a token each)
+        self.debt = 0  # tokens lent and not yet taken back, of steps granted or gone (_take_back)
+        self._collecting = False  # the pool's descriptor is in the selector, for the debt
+        self._taking = True  # False once the build has ended: a token still owed is counted, not taken
+        self.outstanding: int | None = None  # set by stop(): tokens of ours still in the pool
         self.path = os.path.join(directory, SOCKET_NAME)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -226,11 +249,16 @@ class Coordinator:
         self.thread.start()
         return self
 
-    def stop(self) -> None:
-        """End the loop and let go of everything the build still holds (the build has ended)."""
+    def stop(self) -> int:
+        """End the loop and let go of everything the build still holds (the build has ended). Returns how
+        many tokens the coordinator put into the pool and did not take back (the server's accounting takes
+        them off its count). Only the first call does anything."""
+        if self.outstanding is not None:
+            return self.outstanding
         self._stopping = True
         self._wake()
         self.thread.join(timeout=10)
+        self._taking = False  # the build has ended: a token still lent is counted, not taken back
         for client in list(self.clients):
             self._drop(client)
         for resource in self.resources.values():
@@ -251,6 +279,8 @@ class Coordinator:
                 os.unlink(path)
             except OSError:
                 pass
+        self.outstanding = self.debt
+        return self.outstanding
 
     def _wake(self) -> None:
         try:
@@ -274,6 +304,8 @@ class Coordinator:
             for key, _mask in events:
                 if key.fileobj is self.listener:
                     self._accept()
+                elif key.data == "tokens":
+                    self._collect()
                 elif key.fileobj == self._wake_read:
                     try:
                         while os.read(self._wake_read, 512):
@@ -362,7 +394,9 @@ class Coordinator:
             return
         client.closed = True
         self.clients.discard(client)
-        self.lending.discard(client)
+        if client in self.lending:  # gone without a grant: its slot comes back to it no more
+            self.lending.discard(client)
+            self._take_back()
         try:
             self.selector.unregister(client.sock)
         except (KeyError, ValueError, OSError):
@@ -405,8 +439,9 @@ class Coordinator:
     def _lock(self, client: _Client, message: list[str]) -> None:
         try:
             client.pid = int(message[1])
-            lock_dir_path, client.command = message[2], message[3]
-            pairs = message[4:]
+            lock_dir_path, client.command, lends_to = message[2], message[3], message[4]
+            client.may_lend = self.tokens is not None and lends_to == self.tokens.auth
+            pairs = message[5:]
             if not pairs or len(pairs) % 2:
                 raise ValueError("no resources")
             wanted = [(pairs[i], decode_modes(pairs[i + 1])) for i in range(0, len(pairs), 2)]
@@ -459,17 +494,64 @@ class Coordinator:
         want.resource.queue.append(want)
         self._pump(want.resource)
         if not client.closed and not client.granted and want in want.resource.queue and not client.told_wait:
-            client.told_wait = True
-            # A waiting step lends its job slot, so that ninja starts other work meanwhile. But when the
-            # build's steps mostly wait for one resource, each slot lent starts another step that waits and
-            # lends in turn, until every step of the build is a process waiting at once (2,000 Python
-            # processes for a 2,000-step build at -j64). So at most -j of them lend at any time; the others
-            # wait with their slots, and ninja starts nothing more for them.
-            lend = len(self.lending) < self.lend_limit
-            if lend:
-                self.lending.add(client)
-            fields = [want.resource.canonical, self._blocker(client), "lend" if lend else "keep"]
-            self._send(client, ["WAIT", *fields])
+            self._tell_wait(client, want)
+
+    def _tell_wait(self, client: _Client, want: _Want) -> None:
+        """The step's first wait: lend its job slot for it, and say so (``WAIT resource blocker lent|keep``).
+
+        When the build's steps mostly wait for one resource, each slot lent starts another step that waits
+        and lends in turn, until every step of the build is a process waiting at once (2,000 Python
+        processes for a 2,000-step build at -j64). So at most -j of them have their slot lent at any time;
+        the others wait with theirs, and ninja starts nothing more for them."""
+        client.told_wait = True
+        lent = client.may_lend and len(self.lending) < self.lend_limit and self._lend()
+        if lent:
+            self.lending.add(client)
+        fields = [want.resource.canonical, self._blocker(client), "lent" if lent else "keep"]
+        self._send(client, ["WAIT", *fields])
+
+    # --- job slots: the jobserver's pool is in this process
+
+    def _lend(self) -> bool:
+        assert self.tokens is not None
+        try:
+            self.tokens.give()
+        except OSError as exc:
+            self.reporter.warning(
+                f"jobserver: cannot lend a waiting step's job slot ({exc}): no more lending"
+            )
+            self.lend_limit = 0
+            return False
+        return True
+
+    def _take_back(self) -> bool:
+        """Take a lent token back from the pool now if it has one; else owe it, and take the next one that
+        comes back (_collect). True if taken now."""
+        if self.tokens is not None and self._taking:
+            try:
+                if self.tokens.take(0):
+                    return True
+            except OSError:
+                pass
+        self.debt += 1
+        if self.tokens is not None and not self._collecting and self._taking:
+            try:
+                self.selector.register(self.tokens.fd, selectors.EVENT_READ, "tokens")
+                self._collecting = True
+            except (OSError, ValueError, KeyError):
+                pass
+        return False
+
+    def _collect(self) -> None:
+        """The pool is readable and tokens are owed: take them, until none is owed."""
+        try:
+            while self.debt and self.tokens is not None and self.tokens.take(0):
+                self.debt -= 1
+        except OSError:
+            pass
+        if not self.debt and self._collecting and self.tokens is not None:
+            self.selector.unregister(self.tokens.fd)
+            self._collecting = False
 
     def _blocker(self, client: _Client) -> str:
         """Who holds what the client waits for: a step of this build, or a process outside it."""
@@ -642,7 +724,9 @@ class Coordinator:
         if client.next < len(client.wants):
             self._queue(client)
             return
-        self.lending.discard(client)
+        if client in self.lending:  # its slot comes back to it: from the pool, or on credit until one does
+            self.lending.discard(client)
+            self._send(client, ["LOAN", "returned" if self._take_back() else "credit"])
         fds = [_fd(entry) for each in client.wants for entry in self._covering(each)]
         self._send(client, ["GRANT"], fds)
 
@@ -669,12 +753,13 @@ class Coordinator:
         self._drop(client)
 
 
-def start(directory: str, reporter: Reporter, jobs: int) -> Coordinator | None:
+def start(directory: str, reporter: Reporter, jobs: int, tokens: Tokens | None = None) -> Coordinator | None:
     """A coordinator listening in ``directory`` (the jobserver's private one), or None where it cannot be
     (a socket path too long for AF_UNIX, say): the steps then take the lock-directory path. ``jobs``: the
-    build's -j, which bounds how many of its waiting steps may lend their slots at once."""
+    build's -j, which bounds how many of its waiting steps may have their slots lent at once; ``tokens``:
+    the jobserver's pool, to lend them into (None: no lending)."""
     try:
-        return Coordinator(directory, reporter, jobs).start()
+        return Coordinator(directory, reporter, jobs, tokens).start()
     except OSError as exc:
         reporter.warning(
             f"jobserver: no lock coordinator ({exc.strerror or exc}): the steps take their locks through the "

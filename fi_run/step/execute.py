@@ -25,7 +25,6 @@ from .interrupts import Interrupted
 
 TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlocked step (docs/performance.md)
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from contextlib import AbstractContextManager
 
     from ..contention.lending import Lender
@@ -58,7 +57,7 @@ def execute(spec: StepSpec, reporter: Reporter, interrupts: Interrupts) -> int:
 
 
 def _held(
-    spec: StepSpec, reporter: Reporter, record: StepRecord, on_wait: Callable[[str], None] | None
+    spec: StepSpec, reporter: Reporter, record: StepRecord, lender: Lender | None
 ) -> AbstractContextManager[None]:
     """The step's locks: from the build's coordinator when `fi-run jobserver` runs one (FI_RUN_COORDINATOR,
     contention/coordinated.py: no filelock to import), else taken through the lock directory. --mem is one
@@ -77,9 +76,10 @@ def _held(
         if address is not None:
             from ..contention.coordinated import CoordinatedLocks
 
-            return CoordinatedLocks(address, spec, reporter, record, on_wait, requests=requests)
+            return CoordinatedLocks(address, spec, reporter, record, lender, requests=requests)
     from ..contention.locks import held_locks
 
+    on_wait = None if lender is None else lender.lend
     return held_locks(spec, reporter, record, on_wait, requests=requests)
 
 
@@ -137,7 +137,7 @@ def _execute(spec: StepSpec, reporter: Reporter, record: StepRecord, interrupts:
             # The runner is loaded before the wait, not after it: once the lock is handed over, the next
             # thing is the command's start (0.2 ms of the hand-off, benchmarks/handoff.py).
             platform_runner()
-            with _held(spec, reporter, record, lender.lend if lender else None):
+            with _held(spec, reporter, record, lender):
                 if lender is not None:
                     lender.take_back()
                 result = run_attempts(

@@ -524,7 +524,10 @@ def main(argv: Sequence[str]) -> int:
             if options.coordinator and sys.platform != "win32":
                 from ..contention import coordinator as coordinating
 
-                coordinator = coordinating.start(server.directory, reporter, jobs)
+                # The coordinator lends its waiting steps' slots into this pool itself (coordinator.py),
+                # unless nothing reads the pool (an old ninja: `marked` is False).
+                pool = server if marked and isinstance(server, _FifoServer) else None
+                coordinator = coordinating.start(server.directory, reporter, jobs, pool)
                 if coordinator is not None:
                     env[COORDINATOR] = coordinator.path
             floor = memory_floor(server, options.keep_free, tokens, reporter)
@@ -547,7 +550,10 @@ def main(argv: Sequence[str]) -> int:
             finally:
                 if floor is not None:
                     held = floor.stop()
-            returned = server.count() + held
+            # The coordinator first: its thread takes tokens back; what it lent and never took back is in
+            # the pool and is not the command's to return.
+            lent = 0 if coordinator is None else coordinator.stop()
+            returned = server.count() + held - lent
         finally:
             if floor is not None:
                 floor.stop()
