@@ -17,7 +17,9 @@ in 20 randomized runs". Each run, in a lock directory of its own:
    log (O_APPEND: the file's order is the order things happened). The listed order must be that order.
    Readers and counted steps listed one after another may enter together, in any order among themselves:
    each such run is compared as a set; every exclusive step must enter exactly at its listed place. The
-   same log checks that no exclusive step was ever inside with anyone.
+   same log checks that no exclusive step was ever inside with anyone. Where the build's steps were listed
+   among the plain ones (first and last place, and how many plain steps between) is printed too: the
+   coordinator serves its steps and the processes outside the build in the order they came.
 
 Usage: python benchmarks/locks_view.py [--runs 20] [--waiters 100] [--build-steps 20] [--seed 18]
 """
@@ -241,8 +243,12 @@ def one_run(index: int, args: argparse.Namespace, env: dict[str, str], root: Pat
         problem = check_order(listed, modes, entered)
         if not problem and relisted != listed:
             problem = "the two listings differ"
+        places = [place for place, tag in enumerate(listed, 1) if tag.startswith("b.")]
         return {
             "listed": len(listed),
+            "build_places": (places[0], places[-1], places[-1] - places[0] + 1 - len(places))
+            if places
+            else None,
             "plain_before_build": cut,
             "own_ms": own_ms,
             "process_ms": process_ms,
@@ -282,8 +288,14 @@ def main() -> int:
             results.append(result)
             r = result
             first = r["plain_before_build"]
+            places = r["build_places"]
+            among = (
+                ""
+                if places is None
+                else f", build's steps at {places[0]}-{places[1]} ({places[2]} plain among)"
+            )
             print(
-                f"run {index + 1:2}: {r['listed']} listed ({first} plain before the build), "
+                f"run {index + 1:2}: {r['listed']} listed ({first} plain before the build{among}), "
                 f"tool {r['own_ms']:.1f} ms, process {r['process_ms']:.1f} ms ({r['cpu_ms']:.0f} ms CPU), "
                 f"order {r['order']}, overlaps {r['overlaps']}, build exit {r['build_status']}",
                 flush=True,

@@ -437,16 +437,19 @@ def _options_and_command(argv: Sequence[str]) -> tuple[list[str], list[str] | No
     return options, command
 
 
-def lock_requests(argv: Sequence[str]) -> list[LockRequest]:
+def lock_requests(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> list[LockRequest]:
     """The locks a fi_run command line asks for: its --lock, --shared-lock and --semaphore options before
     '--', read as parse() reads them, without response files or environment defaults. For `fi-run locks`,
     which reads other processes' command lines (interpreter and script words included): words that are not
-    fi_run's options, and values that do not parse, are skipped."""
+    fi_run's options, and values that do not parse, are skipped. Given the process's ``environ``, its --mem
+    too: the seats of the memory budget it takes, as execute asks for them (--mem-limit, else the
+    environment's FI_RUN_MEM_LIMIT, else the budget this process sees: memory.memory_claim)."""
     from .records import LockRequest
 
     table = _flag_table()
     words = _split_at_separator(argv)[0]
     requests: list[LockRequest] = []
+    sizes: dict[str, int] = {}  # mem, mem_limit
     i = 0
     while i < len(words):
         flag, inline, value = words[i].partition("=")
@@ -459,13 +462,30 @@ def lock_requests(argv: Sequence[str]) -> list[LockRequest]:
                 break
             value = words[i]
             i += 1
-        if option.field == "locks" and option.convert is not None:
+        if option.field in ("locks", "mem", "mem_limit") and option.convert is not None:
             try:
                 request = option.convert(flag, value)
             except UsageError:
                 continue
             if isinstance(request, LockRequest):
                 requests.append(request)
+            elif isinstance(request, int) and environ is not None:
+                sizes.setdefault(option.field, request)
+    if "mem" in sizes and environ is not None:
+        [limit_option] = [option for option in OPTIONS if option.field == "mem_limit"]
+        limit = sizes.get("mem_limit")
+        if limit is None and limit_option.env and environ.get(limit_option.env, "") != "":
+            try:
+                limit = _size(limit_option.env, environ[limit_option.env])
+            except UsageError:
+                return requests
+        from .memory import memory_claim
+
+        try:
+            claim = memory_claim(sizes["mem"], limit)
+        except UsageError:  # no budget this process can read
+            return requests
+        requests.append(LockRequest(claim.resource, "semaphore", claim.seats, claim.weight))
     return requests
 
 

@@ -96,8 +96,9 @@ def tags(entries: list[Json]) -> list[str]:
     return [tag(entry["command"]) for entry in entries]
 
 
-def modes(entry: Json) -> list[tuple[str, int | None]] | None:
-    return None if entry["modes"] is None else [(m["mode"], m["slots"]) for m in entry["modes"]]
+def modes(entry: Json) -> list[tuple[str, int | None, int | None]] | None:
+    """An entry's modes as (mode, slots, weight)."""
+    return None if entry["modes"] is None else [(m["mode"], m["slots"], m["weight"]) for m in entry["modes"]]
 
 
 def in_line(
@@ -130,7 +131,10 @@ class Steps:
         self.log = tmp_path / "order.log"
         self.started: list[subprocess.Popen[bytes]] = []
 
-    def options(self, mode: str) -> list[str | os.PathLike[str]]:
+    def options(self, mode: str | Sequence[str]) -> list[str | os.PathLike[str]]:
+        """The options of a step in ``mode`` (exclusive, shared, counted: one seat of one), or ``mode``."""
+        if not isinstance(mode, str):
+            return ["--lock-dir", self.lock_dir, *mode]
         flag, value = {
             "exclusive": ("--lock", os.fspath(self.resource)),
             "shared": ("--shared-lock", os.fspath(self.resource)),
@@ -138,16 +142,24 @@ class Steps:
         }[mode]
         return ["--lock-dir", self.lock_dir, flag, value]
 
-    def hold(self, tag: str, mode: str) -> Holder:
+    def hold(self, tag: str, mode: str | Sequence[str]) -> Holder:
         return start_holder(
             self.procs, self.scripts, self.options(mode), log=self.log, tag=tag,
             control=self.tmp_path / "ctl" / tag, cwd=self.tmp_path,
         )  # fmt: skip
 
-    def wait(self, tag: str, mode: str, kinds: Sequence[str] = ("gate",)) -> subprocess.Popen[bytes]:
+    def wait(
+        self,
+        tag: str,
+        mode: str | Sequence[str],
+        kinds: Sequence[str] = ("gate",),
+        env: dict[str, str | None] | None = None,
+    ) -> subprocess.Popen[bytes]:
         """A step that queues for the resource; returns once it stands in the line (as one of ``kinds``)."""
         proc = self.procs.start_fi_run(
-            [*self.options(mode), "--", "sh", self.scripts.step, self.log, tag, "0"], cwd=self.tmp_path
+            [*self.options(mode), "--", "sh", self.scripts.step, self.log, tag, "0"],
+            cwd=self.tmp_path,
+            env=env,
         )
         wait_until(in_line(self.lock_dir, proc, kinds), f"{tag} to queue")
         self.started.append(proc)
@@ -186,14 +198,14 @@ def test_an_exclusive_holder_and_its_waiters_are_listed_in_the_order_the_grants_
     assert (held["pid"], held["command"], held["files"], held["how"], held["build"], held["state"]) == (
         holder.proc.pid, " ".join(holder.command), ["gate.lock"], "kernel", None, "holds",
     )  # fmt: skip
-    assert modes(held) == [("exclusive", 1)]
+    assert modes(held) == [("exclusive", 1, 1)]
     assert held["seconds"] >= 0
     waiters = seen["waiters"]
     assert [w["position"] for w in waiters] == [1, 2, 3, 4, 5, 6]
     assert [(tag(w["command"]), w["pid"]) for w in waiters] == [(name, pids[name]) for name, _ in line]
     assert [modes(w) for w in waiters] == [
-        [("exclusive", 1)], [("shared", 1)], [("exclusive", 1)], [("semaphore", 1)], [("exclusive", 1)],
-        [("shared", 1)],
+        [("exclusive", 1, 1)], [("shared", 1, 1)], [("exclusive", 1, 1)], [("semaphore", 1, 1)],
+        [("exclusive", 1, 1)], [("shared", 1, 1)],
     ]  # fmt: skip
     assert {(w["kind"], w["state"], w["build"]) for w in waiters} == {("gate", "waits", None)}
     assert all(w["seconds"] >= 0 for w in waiters)
@@ -212,8 +224,8 @@ def test_shared_and_counted_holders_a_counted_waiter_for_a_slot_and_a_writer_beh
     holders = {tag(h["command"]): h for h in seen["holders"]}
     assert sorted(holders) == ["c.1", "r.1", "r.2"]
     assert [holders[t]["pid"] for t in ("r.1", "r.2", "c.1")] == [h.proc.pid for h in (*readers, counted)]
-    assert modes(holders["r.1"]) == modes(holders["r.2"]) == [("shared", 1)]
-    assert modes(holders["c.1"]) == [("semaphore", 1)]
+    assert modes(holders["r.1"]) == modes(holders["r.2"]) == [("shared", 1, 1)]
+    assert modes(holders["c.1"]) == [("semaphore", 1, 1)]
     assert holders["c.1"]["files"] == ["sem-0.lock"]
     assert sorted(holders["r.1"]["files"] + holders["r.2"]["files"]) == ["shared-0.lock", "shared-1.lock"]
     assert [(tag(w["command"]), w["kind"], w["position"]) for w in seen["waiters"]] == [
@@ -229,9 +241,9 @@ def test_a_writer_draining_the_readers_comes_first_and_is_not_listed_as_a_holder
     writer = steps.wait("w.2", "exclusive", kinds=("drain",))  # it has the gate, and waits for r.1 to leave
     steps.wait("r.3", "shared")
     seen = the_resource(view(steps.lock_dir), resource)
-    assert [(h["pid"], modes(h)) for h in seen["holders"]] == [(reader.proc.pid, [("shared", 1)])]
+    assert [(h["pid"], modes(h)) for h in seen["holders"]] == [(reader.proc.pid, [("shared", 1, 1)])]
     first = seen["waiters"][0]
-    assert (first["pid"], first["kind"], modes(first)) == (writer.pid, "drain", [("exclusive", 1)])
+    assert (first["pid"], first["kind"], modes(first)) == (writer.pid, "drain", [("exclusive", 1, 1)])
     assert tags(seen["waiters"]) == ["w.2", "r.3"]
     assert steps.finish(reader) == ["r.1", "w.2", "r.3"]
 
@@ -274,6 +286,59 @@ def test_a_stopped_waiter_keeps_its_place_and_is_shown_stopped(steps: Steps, res
     assert steps.finish(holder) == ["h.0", "w.1", "w.2"]
 
 
+def test_a_weighted_semaphore_holder_and_waiter_are_shown_k_of_n_and_served_in_order(
+    steps: Steps, resource: Path
+) -> None:
+    """--semaphore R=4:K (issue 19): c.0 holds 3 of the 4 seats; c.1 asks for 2 and waits for a slot (one free
+    seat is not enough); w.2 queues behind it."""
+    holder = steps.hold("c.0", ["--semaphore", f"{resource}=4:3"])
+    waiter = steps.wait("c.1", ["--semaphore", f"{resource}=4:2"], kinds=("slot",))
+    steps.wait("w.2", "exclusive")
+    seen = the_resource(view(steps.lock_dir), resource)
+    [held] = seen["holders"]
+    assert (held["pid"], held["files"], modes(held)) == (
+        holder.proc.pid, ["sem-0.lock", "sem-1.lock", "sem-2.lock"], [("semaphore", 4, 3)],
+    )  # fmt: skip
+    assert [(tag(w["command"]), w["kind"], w["position"], modes(w)) for w in seen["waiters"]] == [
+        ("c.1", "slot", 1, [("semaphore", 4, 2)]), ("w.2", "gate", 2, [("exclusive", 1, 1)]),
+    ]  # fmt: skip
+    argv: list[str | os.PathLike[str]] = [console_script(), "locks", "--lock-dir", steps.lock_dir]
+    terminal = run(argv, cwd=steps.tmp_path, env=base_environ({"NO_COLOR": "1"}))
+    assert re.search(rf"\n {{6}}pid {holder.proc.pid}  semaphore \(3 of 4\)  ", terminal.out), terminal.out
+    assert re.search(rf"\n  1\.  pid {waiter.pid}  semaphore \(2 of 4\)  for a slot ", terminal.out), (
+        terminal.out
+    )
+    assert steps.finish(holder) == ["c.0", "c.1", "w.2"]
+
+
+def test_a_mem_holder_and_waiter_are_shown_with_their_seats_of_the_memory_budget(steps: Steps) -> None:
+    """--mem (issue 19): the resource is the memory budget, memory://SCOPE, in 128 seats; m.0 takes 100 of
+    a 128M budget (its --mem-limit), m.1 50 (its FI_RUN_MEM_LIMIT) and waits for them."""
+    from fi_run.memory import MEMORY_SEATS, memory_claim
+
+    budget = memory_claim(1, 128 << 20).resource  # the budget the steps see, in this process's cgroup
+    holder = steps.hold("m.0", ["--mem-limit", "128M", "--mem", "100M"])
+    waiter = steps.wait("m.1", ["--mem", "50M"], kinds=("slot",), env={"FI_RUN_MEM_LIMIT": "128M"})
+    [found] = view(steps.lock_dir)["resources"]
+    assert (found["resource"], found["directory"]) == (budget, resource_dir_name(budget))
+    [held] = found["holders"]
+    assert (held["pid"], len(held["files"]), modes(held)) == (holder.proc.pid, 100, [("semaphore", 128, 100)])
+    [waits] = found["waiters"]
+    assert (waits["pid"], waits["kind"], waits["position"], modes(waits)) == (
+        waiter.pid, "slot", 1, [("semaphore", MEMORY_SEATS, 50)],
+    )  # fmt: skip
+    argv: list[str | os.PathLike[str]] = [console_script(), "locks", "--lock-dir", steps.lock_dir]
+    lines = run(argv, cwd=steps.tmp_path, env=base_environ({"NO_COLOR": "1"})).out.splitlines()
+    assert lines[1:4] == [
+        "", budget, "  (the memory budget --mem steps share, 128 seats: each takes its peak's share)",
+    ]  # fmt: skip
+    assert re.fullmatch(
+        rf" {{6}}pid {holder.proc.pid}  memory \(100 of 128 seats\) +\d+\.\d s  sh .*", lines[5]
+    )
+    assert re.fullmatch(rf"  1\.  pid {waiter.pid}  memory \(50 of 128 seats\) +for a slot .*", lines[7])
+    assert steps.finish(holder) == ["m.0", "m.1"]
+
+
 # --- builds under fi-run jobserver: the coordinator's line in its place
 
 
@@ -287,14 +352,31 @@ def registered(build: test_coordinator.Build) -> int:
     return build.proc.pid
 
 
-def outside(build: test_coordinator.Build, tag: str, procs: Procs, resource: Path) -> subprocess.Popen[bytes]:
-    """A plain fi_run outside the build, queued for ``resource``."""
+def queued_in_line(build: test_coordinator.Build, jobserver: int) -> None:
+    """Wait until the build's coordinator stands in the lock directory's line (its claim for a step)."""
+    wait_until(
+        lambda: any(e.name.split("-")[1] == str(jobserver) for e in build.locks.glob("*/waiters/*")),
+        "the coordinator to queue in the lock directory",
+    )
+
+
+def outside(
+    build: test_coordinator.Build,
+    tag: str,
+    procs: Procs,
+    resource: Path,
+    options: Sequence[str | os.PathLike[str]] = (),
+    kinds: Sequence[str] = ("gate",),
+) -> subprocess.Popen[bytes]:
+    """A plain fi_run outside the build, queued for ``resource`` (--lock; or asking ``options``) as one of
+    ``kinds``."""
+    asks = list(options) or ["--lock", resource]
     proc = procs.start(
-        [console_script(), "--lock-dir", build.locks, "--lock", resource, "--", "sh", build.scripts.step,
-         build.log, tag, "0"],
+        [console_script(), "--lock-dir", build.locks, *asks, "--", "sh", build.scripts.step, build.log, tag,
+         "0"],
         cwd=build.dir,
     )  # fmt: skip
-    wait_until(in_line(build.locks, proc), f"{tag} to queue in the lock directory")
+    wait_until(in_line(build.locks, proc, kinds), f"{tag} to queue in the lock directory")
     return proc
 
 
@@ -305,11 +387,12 @@ def outside_holder(build: test_coordinator.Build, procs: Procs, resource: Path) 
     )  # fmt: skip
 
 
-def test_a_build_in_the_line_shows_its_steps_after_the_outsiders_its_coordinator_lets_go_first(
+def test_a_build_in_the_line_is_served_at_its_place_and_its_step_that_came_later_after_the_outsider(
     tmp_path: Path, procs: Procs, resource: Path
 ) -> None:
-    """The coordinator queues for b.1 before o.2 arrives; when its turn comes and o.2 still waits, it lets the
-    lock go and queues again behind o.2 (coordinator._pump), and then serves b.1 and b.3."""
+    """The coordinator queues for b.1 before o.2 arrives: the claim it wins at its place serves b.1. b.3 came
+    after o.2, who still waits: the build lets the lock go and queues again behind o.2 (coordinator._pump).
+    One line, in the order they came: b.1, o.2, b.3."""
     build = test_coordinator.Build(tmp_path, procs)
     holder = outside_holder(build, procs, resource)
     build.step("b.1", "--lock", resource)
@@ -317,10 +400,7 @@ def test_a_build_in_the_line_shows_its_steps_after_the_outsiders_its_coordinator
     build.start()
     build.waiting("b.1")
     jobserver = registered(build)
-    wait_until(
-        lambda: any(e.name.split("-")[1] == str(jobserver) for e in build.locks.glob("*/waiters/*")),
-        "the coordinator to queue in the lock directory for b.1",
-    )
+    queued_in_line(build, jobserver)
     late = outside(build, "o.2", procs, resource)
     build.signal("o.2 queued")
     build.waiting("b.1", "b.3")
@@ -331,11 +411,11 @@ def test_a_build_in_the_line_shows_its_steps_after_the_outsiders_its_coordinator
     assert [
         (tag(w["command"]), w["pid"], w["build"], w["kind"], w["position"]) for w in found["waiters"]
     ] == [
-        ("o.2", late.pid, None, "gate", 1),
-        ("b.1", build.pid("b.1"), jobserver, "gate", 2),
+        ("b.1", build.pid("b.1"), jobserver, "gate", 1),
+        ("o.2", late.pid, None, "gate", 2),
         ("b.3", build.pid("b.3"), jobserver, "build", 3),
     ]
-    assert modes(found["waiters"][1]) == modes(found["waiters"][2]) == [("exclusive", 1)]
+    assert modes(found["waiters"][0]) == modes(found["waiters"][2]) == [("exclusive", 1, 1)]
     holder.release()
     status, out = build.finish()
     assert status == 0, out
@@ -345,9 +425,11 @@ def test_a_build_in_the_line_shows_its_steps_after_the_outsiders_its_coordinator
     assert result.entered == ["h.0", *tags(found["waiters"])]
 
 
-def test_a_build_holding_the_resource_shows_its_holder_and_queues_behind_an_outsider(
+def test_a_build_holding_the_resource_shows_its_holder_and_serves_its_step_that_came_before_an_outsider(
     tmp_path: Path, procs: Procs, resource: Path
 ) -> None:
+    """b.2 waits in the build's line, behind b.1, before o.3 comes: once b.1 is done the build hands the lock
+    to b.2 without a trip through the lock directory (nobody outside came before b.2), then lets it go."""
     build = test_coordinator.Build(tmp_path, procs)
     build.hold("b.1", "--lock", resource)
     build.step("b.2", "--lock", resource, before=build.after("b.1"))
@@ -361,9 +443,9 @@ def test_a_build_holding_the_resource_shows_its_holder_and_queues_behind_an_outs
     assert (held["pid"], tag(held["command"]), held["build"], held["how"], held["files"]) == (
         build.pid("b.1"), "b.1", jobserver, "coordinator", ["gate.lock"],
     )  # fmt: skip
-    assert modes(held) == [("exclusive", 1)]
+    assert modes(held) == [("exclusive", 1, 1)]
     assert [(tag(w["command"]), w["build"], w["kind"]) for w in found["waiters"]] == [
-        ("o.3", None, "gate"), ("b.2", jobserver, "build"),
+        ("b.2", jobserver, "build"), ("o.3", None, "gate"),
     ]  # fmt: skip
     build.release("b.1")
     status, out = build.finish()
@@ -371,6 +453,103 @@ def test_a_build_holding_the_resource_shows_its_holder_and_queues_behind_an_outs
     assert finish(late) == 0
     result = analyse(read_log(build.log), exclusive_kinds={"b", "o"})
     assert result.violations == []
+    assert result.entered == ["b.1", *tags(found["waiters"])]
+
+
+def test_a_build_s_writer_after_its_reader_needs_a_claim_of_its_own_and_goes_behind_the_outsider(
+    tmp_path: Path, procs: Procs, resource: Path
+) -> None:
+    """The coordinator waits in the line with a shared claim for b.1; b.2, a writer, queues in the build after
+    it, and o.3 outside after that. b.2 cannot go under the build's shared slot: once b.1 is done the
+    coordinator queues again for the exclusive lock, behind o.3, although b.2 came first: b.1, o.3, b.2."""
+    build = test_coordinator.Build(tmp_path, procs)
+    holder = outside_holder(build, procs, resource)
+    build.step("b.1", "--shared-lock", resource)
+    build.step("b.2", "--lock", resource, before=build.when("b.1 queued"))
+    build.start()
+    build.waiting("b.1")
+    build.signal("b.1 queued")
+    build.waiting("b.1", "b.2")
+    jobserver = registered(build)
+    queued_in_line(build, jobserver)
+    late = outside(build, "o.3", procs, resource)
+    found = the_resource(view(build.locks), resource)
+    assert [(tag(w["command"]), w["build"], w["kind"], modes(w)) for w in found["waiters"]] == [
+        ("b.1", jobserver, "gate", [("shared", 1, 1)]),
+        ("o.3", None, "gate", [("exclusive", 1, 1)]),
+        ("b.2", jobserver, "build", [("exclusive", 1, 1)]),
+    ]
+    holder.release()
+    status, out = build.finish()
+    assert status == 0, out
+    assert finish(late) == 0
+    result = analyse(read_log(build.log), exclusive_kinds={"h", "o"})
+    assert result.violations == []
+    assert result.entered == ["h.0", *tags(found["waiters"])]
+
+
+def test_a_build_s_weighted_step_that_came_before_a_draining_writer_is_served_first(
+    tmp_path: Path, procs: Procs, resource: Path
+) -> None:
+    """b.1 holds 3 of the 4 seats; b.2 asks for 2 and waits in the build's line (3 + 2 > 4); then o.3, a
+    writer outside, takes the gate and waits for the build's seats to drain. Once b.1 is done the build hands
+    2 of its 3 seats to b.2 (o.3 came after it), then lets them go: b.1, b.2, o.3."""
+    build = test_coordinator.Build(tmp_path, procs)
+    build.hold("b.1", "--semaphore", f"{resource}=4:3")
+    build.step("b.2", "--semaphore", f"{resource}=4:2", before=build.after("b.1"))
+    build.start()
+    build.ready("b.1")
+    build.waiting("b.2")
+    jobserver = registered(build)
+    writer = outside(build, "o.3", procs, resource, kinds=("drain",))
+    found = the_resource(view(build.locks), resource)
+    [held] = found["holders"]
+    assert (tag(held["command"]), held["build"], held["how"], held["files"], modes(held)) == (
+        "b.1", jobserver, "coordinator", ["sem-0.lock", "sem-1.lock", "sem-2.lock"], [("semaphore", 4, 3)],
+    )  # fmt: skip
+    assert [(tag(w["command"]), w["build"], w["kind"], modes(w)) for w in found["waiters"]] == [
+        ("b.2", jobserver, "build", [("semaphore", 4, 2)]), ("o.3", None, "drain", [("exclusive", 1, 1)]),
+    ]  # fmt: skip
+    build.release("b.1")
+    status, out = build.finish()
+    assert status == 0, out
+    assert finish(writer) == 0
+    result = analyse(read_log(build.log), exclusive_kinds={"o"})
+    assert result.violations == []
+    assert result.entered == ["b.1", *tags(found["waiters"])]
+
+
+def test_a_build_s_mem_steps_are_shown_with_their_seats_and_served_in_the_order_they_came(
+    tmp_path: Path, procs: Procs
+) -> None:
+    """--mem through the coordinator, a 128M budget: b.1 holds 100 seats, b.2 asks for 50 and waits in the
+    build's line; o.3 outside asks for 100 later and waits for a slot. Once b.1 is done, b.2 goes first."""
+    from fi_run.memory import memory_claim
+
+    budget = memory_claim(1, 128 << 20).resource
+    build = test_coordinator.Build(tmp_path, procs)
+    build.hold("b.1", "--mem-limit", "128M", "--mem", "100M")
+    build.step("b.2", "--mem-limit", "128M", "--mem", "50M", before=build.after("b.1"))
+    build.start()
+    build.ready("b.1")
+    build.waiting("b.2")
+    jobserver = registered(build)
+    late = outside(build, "o.3", procs, tmp_path, ["--mem-limit", "128M", "--mem", "100M"], kinds=("slot",))
+    [found] = view(build.locks)["resources"]
+    assert found["resource"] == budget
+    [held] = found["holders"]
+    assert (tag(held["command"]), held["build"], len(held["files"]), modes(held)) == (
+        "b.1", jobserver, 100, [("semaphore", 128, 100)],
+    )  # fmt: skip
+    assert [(tag(w["command"]), w["build"], w["kind"], modes(w)) for w in found["waiters"]] == [
+        ("b.2", jobserver, "build", [("semaphore", 128, 50)]),
+        ("o.3", None, "slot", [("semaphore", 128, 100)]),
+    ]  # fmt: skip
+    build.release("b.1")
+    status, out = build.finish()
+    assert status == 0, out
+    assert finish(late) == 0
+    result = analyse(read_log(build.log), exclusive_kinds=set())
     assert result.entered == ["b.1", *tags(found["waiters"])]
 
 
@@ -579,15 +758,47 @@ def test_a_holder_record_reads_back_as_written(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "asked",
-    [(("exclusive", 1),), (("shared", 1),), (("semaphore", 3),), (("semaphore", 2), ("shared", 1))],
+    ("canonical", "asked"),
+    [
+        ("/a/venv's dir", (("exclusive", 1, 1),)),
+        ("/a/venv's dir", (("shared", 1, 1),)),
+        ("/a/venv's dir", (("semaphore", 3, 1),)),
+        ("/a/venv's dir", (("semaphore", 8, 3),)),
+        ("/a/venv's dir", (("semaphore", 2, 1), ("shared", 1, 1))),
+        ("/a/venv's dir", (("semaphore", 4, 4), ("shared", 1, 1))),
+        ("memory://machine", (("semaphore", 128, 1),)),
+        ("memory:///build.slice", (("semaphore", 128, 37),)),
+    ],
 )
 def test_a_coordinator_s_description_reads_back_as_the_modes_asked(
-    asked: tuple[tuple[str, int], ...],
+    canonical: str, asked: tuple[tuple[str, int, int], ...]
 ) -> None:
-    canonical = "/a/venv's dir"
     assert lockview._modes_of(describe_modes(canonical, asked), canonical) == asked
-    assert lockview._modes_of("something else on '/a'", "/a") is None
+
+
+@pytest.mark.parametrize(
+    "what",
+    [
+        "something else on '/a'",
+        "an exclusive lock on '/b'",
+        "x semaphore slots (of 8) on '/a'",
+        "3 semaphore slots (of y) on '/a'",
+        "a semaphore slot (of ) on '/a'",
+        "an exclusive lock and a bogus on '/a'",
+        "3 of the 128 seats of the memory budget '/a'",
+        "an exclusive lock",
+    ],
+)
+def test_a_description_that_is_not_one_reads_as_not_known(what: str) -> None:
+    assert lockview._modes_of(what, "/a") is None
+    assert lockview._modes_of("x of the 128 seats of the memory budget 'memory://m'", "memory://m") is None
+
+
+def test_the_view_spells_the_memory_budget_as_memory_py_does() -> None:
+    from fi_run import memory
+
+    assert lockview.MEMORY_SCHEME == memory.MEMORY_SCHEME
+    assert lockview.MEMORY_SEATS == memory.MEMORY_SEATS
 
 
 def test_a_waiter_entry_s_name_parses_as_the_doorbell_writes_it() -> None:
@@ -610,8 +821,33 @@ def test_the_locks_a_fi_run_command_line_asks_for_are_read_as_fi_run_reads_them(
         "--shared-lock",
         "b",
     ]
-    argv += ["--semaphore", "c=2", "--semaphore", "bad", "--stamp", "--lock", "--", "--lock", "x"]
+    argv += ["--semaphore", "c=2", "--semaphore", "d=8:3", "--semaphore", "e=2:3", "--semaphore", "bad"]
+    argv += ["--stamp", "--lock", "--", "--lock", "x"]
     assert lock_requests(argv) == [
         LockRequest("a", "exclusive"), LockRequest("b", "shared"), LockRequest("c", "semaphore", 2),
+        LockRequest("d", "semaphore", 8, 3),
     ]  # fmt: skip
     assert lock_requests(["sh", "hold.sh", "--lock"]) == []
+
+
+def test_a_fi_run_command_line_s_mem_is_read_as_the_seats_execute_takes() -> None:
+    from fi_run.cli import lock_requests
+    from fi_run.memory import MEMORY_SEATS, memory_claim
+    from fi_run.records import LockRequest
+
+    budget = memory_claim(1, 128 << 20).resource  # the budget this process sees: memory://SCOPE
+    argv = ["fi-run", "--mem", "10M", "--lock", "a", "--mem-limit=128M", "--", "--mem", "1G"]
+    assert lock_requests(argv, {}) == [
+        LockRequest("a", "exclusive"), LockRequest(budget, "semaphore", MEMORY_SEATS, 10),
+    ]  # fmt: skip
+    assert lock_requests(argv) == [LockRequest("a", "exclusive")]  # no environment: no --mem either
+    # The budget from the process's environment, as parse() takes it; its command line wins.
+    from_env = ["fi-run", "--mem", "10M", "--", "true"]
+    env = {"FI_RUN_MEM_LIMIT": "64M"}
+    assert lock_requests(from_env, env) == [LockRequest(budget, "semaphore", MEMORY_SEATS, 20)]
+    assert lock_requests(["fi-run", "--mem-limit", "128M", *from_env[1:]], env)[0].weight == 10
+    assert (
+        lock_requests(["fi-run", "--mem", "2G", "--mem-limit", "1G", "--", "x"], {})[0].weight == MEMORY_SEATS
+    )
+    for bad in (["--mem", "lots"], ["--mem", "0"], ["--mem", "1M", "--mem-limit", "x"]):
+        assert lock_requests(["fi-run", *bad, "--", "true"], {"FI_RUN_MEM_LIMIT": "bad"}) == []

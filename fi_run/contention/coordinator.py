@@ -748,7 +748,10 @@ class Coordinator:
                     what = describe_modes(resource.canonical, want.modes)
                     since = f"{now - want.since:.3f}"
                     fields = [resource.lock_dir.path, resource.canonical, state, str(want.client.pid)]
-                    self._send(client, ["STATE", *fields, want.client.command, what, since])
+                    # Last, since when in time.monotonic() (the waiters' entries' clock): the view compares it
+                    # with the outside entries as _pump does (a later field: older views read the 8 before).
+                    fields += [want.client.command, what, since, repr(want.since)]
+                    self._send(client, ["STATE", *fields])
         self._send(client, ["END", str(os.getpid())])
         self._drop(client)
 

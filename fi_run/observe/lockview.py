@@ -6,8 +6,9 @@ directory's layout and protocol are contention/locks.py's (its docstring), the l
 
 Per resource directory:
 
-- **The resource**: its ``resource`` file (the real path, written by whoever made the directory); a directory
-  made by an older fi_run has none and is shown by its name.
+- **The resource**: its ``resource`` file (the real path, written by whoever made the directory; for --mem,
+  ``memory://SCOPE``, the memory budget the steps share in MEMORY_SEATS seats); a directory made by an older
+  fi_run has none and is shown by its name.
 - **Its holders**: which lock files (``gate.lock``, ``shared-<i>.lock``, ``sem-<i>.lock``) are held right now
   and by which pids. On Linux the kernel says, in /proc/locks, by inode (contention/holders.py). A lock whose
   taker is gone but whose descriptor lives on (the command of a SIGKILLed fi_run, the steps of a SIGKILLed
@@ -22,11 +23,21 @@ Per resource directory:
 - **The builds**: every coordinator registered in ``coordinators/`` (``fi-run jobserver``) is asked what its
   build holds and queues (``LIST``, contention/wire.py), all at once, for at most COORDINATOR_BOUND seconds.
   A dead pid's registration, and a coordinator that does not answer in time, are reported and ignored.
-  Where a holder is a coordinator, its build's holders stand in its place. Where a waiter's entry is a
-  coordinator's, the step that entry is for (and the build's readers that come in with it) stands in its
-  place; the rest of that build's line comes after everything else in the line: with someone outside waiting,
-  a coordinator takes one claim at a time and queues again behind them (contention/coordinator.py). When
-  several builds wait, their remaining claims alternate, one each, in the order the builds were served.
+  Where a holder is a coordinator, its build's holders stand in its place. A build's waiting steps are put
+  where its coordinator will serve them (coordinator._pump), by playing the line forward (_Play): the claim
+  a coordinator waits for in the line serves its build's first waiting step at that place; after it, and
+  for a build that already holds the resource, the build goes on with its next steps under the claims it
+  holds (a reader under its shared slot, an exclusive step under its gate once the one before is done, a
+  counted step under the seats the one before left) as long as nobody still in line outside the build
+  began to wait before that step (the entries' names and the steps' ``since``, one monotonic clock).
+  Otherwise, or when the step needs a claim the build does not hold, the coordinator queues again, behind
+  everyone in line then. So the build and the processes outside it come in the order they came, but for a
+  step that needs a new claim, which goes to the back. Weights count (K of N seats at once, issue 19), and
+  which slot files exist (an exclusive claim drains them all, and the build keeps those its next step can
+  use). A build not in the line that holds nothing of the resource queues at the back.
+- **Not foreseen**: what happens after the snapshot (new arrivals, and the order in which steps that are
+  inside together leave), and races between processes woken at once: readers and counted steps that come
+  in together may enter in any order among themselves.
 
 A snapshot: everything moves while it is taken; each part is read once, in the order above.
 """
@@ -48,8 +59,10 @@ if TYPE_CHECKING:
 
     from ..records import LockRequest
 
-    Modes = tuple[tuple[str, int | None], ...]  # (mode, slots): slots None where the view cannot know N
-    RequestsOf = Callable[[Sequence[str]], list[LockRequest]]
+    # (mode, slots, weight): slots None where the view cannot know N, weight (K of the N) None where it
+    # cannot know K; ("exclusive", 1, 1) and ("shared", 1, 1) otherwise
+    Modes = tuple[tuple[str, int | None, int | None], ...]
+    RequestsOf = Callable[[Sequence[str], dict[str, str] | None], list[LockRequest]]
 
 LOCKS_VERSION: Final = 1
 # How long the view waits for the builds' coordinators to answer, all together: a stopped or hung one must
@@ -69,7 +82,11 @@ COORDINATOR_KEYS: Final = ("pid", "socket", "state", "detail")
 RESOURCE_KEYS: Final = ("resource", "directory", "problem", "holders", "waiters")
 HOLDER_KEYS: Final = ("pid", "command", "modes", "seconds", "build", "files", "how", "state")
 WAITER_KEYS: Final = ("position", "pid", "command", "modes", "seconds", "build", "kind", "state")
-MODE_KEYS: Final = ("mode", "slots")
+MODE_KEYS: Final = ("mode", "slots", "weight")
+# A memory budget's resource (--mem, issue 19) and its seats, as memory.py names them (a test keeps them
+# equal): imported from there they would cost this tool dataclasses' import.
+MEMORY_SCHEME: Final = "memory://"
+MEMORY_SEATS: Final = 128
 
 
 def _braces(keys: Sequence[str]) -> str:
@@ -84,10 +101,12 @@ JSON_KEYS: Final = {
     "exists": "false when it does not exist yet: nothing is locked",
     "coordinators": f"[{_braces(COORDINATOR_KEYS)}]: the builds' coordinators registered there; state: "
     "answered, gone (its pid is dead: ignored) or no answer (within 1 s: ignored)",
-    "resources": f"[{_braces(RESOURCE_KEYS)}], by resource: resource its real path (null: a directory "
-    "without a resource file), problem null or why it could not be read; holders "
-    f"[{_braces(HOLDER_KEYS)}]; waiters [{_braces(WAITER_KEYS)}] in the order they will be served; modes "
-    f"[{_braces(MODE_KEYS)}] or null (not known); seconds held or waited (null: not known); build the pid "
+    "resources": f"[{_braces(RESOURCE_KEYS)}], by resource: resource its real path, or memory://SCOPE for "
+    "the memory budget --mem steps share (null: a directory without a resource file), problem null or why "
+    f"it could not be read; holders [{_braces(HOLDER_KEYS)}]; waiters [{_braces(WAITER_KEYS)}] in the order "
+    f"they will be served; modes [{_braces(MODE_KEYS)}] or null (not known), slots a semaphore's N and "
+    "weight the K of them the step takes at once (1 but for --semaphore R=N:K and --mem; null: not known); "
+    "seconds held or waited (null: not known); build the pid "
     "of the coordinator whose build the step is in (null: none); how kernel, descriptor, record or "
     "coordinator; kind gate, slot, drain or build; state holds, waits or stopped",
 }
@@ -164,10 +183,18 @@ class Resource:
 class BuildStep:
     """One line of a coordinator's LIST answer: a step of its build that holds or waits."""
 
-    __slots__ = ("command", "lock_dir", "pid", "resource", "seconds", "state", "what")
+    __slots__ = ("command", "lock_dir", "pid", "resource", "seconds", "since", "state", "what")
 
     def __init__(
-        self, lock_dir: str, resource: str, state: str, pid: int, command: str, what: str, seconds: float
+        self,
+        lock_dir: str,
+        resource: str,
+        state: str,
+        pid: int,
+        command: str,
+        what: str,
+        seconds: float,
+        since: float,
     ) -> None:
         self.lock_dir = lock_dir
         self.resource = resource
@@ -176,6 +203,7 @@ class BuildStep:
         self.command = command
         self.what = what
         self.seconds = seconds
+        self.since = since  # since when it waits (or holds), in time.monotonic() seconds
 
 
 class Coordinator:
@@ -266,15 +294,25 @@ def _stopped(pid: int) -> bool:
         return False
 
 
+def _environ(pid: int) -> dict[str, str]:
+    """Process ``pid``'s environment (Linux /proc); {} where it cannot be read."""
+    data = _read_small(f"/proc/{pid}/environ", 1 << 20) or b""
+    pairs = (os.fsdecode(item).partition("=") for item in data.split(b"\0") if item)
+    return {name: value for name, _, value in pairs}
+
+
 def _asked(
     argv: Sequence[str], pid: int, canonical: str | None, requests_of: RequestsOf | None
 ) -> Modes | None:
     """What a fi_run process asked of ``canonical``, from its command line (read by ``requests_of``,
     cli.lock_requests, passed down by the tool) and its start directory (Linux); None for a process that is
-    not fi_run, or a resource it did not name there (a response file)."""
+    not fi_run, or a resource it did not name there (a response file). Of a memory budget, its --mem share:
+    cli.lock_requests works it out from its --mem and --mem-limit (or its FI_RUN_MEM_LIMIT), and from the
+    budget this process sees (the same one unless the step runs in another memory cgroup)."""
     if canonical is None or not argv or requests_of is None:
         return None
-    requests = requests_of(argv)
+    memory = canonical.startswith(MEMORY_SCHEME)
+    requests = requests_of(argv, _environ(pid) if memory else None)
     if not requests:
         return None
     try:
@@ -285,21 +323,33 @@ def _asked(
 
     for resource, modes in merge_requests(requests, start, windows=False):
         if resource == canonical:
-            return tuple((mode, seats) for mode, seats, _weight in modes)
+            return tuple((mode, seats, weight) for mode, seats, weight in modes)
     return None
 
 
 def _modes_of(what: str, canonical: str) -> Modes | None:
-    """The modes a coordinator's description names ("a semaphore slot (of 2) and a shared lock on '/x'")."""
+    """The modes a coordinator's description names (lockdir.describe_modes): "a semaphore slot (of 2) and a
+    shared lock on '/x'", "3 semaphore slots (of 8) on '/x'", "3 of the 128 seats of the memory budget
+    'memory://machine'"; None for anything else."""
+    if canonical.startswith(MEMORY_SCHEME):
+        weight, _, seats = what.removesuffix(f" seats of the memory budget {canonical!r}").partition(
+            " of the "
+        )
+        return (("semaphore", int(seats), int(weight)),) if weight.isdigit() and seats.isdigit() else None
     text = what.removesuffix(f" on {canonical!r}")
-    modes: list[tuple[str, int | None]] = []
+    if text == what:
+        return None
+    modes: list[tuple[str, int | None, int | None]] = []
     for part in text.split(" and "):
+        weight, several, seats = part.partition(" semaphore slots (of ")
+        if not several:
+            weight, seats = "1", part.removeprefix("a semaphore slot (of ")
         if part == "an exclusive lock":
-            modes.append(("exclusive", 1))
+            modes.append(("exclusive", 1, 1))
         elif part == "a shared lock":
-            modes.append(("shared", 1))
-        elif part.startswith("a semaphore slot (of ") and part.endswith(")") and part[21:-1].isdigit():
-            modes.append(("semaphore", int(part[21:-1])))
+            modes.append(("shared", 1, 1))
+        elif seats != part and seats.endswith(")") and seats[:-1].isdigit() and weight.isdigit():
+            modes.append(("semaphore", int(seats[:-1]), int(weight)))
         else:
             return None
     return tuple(modes)
@@ -384,7 +434,7 @@ def ask(coordinators: Iterable[Coordinator], bound: float = COORDINATOR_BOUND) -
                         coordinator.state = "answered"
                         selector.unregister(key.fileobj)
                         break
-                    step = _build_step(message)
+                    step = _build_step(message, time.monotonic())
                     if step is not None:
                         coordinator.steps.append(step)
     finally:
@@ -397,18 +447,20 @@ def ask(coordinators: Iterable[Coordinator], bound: float = COORDINATOR_BOUND) -
             coordinator.detail = (coordinator.detail or f"it did not answer within {bound:g} s") + ": ignored"
 
 
-def _build_step(message: list[str]) -> BuildStep | None:
-    """A STATE message: lock dir, resource, holds|waits|stopped, pid, command, what, seconds since."""
+def _build_step(message: list[str], now: float) -> BuildStep | None:
+    """A STATE message: lock dir, resource, holds|waits|stopped, pid, command, what, seconds since, and since
+    when in time.monotonic() seconds (a coordinator from before that field: ``now`` less the seconds)."""
     if message[0] != "STATE" or len(message) < 8:
         return None
     try:
         pid, seconds = int(message[4]), float(message[7])
+        since = float(message[8]) if len(message) > 8 else now - seconds
     except ValueError:
         return None
     lock_dir, resource, state, _pid, command, what = message[1:7]
     if state not in ("holds", "waits", "stopped"):
         return None
-    return BuildStep(lock_dir, resource, state, pid, command, what, seconds)
+    return BuildStep(lock_dir, resource, state, pid, command, what, seconds, since)
 
 
 # --- who holds a lock file
@@ -551,7 +603,7 @@ class _Looker:
                 how.setdefault(pid, known)
         draining = {pid for _ns, pid, kind in line if kind == "drain"}
         resource.holders = self._holders(directory, canonical, held, how, draining, steps)
-        resource.waiters = self._waiters(canonical, line, held, steps)
+        resource.waiters = self._waiters(canonical, line, held, steps, files)
         return resource
 
     def _holders(
@@ -581,11 +633,12 @@ class _Looker:
                 argv = self.argv(pid)
                 command = " ".join(argv) if coordinator else _command(argv)
             modes = None if coordinator else _asked(self.argv(pid), pid, canonical, self.requests_of)
+            memory = canonical is not None and canonical.startswith(MEMORY_SCHEME)
             holders.append(
                 Holder(
                     pid,
                     command,
-                    modes or _file_modes(lock_files),
+                    modes or _file_modes(lock_files, memory),
                     seconds,
                     build=pid if coordinator else None,
                     files=list(lock_files),
@@ -618,36 +671,45 @@ class _Looker:
         line: list[tuple[int, int, str]],
         held: dict[int, list[str]],
         steps: dict[int, list[BuildStep]],
+        files: Sequence[str],
     ) -> list[Waiter]:
-        """The waiters, in the order they will be served: everyone in the line who is not a build's
-        coordinator, in the line's order; then the builds' steps (the module's docstring says why)."""
+        """The waiters, in the order they will be served: the line's, and each build's steps where its
+        coordinator will serve them (_Play; the module's docstring says how)."""
         now = time.monotonic_ns()
-        ordered: list[Waiter] = []
-        at: dict[int, str] = {}  # a build's coordinator -> the kind of its entry in the line
+        memory = canonical is not None and canonical.startswith(MEMORY_SCHEME)
+        play = _Play(files)
         for ns, pid, kind in line:
             waited = max(now - ns, 0) / 1e9
             if pid in steps and any(s.state == "waits" for s in steps[pid]):
-                at.setdefault(pid, kind)
+                if pid not in play.builds:  # its coordinator's claim for its build's first waiting step
+                    play.builds[pid] = _BuildPart(pid, steps[pid], held.get(pid, []), kind)
+                    play.line.append(_Turn(ns, build=pid, kind=kind))
                 continue
             if pid in self.coordinators:  # no step of its build says it waits here: the coordinator itself
-                ordered.append(Waiter(pid, " ".join(self.argv(pid)), None, waited, kind, build=pid))
+                waiter = Waiter(pid, " ".join(self.argv(pid)), None, waited, kind, build=pid)
+                play.line.append(_Turn(ns, waiter))
                 continue
             asked = _asked(self.argv(pid), pid, canonical, self.requests_of)
             if asked is None and kind in ("drain", "slot"):
-                asked = (("exclusive", 1),) if kind == "drain" else (("semaphore", None),)
+                seats = MEMORY_SEATS if memory else None
+                asked = (("exclusive", 1, 1),) if kind == "drain" else (("semaphore", seats, None),)
             state = "stopped" if _stopped(pid) else "waits"
-            ordered.append(Waiter(pid, _command(self.argv(pid)), asked, waited, kind, state=state))
-        # The builds: one that holds first, then in the line's order, then one that is in neither (yet).
-        builds = [pid for pid in held if pid in steps]
-        builds += [pid for pid in (*at, *steps) if pid not in builds]
-        claims = {pid: _claims([s for s in steps[pid] if s.state == "waits"]) for pid in builds}
-        first = True
-        while any(claims.values()):  # several builds: one claim each in turn
-            for pid, left in claims.items():
-                if left:
-                    kind = at.get(pid, "build") if first else "build"
-                    ordered += [_build_waiter(s, pid, kind) for s in left.pop(0)]
-            first = False
+            play.line.append(
+                _Turn(ns, Waiter(pid, _command(self.argv(pid)), asked, waited, kind, state=state))
+            )
+        # A build not in the line: one that holds the resource goes on from where it is, first (holders in
+        # the kernel's order); one that holds nothing of it queues at the back.
+        front: list[_Turn] = []
+        for pid in sorted(steps, key=lambda p: p not in held):
+            if pid in play.builds or not any(s.state == "waits" for s in steps[pid]):
+                continue
+            part = play.builds[pid] = _BuildPart(pid, steps[pid], held.get(pid, []), None)
+            if part.holds():
+                front.append(_Turn(None, build=pid, kind="build", claim=False))
+            else:
+                play.line.append(_Turn(None, build=pid, kind="build"))
+        play.line[:0] = front
+        ordered = play.run()
         for position, waiter in enumerate(ordered, 1):
             waiter.position = position
         for pid, found in steps.items():  # passed over while stopped: listed last, without a place
@@ -676,25 +738,199 @@ def _line(waiters: str) -> list[tuple[int, int, str]]:
     return line
 
 
-def _claims(waiting: list[BuildStep]) -> list[list[BuildStep]]:
-    """A build's waiting steps, grouped as its coordinator serves them: one OS-level claim each, except that
-    the readers right behind a step that reads come in with it (coordinator._pump)."""
-    claims: list[list[BuildStep]] = []
-    for step in waiting:
-        modes = _modes_of(step.what, step.resource)
-        reader = modes == (("shared", 1),)
-        if claims and reader:
-            first = _modes_of(claims[-1][0].what, claims[-1][0].resource) or ()
-            if any(mode == "shared" for mode, _ in first) and all(
-                _modes_of(s.what, s.resource) == (("shared", 1),) for s in claims[-1][1:]
-            ):
-                claims[-1].append(step)
+# --- how the line will be served: the lock directory's line and the builds' coordinators, played forward
+
+
+class _Shape:
+    """What one step takes of the resource, as the coordinator weighs it (coordinator._Want)."""
+
+    __slots__ = ("counted", "exclusive", "shared", "since", "step", "weight")
+
+    def __init__(self, modes: Modes | None, since: float = 0.0, step: BuildStep | None = None) -> None:
+        # Not known (a description this view cannot read): taken for the most it could be, exclusive.
+        self.exclusive = modes is None or modes[0][0] == "exclusive"
+        self.shared = modes is not None and any(mode == "shared" for mode, _, _ in modes)
+        counted = [(n, k) for mode, n, k in modes or () if mode == "semaphore"]
+        self.counted = (counted[0][0] or 1) if counted else 0  # N; 0: not counted
+        self.weight = (counted[0][1] or 1) if counted else 0  # K of the N, at once (issue 19)
+        self.since = since
+        self.step = step
+
+
+class _Files:
+    """Which slot files the resource directory will have: an exclusive claim drains every one there is, and
+    the build keeps those its next step can use (coordinator._claimed, _tidy)."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.shared = any(n.startswith("shared-") and n.endswith(".lock") for n in names)
+        self.sem = sum(1 for n in names if n.startswith("sem-") and n.endswith(".lock"))
+
+    def note(self, modes: Modes | None) -> None:
+        """Someone is served ``modes``: a slot it claims is a file from then on."""
+        for mode, _n, k in modes or ():
+            if mode == "shared":
+                self.shared = True
+            elif mode == "semaphore":
+                self.sem = max(self.sem, k or 1)
+
+
+class _BuildPart:
+    """One build's part in one resource's line, as its coordinator plays it (coordinator._pump): the OS-level
+    claims it holds (the gate, a shared slot, counted slots), its steps inside, and its own line."""
+
+    def __init__(self, pid: int, found: list[BuildStep], files: Sequence[str], entry: str | None) -> None:
+        self.pid = pid
+        self.queue = [_Shape(_modes_of(s.what, s.resource), s.since, s) for s in found if s.state == "waits"]
+        self.holders = [_Shape(_modes_of(s.what, s.resource)) for s in found if s.state == "holds"]
+        # Its claims, from the lock files its coordinator holds. One in the line holds no gate of its own,
+        # and one waiting to drain (it has the gate, for an exclusive claim) let go of all the rest first.
+        draining = entry == "drain"
+        self.gate = entry is None and GATE in files
+        self.shared = not draining and any(f.startswith("shared-") for f in files)
+        in_use = sum(h.weight for h in self.holders if h.counted)
+        self.spare = 0 if draining else max(sum(1 for f in files if f.startswith("sem-")) - in_use, 0)
+
+    def holds(self) -> bool:
+        return bool(self.gate or self.shared or self.spare or self.holders)
+
+    def _fits(self, want: _Shape) -> bool:
+        if want.exclusive:
+            return not self.holders
+        if any(h.exclusive for h in self.holders):
+            return False
+        if want.counted:
+            return sum(h.weight for h in self.holders if h.counted) + want.weight <= want.counted
+        return True
+
+    def _tidy(self, head: _Shape) -> None:
+        """What the coordinator lets go of once nothing inside and not its next step needs it."""
+        if self.gate and not self.holders and not head.exclusive:
+            self.gate = False
+        if self.shared and not head.shared and not any(h.shared for h in self.holders):
+            self.shared = False
+        if self.spare and not head.counted:
+            self.spare = 0
+
+    def _make_room(self, want: _Shape) -> None:
+        """The steps inside leave, first in first out, until ``want`` fits: their counted slots are spare."""
+        self._tidy(want)
+        while self.holders and not self._fits(want):
+            left = self.holders.pop(0)
+            self.spare += left.weight if left.counted else 0
+            self._tidy(want)
+
+    def won(self, want: _Shape, files: _Files) -> None:
+        """Its claim for ``want`` is won (it asked for what the build lacked): it holds what that takes."""
+        self._make_room(want)
+        if want.exclusive:  # the gate, and every slot file there is, drained
+            self.gate, self.shared, self.spare = True, files.shared, files.sem
+            return
+        self.gate = False
+        if want.counted:
+            self.spare = max(self.spare, want.weight)
+            files.sem = max(files.sem, self.spare + sum(h.weight for h in self.holders if h.counted))
+        if want.shared:
+            self.shared = files.shared = True
+
+    def goes_on(self, want: _Shape, first_outside: int | None) -> bool:
+        """Is ``want`` served under the claims the build holds (True: it is granted now), or does the build
+        queue again at the back of the line for it (False)? As coordinator._pump: it goes on only while
+        nobody outside who began to wait before ``want`` is in line (``first_outside``: the earliest of them,
+        monotonic ns), and only with a claim of the kind it needs."""
+        self._make_room(want)
+        outsider = first_outside is not None and first_outside / 1e9 < want.since
+        if want.exclusive:
+            if self.gate and not outsider:
+                return True
+            self.gate = self.shared = False  # its own slots would keep its claim from draining them
+            self.spare = 0
+            return False
+        self.gate = False
+        enough = True
+        if want.counted:
+            if self.spare and outsider:
+                self.spare = 0
+            enough = self.spare >= want.weight
+        if want.shared:
+            if self.shared and outsider:  # its readers inside finish; then it lets the slot go
+                self.holders = [h for h in self.holders if not h.shared]
+                self.shared = False
+            enough = enough and self.shared
+        return enough
+
+    def grant(self, want: _Shape) -> None:
+        self.holders.append(want)
+        if want.counted:
+            self.spare = max(self.spare - want.weight, 0)
+
+
+class _Turn:
+    """A place in the resource's line: a waiter outside the builds, or a build's claim (``build``)."""
+
+    __slots__ = ("build", "claim", "kind", "ns", "waiter")
+
+    def __init__(
+        self,
+        ns: int | None,
+        waiter: Waiter | None = None,
+        *,
+        build: int | None = None,
+        kind: str = "",
+        claim: bool = True,
+    ) -> None:
+        self.ns = ns  # its entry's monotonic ns; None: not in the line yet (a build that will queue)
+        self.waiter = waiter
+        self.build = build
+        self.kind = kind
+        self.claim = claim  # a build's: a claim won here (False: a build going on with what it holds)
+
+
+class _Play:
+    """The line played forward: each turn in order; a build's claim serves its first waiting step, and then
+    the build goes on with its next ones while it may (_BuildPart.goes_on), else queues at the back."""
+
+    def __init__(self, files: Sequence[str]) -> None:
+        self.files = _Files(files)
+        self.line: list[_Turn] = []
+        self.builds: dict[int, _BuildPart] = {}
+
+    def run(self) -> list[Waiter]:
+        served: list[Waiter] = []
+        at = 0
+        while at < len(self.line):
+            turn = self.line[at]
+            at += 1
+            if turn.waiter is not None:
+                served.append(turn.waiter)
+                self.files.note(turn.waiter.modes)
                 continue
-        claims.append([step])
-    return claims
+            assert turn.build is not None
+            part = self.builds[turn.build]
+            kind = turn.kind
+            if turn.claim and part.queue:  # its head goes at the build's place, whoever else waits
+                head = part.queue.pop(0)
+                part.won(head, self.files)
+                part.grant(head)
+                served.append(_build_waiter(head, part.pid, kind))
+                kind = "build"
+            while part.queue:
+                head = part.queue[0]
+                first = min(
+                    (t.ns for t in self.line[at:] if t.ns is not None and t.build != part.pid), default=None
+                )
+                if not part.goes_on(head, first):
+                    self.line.append(_Turn(None, build=part.pid, kind="build"))  # again, at the back
+                    break
+                part.queue.pop(0)
+                part.grant(head)
+                served.append(_build_waiter(head, part.pid, kind))
+        return served
 
 
-def _build_waiter(step: BuildStep, build: int, kind: str) -> Waiter:
+def _build_waiter(step: BuildStep | _Shape, build: int, kind: str) -> Waiter:
+    if isinstance(step, _Shape):
+        assert step.step is not None
+        step = step.step
     state = "stopped" if step.state == "stopped" else "waits"
     return Waiter(
         step.pid,
@@ -707,15 +943,17 @@ def _build_waiter(step: BuildStep, build: int, kind: str) -> Waiter:
     )
 
 
-def _file_modes(lock_files: Sequence[str]) -> Modes | None:
-    """What holding these lock files means: the gate for good is an exclusive lock; a slot, its kind."""
+def _file_modes(lock_files: Sequence[str], memory: bool = False) -> Modes | None:
+    """What holding these lock files means: the gate for good is an exclusive lock; a slot, its kind (as
+    many counted slots as it holds: its weight)."""
     if GATE in lock_files:
-        return (("exclusive", 1),)
-    modes: list[tuple[str, int | None]] = []
-    if any(f.startswith("sem-") for f in lock_files):
-        modes.append(("semaphore", None))
+        return (("exclusive", 1, 1),)
+    modes: list[tuple[str, int | None, int | None]] = []
+    counted = sum(1 for f in lock_files if f.startswith("sem-"))
+    if counted:
+        modes.append(("semaphore", MEMORY_SEATS if memory else None, counted))
     if any(f.startswith("shared-") for f in lock_files):
-        modes.append(("shared", 1))
+        modes.append(("shared", 1, 1))
     return tuple(modes) or None
 
 
@@ -727,7 +965,9 @@ def _r(value: float | None) -> float | None:
 
 
 def _modes_json(modes: Modes | None) -> list[dict[str, Any]] | None:
-    return None if modes is None else [{"mode": mode, "slots": slots} for mode, slots in modes]
+    if modes is None:
+        return None
+    return [{"mode": mode, "slots": slots, "weight": weight} for mode, slots, weight in modes]
 
 
 def to_json(view: View) -> dict[str, Any]:
@@ -780,12 +1020,21 @@ def to_json(view: View) -> dict[str, Any]:
 # --- the terminal view
 
 
-def _what(modes: Modes | None) -> str:
+def _what(modes: Modes | None, memory: bool = False) -> str:
+    """ "exclusive", "shared", "semaphore (of 4)", "semaphore (3 of 8)": K of N, if more than one at once;
+    of a memory budget, "memory (3 of 128 seats)"."""
     if modes is None:
         return "?"
     words = []
-    for mode, slots in modes:
-        words.append(f"semaphore (of {slots})" if mode == "semaphore" and slots is not None else mode)
+    for mode, slots, weight in modes:
+        if mode != "semaphore":
+            words.append(mode)
+        elif memory:
+            words.append(f"memory ({weight or '?'} of {slots or '?'} seats)")
+        elif slots is None:
+            words.append("semaphore" if weight in (None, 1) else f"semaphore ({weight} slots)")
+        else:
+            words.append(f"semaphore ({'' if weight in (None, 1) else f'{weight} '}of {slots})")
     return " + ".join(words)
 
 
@@ -835,6 +1084,12 @@ def render(view: View, colour: bool, width: int = 120) -> str:
         out += ["", style(CYAN, _cut(r.name, width))]
         if r.resource is None:
             out.append(style(DIM, "  (a directory without a resource file: made by an older fi_run)"))
+        memory = r.name.startswith(MEMORY_SCHEME)
+        if memory:
+            note = (
+                f"  (the memory budget --mem steps share, {MEMORY_SEATS} seats: each takes its peak's share)"
+            )
+            out.append(style(DIM, _cut(note, width)))
         if r.problem:
             out.append(style(YELLOW, _cut(f"  {r.problem}", width)))
         rows: list[list[str]] = []
@@ -846,7 +1101,7 @@ def render(view: View, colour: bool, width: int = 120) -> str:
             if h.state == "stopped":
                 where += ", STOPPED" if where else "STOPPED"
                 stopped.add(len(rows))
-            rows.append(["", f"pid {h.pid}", _what(h.modes), where, _seconds(h.seconds), h.command])
+            rows.append(["", f"pid {h.pid}", _what(h.modes, memory), where, _seconds(h.seconds), h.command])
         for w in r.waiters:
             where = _WHERE.get(w.kind, "queued")
             if w.build is not None:
@@ -855,7 +1110,9 @@ def render(view: View, colour: bool, width: int = 120) -> str:
                 where += ", STOPPED" + (" (passed over)" if w.position is None else "")
                 stopped.add(len(rows))
             number = f"{w.position}." if w.position is not None else "-"
-            rows.append([number, f"pid {w.pid}", _what(w.modes), where, _seconds(w.seconds), w.command])
+            rows.append(
+                [number, f"pid {w.pid}", _what(w.modes, memory), where, _seconds(w.seconds), w.command]
+            )
         lines = [style(YELLOW, line) if i in stopped else line for i, line in enumerate(_table(rows, width))]
         if r.holders:
             out += [style(DIM, "  held by"), *lines[: len(r.holders)]]
