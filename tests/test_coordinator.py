@@ -491,6 +491,7 @@ while not os.path.exists(sys.argv[2]):
     if sys.argv[3] == "greedy":
         try:
             held += len(os.read(fd, 64))
+            open(sys.argv[1] + ".held", "w").write(str(held))
         except BlockingIOError:
             pass
     time.sleep(0.02)
@@ -603,6 +604,9 @@ def test_a_slot_that_cannot_come_back_at_the_grant_is_taken_back_when_a_job_ends
     slots = Slots(tmp_path, procs, jobs=2, mode="greedy")
     sock, reader, message = slots.ask(102, slots.auth)
     assert (message[0], message[3]) == ("WAIT", "lent")
+    held = tmp_path / "info.held"
+    # The pool's own token (-j 2) and the one lent for 102, both taken by the command before the grant.
+    wait_until(lambda: held.exists() and held.read_text() == "2", "the command to take the lent token")
     slots.release_outside()
     assert slots.granted(sock, reader) == [["LOAN", "credit"], ["GRANT"]]
     err = slots.finish()
@@ -703,12 +707,15 @@ def test_the_build_and_the_processes_outside_it_are_served_in_the_order_they_cam
     holder_ctl.mkdir()
 
     def outside(tag: str, *options: str) -> subprocess.Popen[bytes]:
+        script: list[str | Path] = (
+            [build.scripts.hold, build.log, tag, holder_ctl]
+            if tag == "o.0"
+            else [build.scripts.step, build.log, tag, "0"]
+        )
         return procs.start(
-            [console_script(), "--lock-dir", build.locks, *options, "--lock", resource, "--", "sh", *
-             ([build.scripts.hold, build.log, tag, holder_ctl] if tag == "o.0" else
-              [build.scripts.step, build.log, tag, "0"])],
+            [console_script(), "--lock-dir", build.locks, *options, "--lock", resource, "--", "sh", *script],
             cwd=build.dir,
-        )  # fmt: skip
+        )
 
     def entries(count: int, what: str) -> None:
         wait_until(lambda: len(list(build.locks.glob("*/waiters/*.gate"))) == count, what)

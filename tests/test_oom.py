@@ -246,7 +246,9 @@ def test_a_person_s_sigkill_is_not_retried_when_the_kernel_s_log_names_another_v
         assert verdict is not None
         assert verdict.retry, victims
     # A shell that exited 137 (no pid: it did not die of the signal), a killed child's line: as before.
-    assert oom_verdict("", status=137, kills=cgroup_kill, pid=None, victims=[10917]).retry  # type: ignore[union-attr]
+    verdict = oom_verdict("", status=137, kills=cgroup_kill, pid=None, victims=[10917])
+    assert verdict is not None
+    assert verdict.retry
     verdict = oom_verdict(KILLED_LINE, status=1, kills=cgroup_kill, pid=None, victims=[10917])
     assert verdict is not None
     assert verdict.retry

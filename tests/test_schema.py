@@ -144,8 +144,8 @@ def test_a_step_pairs_the_wall_clock_with_the_monotonic_clock_around_it(
 
     monotonic = iter([100.0, 100.008, 200.0, 200.00001])
     wall = iter([5000.0, 6000.0])
-    monkeypatch.setattr(records.time, "monotonic", lambda: next(monotonic))
-    monkeypatch.setattr(records.time, "time", lambda: next(wall))
+    monkeypatch.setattr("fi_run.records.time.monotonic", lambda: next(monotonic))
+    monkeypatch.setattr("fi_run.records.time.time", lambda: next(wall))
     step = records.StepRecord()
     assert step.started_wall == 6000.0
     assert step.started_mono == pytest.approx(200.000005)
