@@ -8,8 +8,11 @@ just a number. The ways, at -j16:
   (b) fi_run with --lock / --shared-lock per venv, no pool; the independent steps unwrapped, as in (a);
   (b+) the same with every step wrapped in fi_run, the independent ones too (fi_run as every action's
        wrapper, as in uv#2767's build: it shows what fi_run's start-up costs on 2 cores);
-  (c) as (b), under `fi-run jobserver -j16 -- ninja`: a step waiting for a lock lends its job slot, and
-      takes one back if there is one or runs on credit and repays it after (the default);
+  (c) as (b), under `fi-run jobserver -j16 -- ninja`: the build's lock coordinator (issue 18) takes the
+      locks; a step waiting for one lends its job slot, and takes one back if there is one or runs on credit
+      and repays it after (the default);
+  (cn) as (c) with `fi-run jobserver --no-coordinator`: every step takes its locks through the lock
+      directory (before issue 18);
   (c0) as (c), but a lock holder waits for a token before its command (FI_RUN_LEND_REPAY=0);
   (d) as (b), plus one ninja pool of depth 1 per venv (docs/jobserver.md's pattern), no jobserver;
   (d1) as (d), but only the installs in the pool: the shared import steps wait for installs in job slots;
@@ -18,7 +21,7 @@ Reported: wall time, CPU time of all the build's processes, failures, (a)/(b), a
 bound: the largest of total work / 16, the critical path, and per venv its serialized exclusive work plus one
 shared interval (its imports cannot overlap its installs).
 
-Usage: python benchmarks/seed_build.py [--jobs 16] [--scale 1.0] [--runs 1] [--ways a,b,b+,c,c0,d,u]
+Usage: python benchmarks/seed_build.py [--jobs 16] [--scale 1.0] [--runs 1] [--ways a,b,b+,c,c0,cn,d,u]
 (scale multiplies every duration; with --runs N the ways run interleaved N times and medians are shown)
 """
 
@@ -51,7 +54,7 @@ def generate(way: str, build: str, scale: float) -> None:
     locks = shlex.quote(os.path.join(build, "locks"))
     lines = ["pool venv\n  depth = 1\n"] + [f"pool venv{v}\n  depth = 1\n" for v in range(VENVS)]
     wrap = f"{fi_run} --lock-dir {locks} --stamp $out"
-    if way in ("b", "b+", "c", "c0", "d", "d1"):
+    if way in ("b", "b+", "c", "c0", "cn", "d", "d1"):
         pool = "\n  pool = $venv_pool" if way in ("d", "d1") else ""
         import_pool = pool if way == "d" else ""
         lines.append(
@@ -109,9 +112,10 @@ def run(way: str, ninja: str, jobs: int, scale: float, env: dict[str, str]) -> t
         start = time.monotonic()
         argv = [ninja, "-C", build, "-j", str(jobs), "-k", "0"]
         run_env = env
-        if way in ("c", "c0"):  # ninja gets no -j of its own: it would ignore the jobserver
+        if way in ("c", "c0", "cn"):  # ninja gets no -j of its own: it would ignore the jobserver
             fi_run = os.path.join(os.path.dirname(sys.executable), "fi-run")
-            argv = [fi_run, "jobserver", "-j", str(jobs), "--", ninja, "-C", build, "-k", "0"]
+            coordinator = ["--no-coordinator"] if way == "cn" else []
+            argv = [fi_run, "jobserver", "-j", str(jobs), *coordinator, "--", ninja, "-C", build, "-k", "0"]
             run_env = {**env, "FI_RUN_LEND_REPAY": "0" if way == "c0" else "1"}
         proc = subprocess.run(argv, capture_output=True, text=True, env=run_env, check=False)
         wall = time.monotonic() - start
@@ -141,6 +145,7 @@ NAMES = {
     "b+": "(b+) as (b), every step in fi_run",
     "c": "(c) locks, fi-run jobserver, repay",
     "c0": "(c0) as (c), token before command",
+    "cn": "(cn) as (c), --no-coordinator",
     "d": "(d) locks + depth-1 pool per venv",
     "d1": "(d1) as (d), installs only in pool",
     "u": "(u) unwrapped, no pool",

@@ -171,6 +171,19 @@ def _regex(where: str, text: str) -> str:
     return text
 
 
+def _size(where: str, text: str) -> int:
+    from .memory import parse_size  # only when a size is given: a step without --mem pays nothing
+
+    return parse_size(where, text)
+
+
+def _mem(where: str, text: str) -> int:
+    size = _size(where, text)
+    if size <= 0:
+        raise UsageError(f"{where} expects a size above 0, got {text!r}")
+    return size
+
+
 def _lend_slot(where: str, text: str) -> str:
     policy = text.strip().lower()
     if policy not in LEND_POLICIES:
@@ -319,6 +332,23 @@ OPTIONS: Final[tuple[Option, ...]] = (
         convert=_semaphore,
     ),
     Option(
+        ("--mem",),
+        "SIZE",
+        "this step's peak memory (1.5G, 700M): it runs when that much of the machine's memory budget is "
+        "free, first come first served; a step larger than the whole budget runs alone",
+        field="mem",
+        convert=_mem,
+    ),
+    Option(
+        ("--mem-limit",),
+        "SIZE",
+        "the memory budget --mem steps share (default: the cgroup's limit, else the machine's memory, less a "
+        "reserve; 0: that default)",
+        field="mem_limit",
+        env="FI_RUN_MEM_LIMIT",
+        convert=_size,
+    ),
+    Option(
         ("--lock-dir",),
         "DIR",
         "where fi_run keeps its lock files (see docs/reference.md)",
@@ -424,6 +454,58 @@ def _options_and_command(argv: Sequence[str]) -> tuple[list[str], list[str] | No
     return options, command
 
 
+def lock_requests(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> list[LockRequest]:
+    """The locks a fi_run command line asks for: its --lock, --shared-lock and --semaphore options before
+    '--', read as parse() reads them, without response files or environment defaults. For `fi-run locks`,
+    which reads other processes' command lines (interpreter and script words included): words that are not
+    fi_run's options, and values that do not parse, are skipped. Given the process's ``environ``, its --mem
+    too: the seats of the memory budget it takes, as execute asks for them (--mem-limit, else the
+    environment's FI_RUN_MEM_LIMIT, else the budget this process sees: memory.memory_claim)."""
+    from .records import LockRequest
+
+    table = _flag_table()
+    words = _split_at_separator(argv)[0]
+    requests: list[LockRequest] = []
+    sizes: dict[str, int] = {}  # mem, mem_limit
+    i = 0
+    while i < len(words):
+        flag, inline, value = words[i].partition("=")
+        i += 1
+        option = table.get(flag)
+        if option is None or option.metavar is None:
+            continue
+        if not inline:
+            if i >= len(words):
+                break
+            value = words[i]
+            i += 1
+        if option.field in ("locks", "mem", "mem_limit") and option.convert is not None:
+            try:
+                request = option.convert(flag, value)
+            except UsageError:
+                continue
+            if isinstance(request, LockRequest):
+                requests.append(request)
+            elif isinstance(request, int) and environ is not None:
+                sizes.setdefault(option.field, request)
+    if "mem" in sizes and environ is not None:
+        [limit_option] = [option for option in OPTIONS if option.field == "mem_limit"]
+        limit = sizes.get("mem_limit")
+        if limit is None and limit_option.env and environ.get(limit_option.env, "") != "":
+            try:
+                limit = _size(limit_option.env, environ[limit_option.env])
+            except UsageError:
+                return requests
+        from .memory import memory_claim
+
+        try:
+            claim = memory_claim(sizes["mem"], limit)
+        except UsageError:  # no budget this process can read
+            return requests
+        requests.append(LockRequest(claim.resource, "semaphore", claim.seats, claim.weight))
+    return requests
+
+
 def requested_action(argv: Sequence[str]) -> str | None:
     """The action asked for before '--' (help, version, signatures), which wins over everything else."""
     if not any(arg in ACTIONS or arg[:1] == "@" for arg in argv):
@@ -523,6 +605,7 @@ TOOLS: Final = {
         "summarize --log files: failures, retries, lock waits and holds per resource",
     ),
     "trace": ("fi_run.tools.trace", "write --log files as a Chrome trace-event JSON file"),
+    "locks": ("fi_run.tools.locks", "why is my build stuck: who holds each resource, who waits, in order"),
 }
 
 
@@ -581,7 +664,7 @@ def _run(args: list[str], reporter: Reporter, *, collector_paused: bool) -> int:
         from .step.execute import execute
 
         if collector_paused:
-            if spec.locks:
+            if spec.locks or spec.mem:
                 # The lock modules (filelock, the coordinator's client, remote.py) load before the collector.
                 from .step.execute import preload_lock_modules
 

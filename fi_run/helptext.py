@@ -64,13 +64,18 @@ def help_text() -> str:
 
 
 def signatures_text() -> str:
-    from .contention.catalogue import BUILTIN
+    from .contention.catalogue import BUILTIN, KILLED_CHILD_LINES
 
     lines = []
     for sig in BUILTIN:
         where = " (Windows only)" if sig.windows_only else ""
         lines.append(
             f"{sig.family}{where}: {sig.description}\n    e.g. {sig.example}\n    source: {sig.source}"
+        )
+    for sig in KILLED_CHILD_LINES:  # issue 19: retried only with the kernel's count of an OOM kill
+        lines.append(
+            f"{sig.family} (Linux, with an OOM kill the kernel counted while the step ran): "
+            f"{sig.description}\n    e.g. {sig.example}\n    source: {sig.source}"
         )
     return "\n".join(lines) + "\n"
 

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from dataclasses import dataclass
     from typing import Final, Literal, Protocol
 
+    from .memory import OomMark
+
     LockMode = Literal["exclusive", "shared", "semaphore"]
     EnvOpKind = Literal["set", "unset", "prepend", "venv"]
     JSON = None | bool | int | float | str | list["JSON"] | dict[str, "JSON"]
@@ -110,6 +112,8 @@ class StepSpec:
     retry_on: tuple[str, ...] = ()
     log: str | None = None  # absolute
     lend_slot: str = "auto"  # --lend-slot: one of LEND_POLICIES
+    mem: int | None = None  # --mem: the step's declared peak memory, bytes (a share of the memory budget)
+    mem_limit: int | None = None  # --mem-limit: the budget, bytes; None (or 0): the machine's (memory.py)
 
 
 # --- what it did
@@ -118,12 +122,26 @@ class StepSpec:
 class Outcome:
     """What one run of the command came to; from step/attempts.run_attempts, what all of them came to."""
 
-    __slots__ = ("attempts", "status", "timed_out")
+    __slots__ = ("attempts", "killed_pid", "oom_mark", "status", "timed_out")
 
-    def __init__(self, status: int, timed_out: bool, attempts: int = 1) -> None:
+    def __init__(
+        self,
+        status: int,
+        timed_out: bool,
+        attempts: int = 1,
+        *,
+        oom_mark: OomMark | None = None,
+        killed_pid: int | None = None,
+    ) -> None:
         self.status = status  # the exit status fi_run passes on: the command's, or 128 + N for signal N
         self.timed_out = timed_out
         self.attempts = attempts  # how many runs of the command it took
+        # The kernel's OOM counters as read before the command started (memory.py reads them again after a
+        # failure: did the OOM killer strike while it ran?). None where there are none (not Linux).
+        self.oom_mark = oom_mark
+        # The command's pid when it died of SIGKILL itself (not a shell exiting 137): the kernel's log of
+        # OOM kills can then say whether the OOM killer was what killed it (memory.oom_victims).
+        self.killed_pid = killed_pid
 
     def __repr__(self) -> str:
         return f"Outcome(status={self.status}, timed_out={self.timed_out}, attempts={self.attempts})"
@@ -133,6 +151,27 @@ def exit_status(wait_status: int) -> int:
     """A POSIX wait status as a shell reports it: the exit code, or 128 + N for a death by signal N."""
     code = os.waitstatus_to_exitcode(wait_status)
     return 128 - code if code < 0 else code
+
+
+def _clock_anchor() -> tuple[float, float]:
+    """The wall clock and the monotonic clock read at one instant, as near as this process can tell.
+
+    Reports line steps up by ``started_wall + offset``, so a skew between the two readings moves every
+    lock of this step. Read one after the other, a preemption between them (a busy build machine, issue
+    18's hand-off benchmark under CPU hogs) skewed a step by milliseconds and made two holders of one lock
+    seem to overlap. The wall reading is taken between two monotonic ones, retried while they are more
+    than 50 us apart, and paired with their midpoint.
+    """
+    best = (float("inf"), 0.0, 0.0)
+    for _ in range(3):
+        before = time.monotonic()
+        wall = time.time()
+        after = time.monotonic()
+        if after - before < best[0]:
+            best = (after - before, wall, (before + after) / 2)
+        if after - before <= 50e-6:
+            break
+    return best[1], best[2]
 
 
 class StepRecord:
@@ -145,17 +184,21 @@ class StepRecord:
     """
 
     def __init__(self) -> None:
-        self.started_wall = time.time()
-        self.started_mono = time.monotonic()
+        self.started_wall, self.started_mono = _clock_anchor()
         self.attempts: list[dict[str, JSON]] = []
         self.locks: list[dict[str, JSON]] = []
         self.loans: list[dict[str, JSON]] = []  # job slots lent to the jobserver (contention/lending.py)
+        self.peak_rss: int | None = None  # bytes: the largest peak of the command over its attempts
 
     def offset(self) -> float:
         return time.monotonic() - self.started_mono
 
-    def add_attempt(self, start: float, status: int, family: str | None, line: str | None) -> None:
+    def add_attempt(
+        self, start: float, status: int, family: str | None, line: str | None, peak_rss: int | None = None
+    ) -> None:
         end = self.offset()
+        if peak_rss is not None and (self.peak_rss is None or peak_rss > self.peak_rss):
+            self.peak_rss = peak_rss
         self.attempts.append(
             {
                 "start": round(start, 6),

@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 import pytest
+from cgroup_testing import Cgroups
 from fi_run_testing import WAYS, Build, Procs, Ran, Runner, contended_build, run_fi_run
 
 # Modules that test POSIX behaviour (process groups, POSIX signals, /proc, /bin/sh under ninja, x bits and
@@ -17,6 +18,7 @@ POSIX_ONLY = (
     "test_coordinator.py",
     "test_lock_interrupts.py",
     "test_locks.py",
+    "test_locks_view.py",
     "test_log.py",
     "test_ninja.py",
     "test_remote.py",
@@ -90,3 +92,14 @@ def procs() -> Iterator[Procs]:
 def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
     """The contended build (fi_run_testing.contended_build), run once a session and shared by its readers."""
     return contended_build(tmp_path_factory.mktemp("contended"))
+
+
+@pytest.fixture
+def memory_cgroups() -> Iterator[Cgroups]:
+    """Real memory cgroups of the test's own (cgroup_testing.py): ``memory_cgroups.make(limit)`` makes one,
+    or skips the test with the reason; all are removed when the test ends."""
+    cgroups = Cgroups()
+    try:
+        yield cgroups
+    finally:
+        cgroups.remove_all()

@@ -178,6 +178,8 @@ BAD: tuple[Bad, ...] = (
         ("--semaphore", "3 of 2 seats", "'licence=2:3'"),
     ),
     Bad("semaphore-weight-zero", ("--semaphore", "licence=2:0", "--stamp", S, "--", *PASS), ("'0'",)),
+    Bad("mem-zero", ("--mem", "0", "--stamp", S, "--", *PASS), ("--mem", "above 0", "'0'")),
+    Bad("mem-not-a-size", ("--mem", "lots", "--stamp", S, "--", *PASS), ("--mem", "'lots'")),
     Bad("combined-short-flags", ("-vq", "--stamp", S, "--", *PASS), ("'-vq'",)),
     Bad(
         "response-file-unterminated-quote",
@@ -396,6 +398,13 @@ GOOD: tuple[Good, ...] = (
                 LockRequest("d", "exclusive"),
             )
         },
+    ),
+    Good("memory", "--mem 1.5G --mem-limit 8G -- t", {"mem": 3 << 29, "mem_limit": 8 << 30}),
+    Good(
+        "memory budget from the environment",
+        "--mem 700M -- t",
+        {"mem": 700 << 20, "mem_limit": 4 << 30},
+        {"FI_RUN_MEM_LIMIT": "4G"},
     ),
     Good(
         "weighted seats",

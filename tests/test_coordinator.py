@@ -477,3 +477,267 @@ def test_weighted_seats_in_the_coordinator_all_at_once_and_in_arrival_order(
     # c found a free seat while a held three, yet waited behind b: both began only once a had left.
     assert enters["b.1"] > exits_a
     assert enters["c.2"] > exits_a
+
+
+# The command under `fi-run jobserver` in the slot tests: says where the coordinator and the pool are, then,
+# with "greedy", takes every token that shows up in the pool (as ninja starting jobs would) until told to
+# stop, and gives them all back; then says how many tokens the pool holds (INFO.pool).
+JOBSERVER_COMMAND = """
+import os, sys, time
+open(sys.argv[1], "w").write(os.environ["FI_RUN_COORDINATOR"] + "\\n" + os.environ["FI_RUN_JOBSERVER"])
+fd = os.open(os.environ["FI_RUN_JOBSERVER"].removeprefix("fifo:"), os.O_RDWR | os.O_NONBLOCK)
+held = 0
+while not os.path.exists(sys.argv[2]):
+    if sys.argv[3] == "greedy":
+        try:
+            held += len(os.read(fd, 64))
+            open(sys.argv[1] + ".held", "w").write(str(held))
+        except BlockingIOError:
+            pass
+    time.sleep(0.02)
+os.write(fd, b"+" * held)
+time.sleep(0.5)  # then count what the pool holds (and put it back)
+pool = 0
+while True:
+    try:
+        pool += len(os.read(fd, 64))
+    except BlockingIOError:
+        break
+os.write(fd, b"+" * pool)
+open(sys.argv[1] + ".pool", "w").write(str(pool))
+"""
+
+
+class Slots:
+    """`fi-run jobserver -j JOBS` around JOBSERVER_COMMAND, a lock held outside the build, and raw clients of
+    its coordinator, each a socket speaking the wire protocol as a step does."""
+
+    def __init__(self, tmp_path: Path, procs: Procs, jobs: int, mode: str) -> None:
+        self.dir = tmp_path
+        self.info, self.stop = tmp_path / "info", tmp_path / "stop"
+        self.server = procs.start(
+            [console_script(), "jobserver", "-j", str(jobs), "--", sys.executable, "-c", JOBSERVER_COMMAND,
+             self.info, self.stop, mode],
+            cwd=tmp_path,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        wait_until(lambda: self.info.exists() and "\n" in self.info.read_text(), "the jobserver's command")
+        self.address, self.auth = self.info.read_text().split("\n")
+        self.resource = tmp_path / "venv"
+        self.control = tmp_path / "outside"
+        self.control.mkdir()
+        scripts = write_scripts(tmp_path / "scripts")
+        self.outside = procs.start(
+            [console_script(), "--lock-dir", tmp_path / "locks", "--lock", self.resource, "--", "sh",
+             scripts.hold, tmp_path / "order.log", "o.1", self.control],
+            cwd=tmp_path,
+        )  # fmt: skip
+        wait_until((self.control / "ready").exists, "the lock to be held outside the build")
+
+    def ask(self, pid: int, lends_to: str) -> tuple[socket.socket, Reader, list[str]]:
+        """A step's request; its first answer."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(HANG_TIMEOUT)
+        sock.connect(self.address)
+        lock_dir = str(self.dir / "locks")
+        request = ["LOCK", str(pid), lock_dir, f"step {pid}", lends_to, os.path.realpath(self.resource)]
+        sock.sendall(encode([*request, "exclusive:1:1"]))
+        reader = Reader()
+        (message,) = reader.feed(sock.recv(65536))
+        return sock, reader, message
+
+    def release_outside(self) -> None:
+        (self.control / "release").touch()
+        assert self.outside.wait(HANG_TIMEOUT) == 0
+
+    @staticmethod
+    def granted(sock: socket.socket, reader: Reader) -> list[list[str]]:
+        """The messages up to the grant (the grant's descriptor closed), then DONE."""
+        messages: list[list[str]] = []
+        while not messages or messages[-1][0] != "GRANT":
+            data, ancillary, _flags, _address = sock.recvmsg(65536, socket.CMSG_SPACE(4 * 4))
+            assert data, "the coordinator closed the connection before the grant"
+            messages += reader.feed(data)
+            for _level, _kind, payload in ancillary:
+                os.close(int.from_bytes(payload[:4], sys.byteorder))
+        sock.sendall(encode(["DONE"]))
+        sock.close()
+        return messages
+
+    def finish(self) -> str:
+        self.stop.touch()
+        _, err = self.server.communicate(timeout=HANG_TIMEOUT)
+        assert self.server.returncode == 0, err
+        return err.decode()
+
+
+def test_at_most_j_waiting_steps_have_their_slot_lent_and_every_token_comes_back(
+    tmp_path: Path, procs: Procs
+) -> None:
+    """Each slot lent starts another step; when they all wait for one resource that would start every step
+    of the build at once. The coordinator lends for at most -j of its waiting steps (here -j 2), in arrival
+    order, and only for steps that lend into this jobserver (101 does not). It lends the token itself, so a
+    step that goes away while its slot is lent (103, as if SIGKILLed) leaks nothing: the jobserver counts
+    every token back at the end (issue 18's stress run leaked one per such step)."""
+    slots = Slots(tmp_path, procs, jobs=2, mode="")
+    clients = {pid: slots.ask(pid, "" if pid == 101 else slots.auth) for pid in (101, 102, 103, 104)}
+    assert {pid: (m[0], m[3]) for pid, (_s, _r, m) in clients.items()} == {
+        101: ("WAIT", "keep"), 102: ("WAIT", "lent"), 103: ("WAIT", "lent"), 104: ("WAIT", "keep"),
+    }  # fmt: skip
+    clients.pop(103)[0].close()  # gone while lent: the coordinator takes the token back
+    slots.release_outside()
+    answers = {
+        pid: [m[0] for m in slots.granted(sock, reader)] for pid, (sock, reader, _m) in clients.items()
+    }
+    # 102's slot comes back to it from the pool (the command here takes no token): "returned".
+    assert answers == {101: ["GRANT"], 102: ["LOAN", "GRANT"], 104: ["GRANT"]}
+    err = slots.finish()
+    assert "jobserver:" not in err, err  # no token missing, none too many
+
+
+def test_a_slot_that_cannot_come_back_at_the_grant_is_taken_back_when_a_job_ends(
+    tmp_path: Path, procs: Procs
+) -> None:
+    """The command takes every token that shows up (ninja starting jobs with the lent slots), so at the grant
+    the pool is empty: the step runs on credit ("LOAN credit") and the coordinator takes the token back
+    from the next job that ends (the command giving its tokens back). All accounted for at the end."""
+    slots = Slots(tmp_path, procs, jobs=2, mode="greedy")
+    sock, reader, message = slots.ask(102, slots.auth)
+    assert (message[0], message[3]) == ("WAIT", "lent")
+    held = tmp_path / "info.held"
+    # The pool's own token (-j 2) and the one lent for 102, both taken by the command before the grant.
+    wait_until(lambda: held.exists() and held.read_text() == "2", "the command to take the lent token")
+    slots.release_outside()
+    assert slots.granted(sock, reader) == [["LOAN", "credit"], ["GRANT"]]
+    err = slots.finish()
+    assert "jobserver:" not in err, err
+    # Taken back during the build, not only counted at its end: the pool holds its one token (-j 2), not 2.
+    assert (tmp_path / "info.pool").read_text() == "1"
+
+
+def test_a_coordinator_out_of_descriptors_serves_everyone_in_turn(tmp_path: Path, procs: Procs) -> None:
+    """The coordinator holds a descriptor per connected step: with a soft limit of 40, sixty steps asking at
+    once cannot all connect. Those it cannot accept yet wait in the listen backlog; all are served, one at a
+    time, none runs beside another."""
+    address_file, stop = tmp_path / "address", tmp_path / "stop"
+    keep = (
+        "import os, sys, time\n"
+        "open(sys.argv[1], 'w').write(os.environ['FI_RUN_COORDINATOR'])\n"
+        "while not os.path.exists(sys.argv[2]): time.sleep(0.02)"
+    )
+    server = shlex.join([os.fspath(console_script()), "jobserver", "--", sys.executable, "-c", keep])
+    files = f"{shlex.quote(str(address_file))} {shlex.quote(str(stop))}"
+    procs.start(["sh", "-c", f"ulimit -n 40 && exec {server} {files}"], cwd=tmp_path)
+    wait_until(lambda: address_file.exists() and address_file.read_text() != "", "the coordinator")
+    scripts = write_scripts(tmp_path / "scripts")
+    log = tmp_path / "order.log"
+    env = {"FI_RUN_COORDINATOR": address_file.read_text()}
+    lock: list[str | os.PathLike[str]] = ["--lock-dir", tmp_path / "locks", "--lock", tmp_path / "venv", "--"]
+    lock += ["sh", scripts.step, log]
+    steps = [
+        procs.start_fi_run([*lock, f"s.{i}", "0.01"], cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+        for i in range(60)
+    ]
+    assert [step.wait(HANG_TIMEOUT) for step in steps] == [0] * 60
+    # Served by the coordinator, every one: none found it unreachable and fell back to the lock directory.
+    assert [step.stderr.read() for step in steps if step.stderr] == [b""] * 60
+    result = analyse(read_log(log), exclusive_kinds={"s"})
+    assert result.violations == []
+    assert len(result.entered) == 60
+    stop.touch()
+
+
+def test_mem_under_the_coordinator_keeps_the_build_within_its_budget(build: Build) -> None:
+    """--mem through the coordinator: 1G budget, 400M steps: two at once, the third waits in the line."""
+    mem = ("--mem-limit", "1G", "--mem", "400M")
+    build.hold("a.0", *mem)
+    build.hold("b.1", *mem, before=build.after("a.0"))
+    build.step("c.2", *mem, before=build.after("b.1"))
+    build.start()
+    build.ready("a.0")
+    build.ready("b.1")
+    build.waiting("c.2")
+    build.release("a.0")
+    wait_until(lambda: "exit c.2 " in read_log(build.log), "c.2 to run once a.0 left")
+    build.release("b.1")
+    status, out = build.finish()
+    assert status == 0, out
+    assert "of the 128 seats of the memory budget 'memory://" in out
+    lines = read_log(build.log).split("\n")
+    assert lines.index(next(x for x in lines if x.startswith("enter c.2 "))) > lines.index(
+        next(x for x in lines if x.startswith("exit a.0 "))
+    )
+
+
+def test_the_build_s_readers_do_not_pass_a_writer_waiting_outside_the_build(
+    build: Build, resource: Path, procs: Procs
+) -> None:
+    """The build holds the resource's shared slot for its readers and could grant more readers under it
+    without a trip through the OS; but a writer outside the build waits (it has the gate and waits for the
+    slot to drain). A later reader of the build then waits too: r.1, the outside writer, r.2."""
+    build.hold("r.1", "--shared-lock", resource)
+    build.step("r.2", "--shared-lock", resource, before=build.when("writer waits"))
+    build.start()
+    build.ready("r.1")
+    writer = procs.start(
+        [console_script(), "--lock-dir", build.locks, "--lock", resource, "--", "sh", build.scripts.step,
+         build.log, "w.1", "0"],
+        cwd=build.dir,
+    )  # fmt: skip
+    wait_until(lambda: any(build.locks.glob("*/waiters/*.drain")), "the writer to take the gate and wait")
+    build.signal("writer waits")
+    build.waiting("r.2")
+    build.release("r.1")
+    assert writer.wait(HANG_TIMEOUT) == 0
+    status, out = build.finish()
+    assert status == 0, out
+    result = analyse(read_log(build.log), exclusive_kinds={"w"})
+    assert result.entered == ["r.1", "w.1", "r.2"]
+    assert result.violations == []
+
+
+def test_the_build_and_the_processes_outside_it_are_served_in_the_order_they_came(
+    build: Build, resource: Path, procs: Procs
+) -> None:
+    """One line for everyone: o.0 holds; b.1 (the build), o.2 (outside), b.3 (the build), o.4 (outside) come
+    in that order. The coordinator's claim for b.1 serves b.1 at the build's place, not the outsiders who
+    came after it (fi-run locks found it handing each claim over as it won it); b.3 came after o.2, so the
+    build lets o.2 go first and queues again dated when b.3 came, ahead of o.4."""
+    holder_ctl = build.dir / "o.0"
+    holder_ctl.mkdir()
+
+    def outside(tag: str, *options: str) -> subprocess.Popen[bytes]:
+        script: list[str | Path] = (
+            [build.scripts.hold, build.log, tag, holder_ctl]
+            if tag == "o.0"
+            else [build.scripts.step, build.log, tag, "0"]
+        )
+        return procs.start(
+            [console_script(), "--lock-dir", build.locks, *options, "--lock", resource, "--", "sh", *script],
+            cwd=build.dir,
+        )
+
+    def entries(count: int, what: str) -> None:
+        wait_until(lambda: len(list(build.locks.glob("*/waiters/*.gate"))) == count, what)
+
+    holder = outside("o.0")
+    wait_until((holder_ctl / "ready").exists, "o.0 to hold the lock")
+    build.step("b.1", "--lock", resource)
+    build.step("b.3", "--lock", resource, before=build.when("o.2 queued"))
+    build.start()
+    build.waiting("b.1")
+    entries(1, "the coordinator to queue in the lock directory for b.1")
+    second = outside("o.2")
+    entries(2, "o.2 to queue")
+    build.signal("o.2 queued")
+    build.waiting("b.1", "b.3")
+    fourth = outside("o.4")
+    entries(3, "o.4 to queue")
+    (holder_ctl / "release").touch()
+    for proc in (holder, second, fourth):
+        assert proc.wait(HANG_TIMEOUT) == 0
+    status, out = build.finish()
+    assert status == 0, out
+    result = analyse(read_log(build.log), exclusive_kinds={"o", "b"})
+    assert result.violations == []
+    assert result.entered == ["o.0", "b.1", "o.2", "b.3", "o.4"]

@@ -1,6 +1,6 @@
 """docs/reference.md's tables say what the code does: options, environment variables, exit statuses, the log
-line schema, the report's --json keys and the signature families each have one home in the code, and these
-tests fail when the page and the code drift apart."""
+line schema, the report's and `fi-run locks`'s --json keys and the signature families each have one home in
+the code, and these tests fail when the page and the code drift apart."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from fi_run.cli import OPTIONS, Option
 from fi_run.errors import EXIT_SIGNAL_BASE, EXIT_STATUSES
-from fi_run.observe import report, schema
+from fi_run.observe import lockview, report, schema
 from fi_run.records import DEFAULT_RETRIES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,6 +113,21 @@ def test_the_report_json_keys_table_is_the_report_s() -> None:
     keys = [key for row in table("report --json keys") for key in re.findall(r"^`(\w+)`|, `(\w+)`", row[0])]
     flat = [name for pair in keys for name in pair if name]
     assert flat == list(report.JSON_KEYS)
+
+
+def test_the_locks_json_keys_table_is_the_view_s() -> None:
+    rows = {row[0]: row[1] for row in table("locks --json keys")}
+    top = [cell.strip("`") for cell in rows if re.fullmatch(r"`\w+`", cell)]
+    assert top == list(lockview.JSON_KEYS)
+
+    def braces(keys: tuple[str, ...]) -> str:
+        return "{" + ", ".join(keys) + "}"
+
+    assert rows["`coordinators`"].startswith(f"`[{braces(lockview.COORDINATOR_KEYS)}]`")
+    assert rows["`resources`"].startswith(f"`[{braces(lockview.RESOURCE_KEYS)}]`")
+    assert rows["`holders[]`"].startswith(f"`{braces(lockview.HOLDER_KEYS)}`")
+    assert rows["`waiters[]`"].startswith(f"`{braces(lockview.WAITER_KEYS)}`")
+    assert rows["`modes[]`"].startswith(f"`{braces(lockview.MODE_KEYS)}`")
 
 
 def families_listed() -> list[str]:

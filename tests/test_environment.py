@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 SEP = os.pathsep
 
 # POSIX rules (x bits, '/' paths) checked on a POSIX host; the windows=True tests run everywhere.
-posix_only = pytest.mark.skipif(os.name == "nt", reason="POSIX rules need a POSIX host")
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX rules need a POSIX host")
 
 
 def make_file(path: Path, mode: int = 0o755) -> Path:

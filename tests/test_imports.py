@@ -54,10 +54,15 @@ def test_a_plain_step_imports_no_lock_library_parser_or_subprocess(tmp_path: Pat
         never.discard("subprocess")
     assert not names & never, sorted(names & never)
     assert (tmp_path / "s").exists()
-    # Each module of fi_run's own costs about 50 us: a step without --log or locks needs none of these.
-    unneeded = {name for name in names if name.startswith(("fi_run.observe", "fi_run.contention"))}
+    # Each module of fi_run's own costs about 50 us: a step without --log or locks needs none of these. Nor
+    # memory.py: only a failed attempt asks whether the OOM killer struck (issue 19).
+    unneeded = {
+        name for name in names if name.startswith(("fi_run.observe", "fi_run.contention", "fi_run.memory"))
+    }
     assert not unneeded, sorted(unneeded)
     assert "fi_run.step.outputs" not in names  # a step without --output pays nothing for the check
+    # Nor the resource module (0.2 ms): only a logged step or a failed attempt reads the peak RSS.
+    assert "resource" not in names
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="colorama is imported on Windows, for colour only")

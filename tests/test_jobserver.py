@@ -33,6 +33,8 @@ from fi_run.tools import jobserver as js
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from cgroup_testing import Cgroups
+
 if sys.platform == "win32":  # the fifo jobserver, POSIX signals, /bin/sh under ninja
     pytest.skip("POSIX jobserver; the Windows semaphore code is type-checked only", allow_module_level=True)
 
@@ -222,6 +224,11 @@ def test_the_command_exit_status_passes_through(tmp_path: Path) -> None:
         (["--"], "no command after '--'"),
         (["true"], "missing '--'"),
         (["--", "no-such-command-for-fi-run"], "no-such-command-for-fi-run"),
+        (
+            ["--keep-free-memory", "1X", "--", "true"],
+            "jobserver: --keep-free-memory expects a size: bytes, or",
+        ),
+        (["--keep-free-memory=-2G", "--", "true"], "jobserver: --keep-free-memory expects a size"),
     ],
 )
 def test_bad_invocations_of_the_server_say_one_line_and_run_nothing(
@@ -248,7 +255,9 @@ def test_help(tmp_path: Path) -> None:
         [str(console_script()), "jobserver", "--help"], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0
-    assert done.stdout.startswith("usage: fi-run jobserver [-j N] -- COMMAND")
+    usage = "usage: fi-run jobserver [-j N] [--keep-free-memory SIZE] [--no-coordinator] -- COMMAND"
+    assert done.stdout.startswith(usage)
+    assert "--keep-free-memory SIZE: while less than SIZE of memory is available" in done.stdout
 
 
 def test_an_old_ninja_is_warned_about_and_its_steps_are_not_told_to_lend(tmp_path: Path) -> None:
@@ -732,6 +741,119 @@ def test_ninja_given_j_under_the_server_is_refused_and_a_plain_step_imports_no_j
     ).stderr
     assert "fi_run.contention.locks" in lines
     assert "fi_run.contention.lending" not in lines
+
+
+# --- --keep-free-memory (issue 19)
+
+
+def accounting_warnings(stderr: str) -> list[str]:
+    return [line for line in server_warnings(stderr) if "token" in line and "held back" not in line]
+
+
+def test_a_memory_floor_above_the_memory_there_is_runs_one_job_at_a_time_and_returns_every_token(
+    tmp_path: Path,
+) -> None:
+    """Every token is held before ninja starts and memory never comes back: only ninja's own first job runs
+    (its first slot takes no token), and the tokens held count as returned."""
+    build = Build(tmp_path)
+    for i in range(5):
+        build.step(f"s{i}", build.record(f"s{i}", "--sleep", "0.2"))
+    build.write()
+    argv = build.argv(jobs=4)
+    argv[argv.index("--") : argv.index("--")] = ["--keep-free-memory", "1000T"]
+    done = subprocess.run(
+        argv, cwd=tmp_path, env=build.env(), capture_output=True, text=True, timeout=HANG_TIMEOUT, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    spans = build.spans()
+    assert len(spans) == 5
+    assert most_at_once(list(spans.values())) == 1
+    assert accounting_warnings(done.stderr) == []
+    warned = server_warnings(done.stderr)
+    assert any("--keep-free-memory 1000 TiB is not less than the memory there is" in w for w in warned), (
+        warned
+    )
+    assert any(w.endswith("up to 3 job tokens were held back") for w in warned), warned
+
+
+def test_a_memory_floor_below_what_is_available_leaves_the_build_its_job_slots(tmp_path: Path) -> None:
+    build = Build(tmp_path)
+    a, b = tmp_path / "a.started", tmp_path / "b.started"
+    build.step("a", build.record("a", "--touch", str(a), "--wait", str(b)))  # each waits for the other
+    build.step("b", build.record("b", "--touch", str(b), "--wait", str(a)))
+    build.write()
+    argv = build.argv(jobs=2)
+    argv[argv.index("--") : argv.index("--")] = ["--keep-free-memory", "1M"]
+    done = subprocess.run(
+        argv, cwd=tmp_path, env=build.env(), capture_output=True, text=True, timeout=HANG_TIMEOUT, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert most_at_once(list(build.spans().values())) == 2
+    assert server_warnings(done.stderr) == []  # memory was never short: no summary either
+
+
+class Scripted:
+    """Available memory as a test script says, one reading per look."""
+
+    def __init__(self, readings: list[int | None]) -> None:
+        self.readings = readings
+
+    def __call__(self) -> int | None:
+        return self.readings.pop(0)
+
+
+def test_the_floor_holds_every_token_while_memory_is_short_and_hands_them_back_one_per_look() -> None:
+    """A real fifo server; only memory is scripted: 100 is the floor."""
+    server = js._create_server(3)
+    try:
+        floor = js.MemoryFloor(server, 100, Scripted([500, 500, 50, 50, 500, 500, 500, 500]))
+        floor.take_all()  # as start() does before the command runs
+        floor.look()  # 500: one token back
+        assert (floor.withheld, server.count()) == (2, 1)  # (count takes what the pool has: a job took it)
+        floor.look()  # 500: another
+        assert floor.withheld == 1
+        server.give()  # the job that took a token ends: its token comes back
+        floor.look()  # 50: short, everything in the pool is held
+        assert (floor.withheld, floor.low, floor.most) == (3, 1, 3)  # the one handed out came back
+        floor.look()  # 50: nothing left to take
+        assert floor.withheld == 3
+        for expected in (2, 1, 0, 0):  # memory back: one per look
+            floor.look()
+            assert floor.withheld == expected
+        assert server.count() == 3  # every token back in the pool: the accounting balances
+        assert floor.summary() == (
+            "jobserver: less than --keep-free-memory 100 B was available in 2 of 8 looks (every 0.1 s); "
+            "up to 3 job tokens were held back"
+        )
+    finally:
+        server.close()
+
+
+def test_the_floor_reads_the_cgroup_s_memory_not_the_machine_s(
+    tmp_path: Path, memory_cgroups: Cgroups
+) -> None:
+    """In a 128 MiB cgroup a floor of 200 MiB is never met, however much memory the machine has free."""
+    cgroup = memory_cgroups.make(128 << 20)
+    build = Build(tmp_path)
+    for i in range(3):
+        build.step(f"s{i}", build.record(f"s{i}", "--sleep", "0.2"))
+    build.write()
+    argv = build.argv(jobs=3)
+    argv[argv.index("--") : argv.index("--")] = ["--keep-free-memory", "200M"]
+    done = subprocess.run(
+        cgroup.wrap(argv),
+        cwd=tmp_path,
+        env=build.env(),
+        capture_output=True,
+        text=True,
+        timeout=HANG_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert most_at_once(list(build.spans().values())) == 1
+    warned = server_warnings(done.stderr)
+    assert any("is not less than the memory there is (128 MiB, cgroup v" in w for w in warned), warned
+    assert accounting_warnings(done.stderr) == []
 
 
 # --- the pure rules

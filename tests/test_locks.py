@@ -365,7 +365,7 @@ def test_canonical_resource_windows_flag_folds_case_as_this_platforms_normcase(t
     upper.mkdir()
     folded = canonical_resource("Venv", str(tmp_path), windows=True)
     assert folded == os.path.normcase(os.path.realpath(upper))
-    if os.name == "posix":
+    if sys.platform != "win32":
         assert folded.endswith("Venv")
         lower.mkdir()
         if not os.path.samefile(upper, lower):  # a case-sensitive filesystem

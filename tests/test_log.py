@@ -58,6 +58,7 @@ RECORD_KEYS = {
     "stamp",
     "env_names",
     "lent",
+    "peak_rss",
 }
 ATTEMPT_KEYS = {"start", "duration", "status", "family", "line"}
 LOCK_KEYS = {"resource", "mode", "slots", "wait_start", "wait", "held", "weight"}
@@ -109,6 +110,11 @@ def test_every_record_has_the_documented_fields_and_types(build: Build) -> None:
         assert record["command_cwd"] is None
         assert isinstance(record["status"], int)
         assert record["env_names"] == ["BUILD_TOKEN"]
+        if record["attempts"]:  # the command ran: its peak resident set, in bytes (a Python: MiBs)
+            assert isinstance(record["peak_rss"], int)
+            assert record["peak_rss"] > 1 << 20
+        else:
+            assert record["peak_rss"] is None
         previous_end = 0.0
         for attempt in record["attempts"]:
             assert set(attempt) == ATTEMPT_KEYS

@@ -30,6 +30,7 @@ from fi_run_testing import (
     write_edges,
 )
 
+from fi_run import memory
 from fi_run.observe import report
 from fi_run.tools import report as report_tool
 
@@ -186,6 +187,75 @@ def test_text_report_shows_steps_failures_retries_and_waits_with_the_hand_comput
     longest = max((lock["wait"], r) for r in records for lock in r["locks"])
     stamp = os.path.relpath(longest[1]["stamp"], build.directory)
     assert re.search(rf"^    {longest[0]:.3f}  {stamp}: \S", text, re.M)
+
+
+def test_the_memory_table_gives_each_command_s_peaks_and_a_mem_value_from_a_hand_computation(
+    build: Build,
+) -> None:
+    """The contended build runs two commands that succeed: the simulator (python3 contention_sim.py) and
+    sleep; its failures (false, a missing tool) are left out."""
+    records = build.records()
+    peaks: dict[str, list[int]] = {}
+    for record in records:
+        if record["status"] == 0:
+            program = os.path.basename(record["argv"][0])
+            name = "sleep" if program == "sleep" else f"{program} {os.path.basename(record['argv'][1])}"
+            peaks.setdefault(name, []).append(record["peak_rss"])
+    assert sorted(len(values) for values in peaks.values()) == [20, 24]
+    got = report_json(build.log, build.directory)["memory"]
+    assert {entry["command"] for entry in got} == set(peaks)
+    for entry in got:
+        values = peaks[entry["command"]]
+        p50, p95 = hand_percentiles([float(v) for v in values])
+        assert entry["steps"] == len(values)
+        assert entry["peak"] == {"p50": round(p50), "p95": round(p95), "max": max(values)}
+        declared = memory.parse_size("--mem", entry["mem"])
+        assert p95 <= declared < p95 + (1 << 20) + 1
+    assert got[0]["peak"]["p95"] >= got[1]["peak"]["p95"]  # largest first
+    text = report_cli([build.log], build.directory).stdout
+    section = text[text.index("peak memory by command") :].splitlines()
+    assert section[1].split() == ["steps", "p50", "p95", "max", "--mem", "command"]
+    for entry, line in zip(got, section[2:], strict=True):
+        assert line.split()[0] == str(entry["steps"])
+        assert line.endswith(f"  {entry['mem']}  {entry['command']}")
+
+
+@pytest.mark.parametrize(
+    ("argv", "group"),
+    [
+        (["python3", "gen.py", "--out", "x.h"], "python3 gen.py"),
+        (["/usr/bin/python3.12", "-u", "tools/check.py"], "python3.12 check.py"),
+        (["python3", "-m", "build"], "python3 -m build"),
+        (["python", "-c", "pass"], "python -c"),
+        (["x86_64-linux-gnu-g++-12", "-c", "a.cc", "-o", "a.o"], "x86_64-linux-gnu-g++-12 -c"),
+        (["clang++", "-o", "app", "a.o", "b.o"], "clang++"),
+        (["C:\\VS\\bin\\cl.exe", "/c", "a.c"], "cl -c"),
+        (["/usr/bin/ld.lld", "-o", "app"], "ld.lld"),
+        (["uv", "pip", "install", "-e", "."], "uv"),
+    ],
+)
+def test_memory_groups_separate_compiles_from_links_and_scripts_from_each_other(
+    argv: list[str], group: str
+) -> None:
+    assert report.memory_group(tuple(argv)) == group
+
+
+def test_a_log_without_peaks_has_no_memory_table(tmp_path: Path) -> None:
+    """Windows steps, and logs from before the key, have no peak_rss: no table, an empty list."""
+    record = {
+        "v": 1,
+        "start": 1.0,
+        "end": 2.0,
+        "duration": 1.0,
+        "argv": ["cc", "-c", "a.c"],
+        "status": 0,
+        "attempts": [],
+        "locks": [],
+    }
+    log = tmp_path / "old.log"
+    log.write_text(json.dumps(record) + "\n")
+    assert report_json(log, tmp_path)["memory"] == []
+    assert "peak memory" not in report_cli([log], tmp_path).stdout
 
 
 def test_the_report_of_a_log_split_in_two_files_is_the_report_of_the_whole(

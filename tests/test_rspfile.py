@@ -202,9 +202,9 @@ def test_split_windows_errors(text: str, message: str) -> None:
 def test_split_defaults_to_the_host_rules() -> None:
     text = "C:\\foo it's"
     assert split_response_text("C:\\foo", windows=None) == split_response_text(
-        "C:\\foo", windows=os.name == "nt"
+        "C:\\foo", windows=sys.platform == "win32"
     )
-    if os.name == "nt":
+    if sys.platform == "win32":
         assert split_response_text(text) == ["C:\\foo", "it's"]
     else:
         with pytest.raises(UsageError, match="unterminated single quote"):
@@ -411,7 +411,7 @@ def test_empty_name(in_tmp: Path) -> None:
 def test_missing_file(in_tmp: Path) -> None:
     message = usage_message(["-x", "@missing.rsp"])
     assert message.startswith("cannot read response file 'missing.rsp': ")
-    if os.name != "nt":
+    if sys.platform != "win32":
         assert message == "cannot read response file 'missing.rsp': No such file or directory"
 
 
@@ -598,7 +598,7 @@ TRICKY = [
     "caret^", "comma,", "=", "a=b", "--env", "FOO=bar baz", "", "é", "naïve €", "日本語", "emoji 😀",
     "nbsp\u00a0x", "\x01ctl", "-", "--", "@after-dashdash", "'quoted'", '"dq"', "", "end",
 ]  # fmt: skip
-if os.name != "nt":
+if sys.platform != "win32":
     TRICKY.insert(3, "tab\there")  # GN on Windows writes a tab unquoted: it splits the element
 
 
@@ -665,7 +665,7 @@ with open(out, "w", encoding="utf-8") as stream:
     # What GN wrote, for the record: backslash escapes on POSIX, CommandLineToArgvW quoting on Windows.
     raw = result["raw"]
     assert "\n" not in raw
-    if os.name == "nt":
+    if sys.platform == "win32":
         assert ' "C:\\foo\\bar baz" C:\\foo\\bar ' in raw
         assert " single'quote " in raw
     else:
@@ -674,5 +674,6 @@ with open(out, "w", encoding="utf-8") as stream:
         assert " \\\xc3\\\xa9 " in raw  # each byte of é escaped: the file is not UTF-8
     # The whole file, separators of the lost empty strings included, is what the models above predict.
     assert raw.encode("latin-1") == b" ".join(
-        (gn_windows_escape(value).encode() if os.name == "nt" else gn_posix_escape(value)) for value in TRICKY
+        (gn_windows_escape(value).encode() if sys.platform == "win32" else gn_posix_escape(value))
+        for value in TRICKY
     )

@@ -138,3 +138,19 @@ def test_the_writer_imports_no_dataclasses_or_json() -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert done.stdout == "[]\n", done.stderr
+
+
+def test_a_step_pairs_the_wall_clock_with_the_monotonic_clock_around_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A preemption between the two readings (8 ms here) would shift every lock of the step in a report;
+    # the anchor reads again and keeps the tight pair, paired with the midpoint of its monotonic readings.
+    from fi_run import records
+
+    monotonic = iter([100.0, 100.008, 200.0, 200.00001])
+    wall = iter([5000.0, 6000.0])
+    monkeypatch.setattr("fi_run.records.time.monotonic", lambda: next(monotonic))
+    monkeypatch.setattr("fi_run.records.time.time", lambda: next(wall))
+    step = records.StepRecord()
+    assert step.started_wall == 6000.0
+    assert step.started_mono == pytest.approx(200.000005)

@@ -393,7 +393,7 @@ def test_the_reference_states_the_readers_bounds() -> None:
     assert f"every int ({', '.join(f'`{name}`' for name in sorted(ints, key=NAMED_INTS.index))})" in section
 
 
-NAMED_INTS = ["v", "pid", "status", "slots", "weight", "fence"]  # in the reference's order
+NAMED_INTS = ["v", "pid", "status", "slots", "weight", "fence", "peak_rss"]  # in the reference's order
 
 
 def test_the_reference_states_what_the_tools_read_and_their_limits() -> None:

@@ -31,8 +31,10 @@ from typing import Final
 
 __all__ = [
     "BUILTIN",
+    "KILLED_CHILD_LINES",
     "NEVER_RETRY",
     "NEVER_RETRY_FAMILY",
+    "OOM_FAMILY",
     "SHARING_VIOLATION_TEXTS",
     "USER_FAMILY",
     "WAIT_LINES",
@@ -985,5 +987,110 @@ NEVER_RETRY: Final[tuple[Signature, ...]] = (
             "(os error 9)"
         ),
         source="https://github.com/astral-sh/uv/issues/18061",
+    ),
+)
+
+# ---------------------------------------------------------------------------------------------------
+# A killed child (issue 19): a compiler driver, linker or build tool saying that a process it ran was
+# killed by SIGKILL, which is how the kernel's OOM killer ends one. Not contention, and never enough on its
+# own: recognizer.oom_verdict retries such an attempt (family OOM_FAMILY) only when the kernel also counted
+# an OOM kill while it ran, because a person, a timeout or a watchdog sends the same SIGKILL. Signal 9 is
+# matched by its number where the tool prints one, so translated messages match too. The corpus of real
+# lines (and of look-alikes that die of other signals) is tests/data/contention/oom.tsv and negative.tsv.
+# ---------------------------------------------------------------------------------------------------
+
+OOM_FAMILY: Final = "oom"
+
+KILLED_CHILD_LINES: Final[tuple[Signature, ...]] = (
+    # gcc's driver (gcc.cc, execute()): "%s signal terminated program %s", the first %s strsignal(9):
+    # "Killed", or translated ("已杀死" in zh_CN). Other signals print their own names (Segmentation fault).
+    Signature(
+        family=OOM_FAMILY,
+        pattern=r"(?:\bKilled|已杀死) signal terminated program \S",
+        description="the gcc driver: the compiler it ran (cc1, cc1plus, lto1) was killed by SIGKILL",
+        example="g++: fatal error: Killed signal terminated program cc1plus",
+        source="https://github.com/hoytech/strfry/issues/41",
+    ),
+    # gcc before 8 reported the same as an internal compiler error.
+    Signature(
+        family=OOM_FAMILY,
+        pattern=r"\binternal compiler error: Killed \(program \S",
+        description="gcc before 8: the compiler it ran was killed by SIGKILL",
+        example="c++: internal compiler error: Killed (program cc1plus)",
+        source="https://github.com/emscripten-core/emscripten/issues/4480",
+    ),
+    # collect2 (and lto-wrapper): "%s terminated with signal %d [%s]", the bracket translated.
+    Signature(
+        family=OOM_FAMILY,
+        pattern=r"\bterminated with signal 9 \[",
+        description="gcc's collect2 or lto-wrapper: the linker (ld) or LTO compiler was killed by SIGKILL",
+        example="collect2: fatal error: ld terminated with signal 9 [Killed]",
+        source="https://github.com/llvm/llvm-project/issues/65276",
+        code_based=True,
+    ),
+    # clang's driver: "unable to execute command: " + the signal's description ("Killed: 9" on macOS).
+    Signature(
+        family=OOM_FAMILY,
+        pattern=r"\berror: unable to execute command: Killed\b",
+        description="the clang driver: the compiler or linker it ran was killed by SIGKILL",
+        example="clang: error: unable to execute command: Killed",
+        source="https://github.com/travis-ci/travis-ci/issues/5624",
+    ),
+    # cargo: "process didn't exit successfully: `rustc ...` (signal: 9, SIGKILL: kill)".
+    Signature(
+        family=OOM_FAMILY,
+        pattern=r"\(signal: 9, SIGKILL: kill\)",
+        description="cargo: rustc (or a build script) was killed by SIGKILL",
+        example=(
+            "  process didn't exit successfully: `rustc --crate-name http <home dir user>/.cargo/registry/"
+            "src/github.com-1ecc6299db9ec823/http-0.1.18/src/lib.rs --error-format=json --json=diagnostic-"
+            "rendered-ansi,artifacts --crate-type lib --emit=dep-info,metadata,link -C debuginfo=2 -C "
+            "metadata=5e65cd06fec7b225 -C extra-filename=-5e65cd06fec7b225 --out-dir <project dir>/target/"
+            "debug/deps -L dependency=<project dir>/target/debug/deps --extern bytes=<project dir>/target/"
+            "debug/deps/libbytes-e6b084f01d402f98.rmeta --extern fnv=<project dir>/target/debug/deps/"
+            "libfnv-2d20872f38ef202c.rmeta --extern itoa=<project dir>/target/debug/deps/libitoa-"
+            "0a472b1c1190df6a.rmeta --cap-lints allow` (signal: 9, SIGKILL: kill)"
+        ),
+        source="https://github.com/hyperium/http/issues/341",
+        code_based=True,
+    ),
+    # go build: os/exec's ProcessState.String() for SIGKILL.
+    Signature(
+        family=OOM_FAMILY,
+        pattern=r": signal: killed\b",
+        description="go build: the compiler or linker it ran was killed by SIGKILL",
+        example=(
+            "go build github.com/yuin/goldmark/util: /home/vagrant/.goenv/versions/1.14.6/pkg/tool/"
+            "linux_amd64/compile: signal: killed"
+        ),
+        source="https://github.com/yuin/goldmark/issues/159",
+    ),
+    # nvcc: "'cicc' died due to signal 9 (Kill signal)".
+    Signature(
+        family=OOM_FAMILY,
+        pattern=r"\bdied due to signal 9\b",
+        description="nvcc: the CUDA compiler stage it ran (cicc, cudafe++, ptxas) was killed by SIGKILL",
+        example="nvcc error   : 'cicc' died due to signal 9 (Kill signal)",
+        source="https://github.com/microsoft/onnxruntime/issues/18579",
+        code_based=True,
+    ),
+    # A shell's report of a command of its script that SIGKILL ended: "line N: PID Killed   COMMAND".
+    Signature(
+        family=OOM_FAMILY,
+        pattern=r"(?:\bline|行) \d+: +\d+ (?:Killed|已杀死)\b",
+        description="a shell (bash, sh): a command of its script was killed by SIGKILL",
+        example=(
+            "/bin/bash: line 1:  2048 Killed                  cn5-db prepare_data "
+            "data/assertions/assertions.msgpack data/psql"
+        ),
+        source="https://github.com/commonsense/conceptnet5/issues/162",
+    ),
+    # GNU make: "*** [TARGET] Killed" (strsignal of the recipe's signal; translated in other locales).
+    Signature(
+        family=OOM_FAMILY,
+        pattern=r"\*\*\* \[[^\]\n]*\] (?:Killed|已杀死)$",
+        description="GNU make: a recipe was killed by SIGKILL",
+        example="make[2]: *** [s-attrtab] 已杀死",
+        source="https://github.com/retrofw/retrofw.github.io/issues/32",
     ),
 )

@@ -46,13 +46,14 @@ assert sys.platform != "win32"
 TYPE_CHECKING = False  # not typing's: a coordinated step is meant to cost what a plain one does
 if TYPE_CHECKING:
     import socket as _socket
-    from collections.abc import Callable
+    from collections.abc import Sequence
     from contextlib import AbstractContextManager
     from typing import Final
 
     from ..messages import Reporter
-    from ..records import JSON, StepRecord, StepSpec
+    from ..records import JSON, LockRequest, StepRecord, StepSpec
     from .hold import RemoteHold
+    from .lending import Lender
     from .remote import Renewer, Seat
 else:
     import _socket  # `socket` imports enum and selectors, about 13 ms: the C module is all this needs
@@ -84,14 +85,19 @@ class CoordinatedLocks:
         spec: StepSpec,
         reporter: Reporter,
         record: StepRecord,
-        on_wait: Callable[[str], None] | None = None,
+        lender: Lender | None = None,
+        *,
+        requests: Sequence[LockRequest] | None = None,
     ) -> None:
         self.address = address
         self.spec = spec
         self.reporter = reporter
         self.record = record
-        self.on_wait = on_wait
-        self.wanted = merge_requests(spec.locks, spec.start_dir, windows=False)
+        # The step's lender (lending.py): the coordinator lends the slot for it, into this jobserver, and
+        # says so (WAIT ... lent, then LOAN returned|credit); the lender only writes the loan into the log.
+        self.lender = lender
+        self.requests = spec.locks if requests is None else requests  # what to take (--mem's share too)
+        self.wanted = merge_requests(self.requests, spec.start_dir, windows=False)
         self.sock: _socket.socket | None = None
         self.fds: list[int] = []
         self.acquired: list[tuple[dict[str, JSON], float]] = []
@@ -146,7 +152,8 @@ class CoordinatedLocks:
     def _ask(self) -> None:
         """Send the request and wait for the grant. Raises CoordinatorGone, LockTimeoutError, UsageError."""
         lock_dir = self.spec.lock_dir or default_lock_dir(windows=False, environ=os.environ)
-        request = ["LOCK", str(os.getpid()), lock_dir, " ".join(self.spec.command)]
+        lends_to = self.lender.auth if self.lender is not None and not self.lender.broken else ""
+        request = ["LOCK", str(os.getpid()), lock_dir, " ".join(self.spec.command), lends_to]
         for canonical, modes in self.wanted:
             request += [canonical, encode_modes(modes)]
         started = time.monotonic()
@@ -171,8 +178,13 @@ class CoordinatedLocks:
                     return
                 if kind == "WAIT" and len(message) >= 3:
                     waiting_for, holder = message[1], message[2]
-                    if self.on_wait is not None:
-                        self.on_wait(waiting_for)  # not free at once: lend the job slot while waiting
+                    # Not free at once: the coordinator lent the job slot for the step, unless enough of the
+                    # build's steps wait with theirs lent already (coordinator._tell_wait).
+                    if self.lender is not None and message[3:4] == ["lent"]:
+                        self.lender.lent_for_us(waiting_for)
+                elif kind == "LOAN" and len(message) >= 2:
+                    if self.lender is not None:  # the slot is back: from the pool, or on the build's credit
+                        self.lender.back_for_us(credit=message[1] == "credit")
                 elif kind == "ERR" and len(message) >= 3:
                     error = FiRunError(message[2])
                     error.exit_status = int(message[1]) if message[1].isdigit() else EXIT_USAGE
@@ -229,26 +241,36 @@ class CoordinatedLocks:
             self._ask()
         except CoordinatorGone as exc:
             self._close()
+            if self.lender is not None:  # a slot the coordinator lent went with it (the jobserver is gone)
+                self.lender.back_for_us(credit=False)
             self.reporter.warning(
                 f"the build's lock coordinator ({self.address}) cannot be reached ({exc}): "
                 "taking the locks through the lock directory"
             )
-            # --lock-timeout counts from the first ask, not from the fallback.
+            # --lock-timeout counts from the first ask, not from the fallback. The slot is not lent from here
+            # on: without the coordinator nothing bounds how many of the build's waiting steps lend, and each
+            # one lent starts another step.
             deadline = None if self.spec.lock_timeout is None else asked + self.spec.lock_timeout
             fallback: AbstractContextManager[RemoteHold | None]
             if any(canonical.startswith("redis://") for canonical, _modes in self.wanted):
                 from .remote import held
 
-                fallback = held(self.spec, self.reporter, self.record, self.on_wait, deadline=deadline)
+                fallback = held(
+                    self.spec, self.reporter, self.record, None, deadline=deadline, requests=self.requests
+                )
             else:
                 from .locks import held_locks
 
-                fallback = held_locks(self.spec, self.reporter, self.record, self.on_wait, deadline=deadline)
+                fallback = held_locks(
+                    self.spec, self.reporter, self.record, None, deadline=deadline, requests=self.requests
+                )
             value = fallback.__enter__()
             self._fallback = fallback
             return value
         except BaseException:  # a lock timeout, an error, an interrupt: the wait still goes into the log
             self._close()
+            if self.lender is not None:  # the coordinator takes a slot it lent back when the step leaves
+                self.lender.back_for_us(credit=False)
             for canonical, modes in self.wanted:
                 for mode, seats, weight in modes:
                     self.record.add_lock(canonical, mode, seats, wait_start, weight)

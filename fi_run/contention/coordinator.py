@@ -16,10 +16,20 @@ Within the build, per resource:
 - **One trip through the OS for many steps.** The build holds at most one OS-level claim of each kind per
   resource: the exclusive lock (gate), one shared slot for all of its readers, and one counted slot per
   counted holder. Consecutive exclusive steps, and every reader while one reads, go without a trip through
-  the lock files, unless a process outside the build is waiting for the resource: then the build lets its
-  claim go once its holders are done and queues in the resource's line again, behind the outsider.
+  the lock files, unless a process outside the build that began to wait before the build's next step is in
+  the resource's line: then the build lets its claim go once its holders are done and queues again. Its
+  entry in the line carries the time its next step began to wait, so the build's steps and the processes
+  outside it are served in the order they came, one line. A claim just won serves the step it was taken
+  for first: that was its place in the line.
 - **The OS-level waits** run on a worker thread each (locks.Acquirer, the same code as a step's), which wakes
   the loop when it is done; the loop itself never blocks.
+
+**Job slots.** A step that must wait lends its job slot so that ninja starts other work meanwhile. Under the
+coordinator the coordinator lends it for the step: the jobserver's pool is in this very process, so the
+coordinator puts the token in and takes it back when the step is granted (or, if the pool is empty then, as
+soon as one comes back: the step runs on credit meanwhile), and when the step goes away without a grant. A
+step killed while its slot is lent so leaks nothing (it used to leak one token, issue 18's stress run: 44
+tokens for 100 killed steps). At most -j waiting steps have their slot lent at once (_tell_wait).
 
 What dies, and what happens (docs/jobserver.md has the table):
 
@@ -33,6 +43,7 @@ What dies, and what happens (docs/jobserver.md has the table):
 
 from __future__ import annotations
 
+import errno
 import os
 import selectors
 import socket
@@ -43,8 +54,8 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from ..errors import EXIT_SOFTWARE, FiRunError
-from ..processes import alive
 from ..records import StepSpec
+from .doorbell import parse_entry, still_waiting
 from .lockdir import NOFOLLOW, describe_modes, is_remote, prepare_lock_dir, resource_dir_name
 from .locks import Acquirer, Plan, holder_of, holder_record, release, write_holder
 from .wire import MAX_FDS, Reader, decode_modes, encode
@@ -56,7 +67,7 @@ assert sys.platform != "win32"
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Final
+    from typing import Final, Protocol
 
     from filelock import BaseFileLock
 
@@ -65,6 +76,16 @@ if TYPE_CHECKING:
     from .remote_hub import Ask, Hub
 
     Held = list[tuple[BaseFileLock, str, bool]]
+
+    class Tokens(Protocol):
+        """The jobserver's pool (tools/jobserver._Server): the coordinator lends the steps' slots into it."""
+
+        auth: str
+        fd: int  # readable when a token is in the pool
+
+        def take(self, seconds: float) -> bool: ...
+        def give(self) -> None: ...
+
 
 SOCKET_NAME: Final = "coordinator.sock"
 # In a lock directory, a file per coordinator that serves steps using it, named by its pid and holding its
@@ -84,6 +105,7 @@ class _Client:
         self.wants: list[_Want] = []
         self.next = 0  # the index of the want it waits for; len(wants) once granted everything
         self.told_wait = False
+        self.may_lend = False  # the step lends into this jobserver: the coordinator may lend its slot
         self.closed = False
         self.arrived = time.monotonic()
         self.fences: list[str] = []  # for each redis:// resource granted: its name, fence and token (GRANT)
@@ -126,6 +148,7 @@ class _Resource:
         self.shared: Held = []  # one shared slot, for all of the build's readers
         self.spare: Held = []  # counted slots held with no step in them yet (just claimed, or handed over)
         self.pending: _Pending | None = None
+        self.fresh = False  # a claim was just won and has served no step yet (_pump)
         self.remote = is_remote(canonical)  # a redis:// resource: its line is the server's (remote_hub.py)
 
     def idle(self) -> bool:
@@ -141,12 +164,14 @@ class _Pending(threading.Thread):
         resource: _Resource,
         modes: Modes,
         holder: tuple[int, str],
+        arrived: float,
     ) -> None:
         super().__init__(name=f"fi_run coordinator: {resource.canonical}", daemon=True)
         self.coordinator = coordinator
         self.resource = resource
         self.modes = modes
         self.holder = holder
+        self.arrived = arrived  # when the step this claim is for began to wait: its place in the line
         self.held: Held = []
         self.error: BaseException | None = None
 
@@ -154,7 +179,12 @@ class _Pending(threading.Thread):
         resource = self.resource
         spec = StepSpec(command=("fi-run jobserver",), start_dir=os.sep, lock_dir=resource.lock_dir.path)
         acquirer = Acquirer(
-            spec, self.coordinator.reporter, resource.lock_dir, thread_local=False, holder=self.holder
+            spec,
+            self.coordinator.reporter,
+            resource.lock_dir,
+            thread_local=False,
+            holder=self.holder,
+            arrived=self.arrived,
         )
         acquirer.notice_wanted = False  # the steps say what they wait for, not the jobserver
         try:
@@ -183,8 +213,16 @@ def _fd(entry: tuple[BaseFileLock, str, bool]) -> int:
 class Coordinator:
     """The loop: a listening socket in the jobserver's private directory, served on a thread of its own."""
 
-    def __init__(self, directory: str, reporter: Reporter) -> None:
+    def __init__(self, directory: str, reporter: Reporter, jobs: int, tokens: Tokens | None = None) -> None:
         self.reporter = reporter
+        # At most this many of the build's waiting steps hold their job slots lent (see _tell_wait).
+        self.lend_limit = max(jobs, 1)
+        self.tokens = tokens  # None: no lending (a jobserver the command does not read)
+        self.lending: set[_Client] = set()  # the steps whose slot the coordinator has lent (a token each)
+        self.debt = 0  # tokens lent and not yet taken back, of steps granted or gone (_take_back)
+        self._collecting = False  # the pool's descriptor is in the selector, for the debt
+        self._taking = True  # False once the build has ended: a token still owed is counted, not taken
+        self.outstanding: int | None = None  # set by stop(): tokens of ours still in the pool
         self.path = os.path.join(directory, SOCKET_NAME)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -196,6 +234,7 @@ class Coordinator:
         self.listener.setblocking(False)
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.listener, selectors.EVENT_READ, None)
+        self._listening = True
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
@@ -218,11 +257,16 @@ class Coordinator:
         self.thread.start()
         return self
 
-    def stop(self) -> None:
-        """End the loop and let go of everything the build still holds (the build has ended)."""
+    def stop(self) -> int:
+        """End the loop and let go of everything the build still holds (the build has ended). Returns how
+        many tokens the coordinator put into the pool and did not take back (the server's accounting takes
+        them off its count). Only the first call does anything."""
+        if self.outstanding is not None:
+            return self.outstanding
         self._stopping = True
         self._wake()
         self.thread.join(timeout=10)
+        self._taking = False  # the build has ended: a token still lent is counted, not taken back
         for client in list(self.clients):
             self._drop(client)
         if self.hub is not None:
@@ -245,6 +289,8 @@ class Coordinator:
                 os.unlink(path)
             except OSError:
                 pass
+        self.outstanding = self.debt
+        return self.outstanding
 
     def call_soon(self, call: Callable[[], None]) -> None:
         """(Another thread) run ``call`` on the loop."""
@@ -274,6 +320,8 @@ class Coordinator:
             for key, _mask in events:
                 if key.fileobj is self.listener:
                     self._accept()
+                elif key.data == "tokens":
+                    self._collect()
                 elif key.fileobj == self._wake_read:
                     try:
                         while os.read(self._wake_read, 512):
@@ -291,6 +339,9 @@ class Coordinator:
                 call()
             if time.monotonic() - last_tick >= TICK:
                 last_tick = time.monotonic()
+                if not self._listening:
+                    self.selector.register(self.listener, selectors.EVENT_READ, None)
+                    self._listening = True
                 self._dirty.update(resource for resource in self.resources.values() if resource.queue)
             self._settle()
 
@@ -307,7 +358,12 @@ class Coordinator:
                 sock, _address = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    # Out of descriptors: the steps wait in the listen backlog until one leaves; stop
+                    # listening until the next tick, or select() would report the backlog at once, forever.
+                    self.selector.unregister(self.listener)
+                    self._listening = False
                 return
             sock.setblocking(True)
             sock.settimeout(5.0)  # a step that stops reading must not stall the loop for ever
@@ -357,6 +413,9 @@ class Coordinator:
             return
         client.closed = True
         self.clients.discard(client)
+        if client in self.lending:  # gone without a grant: its slot comes back to it no more
+            self.lending.discard(client)
+            self._take_back()
         try:
             self.selector.unregister(client.sock)
         except (KeyError, ValueError, OSError):
@@ -402,8 +461,9 @@ class Coordinator:
     def _lock(self, client: _Client, message: list[str]) -> None:
         try:
             client.pid = int(message[1])
-            lock_dir_path, client.command = message[2], message[3]
-            pairs = message[4:]
+            lock_dir_path, client.command, lends_to = message[2], message[3], message[4]
+            client.may_lend = self.tokens is not None and lends_to == self.tokens.auth
+            pairs = message[5:]
             if not pairs or len(pairs) % 2:
                 raise ValueError("no resources")
             wanted = [(pairs[i], decode_modes(pairs[i + 1])) for i in range(0, len(pairs), 2)]
@@ -458,8 +518,64 @@ class Coordinator:
         if want.resource.remote:
             return  # told once the server says it is not free at once (_remote_waiting)
         if not client.closed and not client.granted and want in want.resource.queue and not client.told_wait:
-            client.told_wait = True
-            self._send(client, ["WAIT", want.resource.canonical, self._blocker(client)])
+            self._tell_wait(client, want)
+
+    def _tell_wait(self, client: _Client, want: _Want) -> None:
+        """The step's first wait: lend its job slot for it, and say so (``WAIT resource blocker lent|keep``).
+
+        When the build's steps mostly wait for one resource, each slot lent starts another step that waits
+        and lends in turn, until every step of the build is a process waiting at once (2,000 Python
+        processes for a 2,000-step build at -j64). So at most -j of them have their slot lent at any time;
+        the others wait with theirs, and ninja starts nothing more for them."""
+        client.told_wait = True
+        lent = client.may_lend and len(self.lending) < self.lend_limit and self._lend()
+        if lent:
+            self.lending.add(client)
+        fields = [want.resource.canonical, self._blocker(client), "lent" if lent else "keep"]
+        self._send(client, ["WAIT", *fields])
+
+    # --- job slots: the jobserver's pool is in this process
+
+    def _lend(self) -> bool:
+        assert self.tokens is not None
+        try:
+            self.tokens.give()
+        except OSError as exc:
+            self.reporter.warning(
+                f"jobserver: cannot lend a waiting step's job slot ({exc}): no more lending"
+            )
+            self.lend_limit = 0
+            return False
+        return True
+
+    def _take_back(self) -> bool:
+        """Take a lent token back from the pool now if it has one; else owe it, and take the next one that
+        comes back (_collect). True if taken now."""
+        if self.tokens is not None and self._taking:
+            try:
+                if self.tokens.take(0):
+                    return True
+            except OSError:
+                pass
+        self.debt += 1
+        if self.tokens is not None and not self._collecting and self._taking:
+            try:
+                self.selector.register(self.tokens.fd, selectors.EVENT_READ, "tokens")
+                self._collecting = True
+            except (OSError, ValueError, KeyError):
+                pass
+        return False
+
+    def _collect(self) -> None:
+        """The pool is readable and tokens are owed: take them, until none is owed."""
+        try:
+            while self.debt and self.tokens is not None and self.tokens.take(0):
+                self.debt -= 1
+        except OSError:
+            pass
+        if not self.debt and self._collecting and self.tokens is not None:
+            self.selector.unregister(self.tokens.fd)
+            self._collecting = False
 
     def _blocker(self, client: _Client) -> str:
         """Who holds what the client waits for: a step of this build, or a process outside it."""
@@ -490,21 +606,25 @@ class Coordinator:
                 return want
         return None
 
-    def _outsider_waiting(self, resource: _Resource) -> bool:
-        """Is a process outside this build in the resource's line (or draining it, for an exclusive lock)?"""
+    def _first_outsider(self, resource: _Resource) -> float | None:
+        """When the earliest process outside this build that is in the resource's line (or draining it, for
+        an exclusive lock) began to wait, in time.monotonic() seconds (its entry's name says: doorbell.py);
+        None if nobody outside waits. An entry whose pid is dead or whose port is closed is stale (a reused
+        pid must not make the build hand its claim over: doorbell.still_waiting)."""
         try:
             names = os.listdir(resource.waiters)
         except OSError:
-            return False
+            return None
         own = os.getpid()
+        first: int | None = None
         for name in names:
-            try:
-                pid = int(name.split("-")[1])
-            except (IndexError, ValueError):
+            parsed = parse_entry(name)
+            if parsed is None:
                 continue
-            if pid != own and alive(pid):
-                return True
-        return False
+            ns, pid, port, _kind = parsed
+            if pid != own and (first is None or ns < first) and still_waiting(pid, port):
+                first = ns
+        return None if first is None else first / 1e9
 
     def _fits(self, want: _Want, resource: _Resource) -> bool:
         holders = resource.holders
@@ -525,7 +645,13 @@ class Coordinator:
             head = self._head(resource)
             if head is None or not self._fits(head, resource):
                 break
-            outsider = self._outsider_waiting(resource)
+            # Someone outside the build who began to wait before the head did: the build's claims go to
+            # them once its holders are done, and it queues again behind them, so that the build and the
+            # processes outside it are served in the order they came (one line, first come first served).
+            # A claim the build has only just won serves its head first: that was the build's place in the
+            # lock directory's line (fi-run locks found a build giving away each claim as it won it).
+            first_outside = None if resource.fresh else self._first_outsider(resource)
+            outsider = first_outside is not None and first_outside < head.since
             need: list[tuple[str, int, int]] = []
             if head.exclusive:
                 if resource.exclusive and outsider:
@@ -544,19 +670,21 @@ class Coordinator:
                     if len(resource.spare) < head.weight:  # claim the rest, in one pass, all or none
                         need.append(("semaphore", head.counted, head.weight - len(resource.spare)))
                 if head.shared:
-                    if resource.shared and outsider and not any(h.shared for h in resource.holders):
+                    if resource.shared and outsider:
+                        # No more readers under the build's slot while someone outside waits: the build's
+                        # readers finish, it lets the slot go and queues again, behind the outsider.
+                        if any(h.shared for h in resource.holders):
+                            break
                         self._let_go(resource, resource.shared)
                         resource.shared = []
                     if not resource.shared:
-                        if outsider and any(h.shared for h in resource.holders):
-                            break  # our readers first finish, then the build queues behind the outsider
                         need.append(("shared", 1, 1))
             if need:
                 if head.exclusive:  # the build's own slots would keep it from draining them
                     self._let_go(resource, resource.shared + resource.spare)
                     resource.shared, resource.spare = [], []
                 resource.pending = _Pending(
-                    self, resource, tuple(need), (head.client.pid, head.client.command)
+                    self, resource, tuple(need), (head.client.pid, head.client.command), head.since
                 )
                 resource.pending.start()
                 break
@@ -609,8 +737,7 @@ class Coordinator:
     def _remote_waiting(self, want: _Want) -> None:
         client = want.client
         if not client.closed and want in want.resource.queue and not client.told_wait:
-            client.told_wait = True
-            self._send(client, ["WAIT", want.resource.canonical, self._blocker(client)])
+            self._tell_wait(client, want)
 
     def _remote_failed(self, want: _Want, error: FiRunError) -> None:
         if not want.client.closed:
@@ -636,6 +763,7 @@ class Coordinator:
                 self._send(want.client, ["ERR", str(status), text])
                 self._drop(want.client)
             return
+        resource.fresh = bool(pending.held)
         for entry in pending.held:
             name = os.path.basename(entry[0].lock_file)
             if name.startswith("sem-"):
@@ -648,6 +776,7 @@ class Coordinator:
 
     def _grant(self, want: _Want) -> None:
         resource = want.resource
+        resource.fresh = False
         resource.queue.remove(want)
         resource.holders.append(want)
         want.since = time.monotonic()
@@ -662,6 +791,9 @@ class Coordinator:
         if client.next < len(client.wants):
             self._queue(client)
             return
+        if client in self.lending:  # its slot comes back to it: from the pool, or on credit until one does
+            self.lending.discard(client)
+            self._send(client, ["LOAN", "returned" if self._take_back() else "credit"])
         fds = [_fd(entry) for each in client.wants for entry in self._covering(each)]
         self._send(client, ["GRANT", *client.fences], fds)
 
@@ -683,16 +815,21 @@ class Coordinator:
                     what = describe_modes(resource.canonical, want.modes)
                     since = f"{now - want.since:.3f}"
                     fields = [resource.lock_dir.path, resource.canonical, state, str(want.client.pid)]
-                    self._send(client, ["STATE", *fields, want.client.command, what, since])
+                    # Last, since when in time.monotonic() (the waiters' entries' clock): the view compares it
+                    # with the outside entries as _pump does (a later field: older views read the 8 before).
+                    fields += [want.client.command, what, since, repr(want.since)]
+                    self._send(client, ["STATE", *fields])
         self._send(client, ["END", str(os.getpid())])
         self._drop(client)
 
 
-def start(directory: str, reporter: Reporter) -> Coordinator | None:
+def start(directory: str, reporter: Reporter, jobs: int, tokens: Tokens | None = None) -> Coordinator | None:
     """A coordinator listening in ``directory`` (the jobserver's private one), or None where it cannot be
-    (a socket path too long for AF_UNIX, say): the steps then take the lock-directory path."""
+    (a socket path too long for AF_UNIX, say): the steps then take the lock-directory path. ``jobs``: the
+    build's -j, which bounds how many of its waiting steps may have their slots lent at once; ``tokens``:
+    the jobserver's pool, to lend them into (None: no lending)."""
     try:
-        return Coordinator(directory, reporter).start()
+        return Coordinator(directory, reporter, jobs, tokens).start()
     except OSError as exc:
         reporter.warning(
             f"jobserver: no lock coordinator ({exc.strerror or exc}): the steps take their locks through the "

@@ -44,7 +44,10 @@ _LOOPBACK: Final = "127.0.0.1"
 class Waiter:
     """One process's registration as a waiter on one resource directory."""
 
-    def __init__(self, waiters_dir: str, kind: str) -> None:
+    def __init__(self, waiters_dir: str, kind: str, since_ns: int | None = None) -> None:
+        """``since_ns``: when the wait began (time.monotonic_ns()), if before now: the entry's place in the
+        line. The build's coordinator queues for a step that has waited in the build since then (issue 18:
+        the build and the processes outside it in one line, in the order they came)."""
         self._dir = waiters_dir
         self._sock: _socket.socket | None = None
         self._entry: str | None = None
@@ -55,7 +58,9 @@ class Waiter:
             sock.setblocking(False)
             port = sock.getsockname()[1]
             os.makedirs(waiters_dir, exist_ok=True)
-            self._prefix = f"{time.monotonic_ns():020d}-{os.getpid()}-{port}"
+            now = time.monotonic_ns()
+            began = now if since_ns is None else min(since_ns, now)
+            self._prefix = f"{began:020d}-{os.getpid()}-{port}"
             entry = os.path.join(waiters_dir, f"{self._prefix}.{kind}")
             # O_EXCL | O_NOFOLLOW: never create a file through a symlink planted in a shared lock directory.
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
@@ -150,6 +155,23 @@ def first_in_line(waiters_dir: str, before: str | None = None) -> bool:
         if pid != os.getpid() and alive(pid) and _port_taken(port):
             return True
     return False
+
+
+def parse_entry(name: str) -> tuple[int, int, int, str] | None:
+    """An entry's name, ``<monotonic ns>-<pid>-<port>.<kind>``, as (ns, pid, port, kind); None for another
+    name. For `fi-run locks`, which lists the line (the steps parse names inline: they run once per step)."""
+    stem, _, kind = name.partition(".")
+    try:
+        ns_text, pid_text, port_text = stem.split("-")
+        return int(ns_text), int(pid_text), int(port_text), kind
+    except ValueError:
+        return None
+
+
+def still_waiting(pid: int, port: int) -> bool:
+    """Is the waiter that made an entry with this pid and port still waiting (the test first_in_line makes):
+    its process alive and its port still bound? A dead pid or a closed port is a stale entry."""
+    return alive(pid) and _port_taken(port)
 
 
 def _port_taken(port: int) -> bool:

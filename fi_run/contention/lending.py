@@ -10,7 +10,10 @@ is ``REPAY_AFTER``: see there, and docs/jobserver.md for the measurements.
 
 A step killed with SIGKILL after lending cannot take its token back: the pool then holds one token too
 many (ninja still returns the step's own token when the step ends). The server reports such a surplus, and
-a shortfall, when the command has exited.
+a shortfall, when the command has exited. Under the build's lock coordinator (``fi-run jobserver`` on
+POSIX) a step waiting for a lock does not lend itself: the coordinator, in the jobserver's own process,
+lends and takes back for it, so a killed step leaks nothing (``Lender.lent_for_us``). A retry's back-off
+still lends here.
 
 Token I/O on POSIX is non-blocking reads and writes of one byte, with select() for the waits, in slices so
 that a signal is seen within a fraction of a second. Windows: WaitForSingleObject / ReleaseSemaphore, also
@@ -279,6 +282,19 @@ class Lender:
             self._loan = self.record.add_loan(resource)
         finally:
             self.interrupts.idle()
+
+    def lent_for_us(self, resource: str) -> None:
+        """The build's coordinator lent the slot for this step (it holds the jobserver's pool itself:
+        contention/coordinator.py) and takes it back: the step owes nothing; its log shows the loan."""
+        if self._loan is None and not self.owed:
+            self._loan = self.record.add_loan(resource)
+
+    def back_for_us(self, *, credit: bool) -> None:
+        """The coordinator's loan for this step ended: the token taken back from the pool, or (credit) to be
+        taken back by the coordinator from the next job that ends, while this step's command runs."""
+        if self._loan is not None and not self.owed:
+            self.record.end_loan(self._loan, credit=credit)
+            self._loan = None
 
     def take_back(self) -> None:
         """Before the command: take a token back. REPAY_AFTER: only if one is there now, else run on credit

@@ -66,6 +66,8 @@ def canonical_resource(resource: str, start_dir: str, *, windows: bool) -> str:
         from .remote import canonical_url
 
         return canonical_url(resource)
+    if resource.startswith("memory://"):  # a memory budget (memory.MEMORY_SCHEME), named by its scope already
+        return resource
     path = os.path.realpath(os.path.join(start_dir, resource))
     if windows:
         path = os.path.normcase(path)
@@ -112,6 +114,9 @@ def merge_requests(
 def describe_modes(canonical: str, modes: Modes) -> str:
     """'an exclusive lock on R', 'a semaphore slot (of 2) and a shared lock on R', '3 semaphore slots (of 8)
     on R': for messages."""
+    if canonical.startswith("memory://"):  # --mem: seats of the memory budget (memory.memory_claim)
+        weight, seats = modes[0][2], modes[0][1]
+        return f"{weight} of the {seats} seats of the memory budget {canonical!r}"
     names = {"exclusive": "an exclusive lock", "shared": "a shared lock"}
     parts = [
         names.get(

@@ -199,8 +199,12 @@ class Acquirer:
         thread_local: bool = True,
         holder: tuple[int, str] | None = None,
         deadline: float | None = None,
+        arrived: float | None = None,
     ) -> None:
         self.spec = spec
+        # When the wait began (time.monotonic()), if earlier than now: the coordinator's, for the step it
+        # queues for, so that its entry takes that step's place in the line (doorbell.Waiter).
+        self.arrived = arrived
         # False: the locks are released by another thread than the one that took them (the coordinator).
         self.thread_local = thread_local
         self.lock_dir = lock_dir
@@ -313,7 +317,8 @@ class Acquirer:
             kind = "gate"
         if self.on_wait is not None:
             self.on_wait(plan.canonical)  # not free at once: lend the job slot while waiting (lending.py)
-        with Waiter(waiters, kind) as waiter:
+        since_ns = None if self.arrived is None else int(self.arrived * 1e9)
+        with Waiter(waiters, kind, since_ns) as waiter:
             # Registered before the next try: a release between the failed try and the registration
             # would otherwise ring nobody.
             while True:
@@ -518,13 +523,16 @@ def held_locks(
     on_wait: Callable[[str], None] | None = None,
     *,
     deadline: float | None = None,
+    requests: Sequence[LockRequest] | None = None,
 ) -> Iterator[None]:
     """Hold every lock the step asked for, in the global order; release them all on every exit path.
 
     ``on_wait(resource)`` is called each time a lock is not free at once, before the wait starts.
-    ``deadline`` (monotonic): when --lock-timeout's wait ends, if it did not start now."""
+    ``deadline`` (monotonic): when --lock-timeout's wait ends, if it did not start now. ``requests``: what to
+    take, if not ``spec.locks`` (execute adds --mem's share of the memory budget)."""
     lock_dir = prepare_lock_dir(spec)
-    plans = plan_locks(spec.locks, lock_dir.path, spec.start_dir, windows=sys.platform == "win32")
+    wanted = spec.locks if requests is None else requests
+    plans = plan_locks(wanted, lock_dir.path, spec.start_dir, windows=sys.platform == "win32")
     acquirer = Acquirer(spec, reporter, lock_dir, on_wait=on_wait, deadline=deadline)
     acquired: list[tuple[dict[str, JSON], float]] = []  # (log entry, when it was held)
     try:

@@ -46,7 +46,16 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Final
 
-from .catalogue import BUILTIN, NEVER_RETRY, SHARING_VIOLATION_TEXTS, USER_FAMILY, WAIT_LINES, Signature
+from .catalogue import (
+    BUILTIN,
+    KILLED_CHILD_LINES,
+    NEVER_RETRY,
+    OOM_FAMILY,
+    SHARING_VIOLATION_TEXTS,
+    USER_FAMILY,
+    WAIT_LINES,
+    Signature,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -60,6 +69,8 @@ __all__ = [
     "check_user_regex",
     "classify",
     "command_name",
+    "killed_line",
+    "oom_verdict",
 ]
 
 TAIL_CHARS: Final = 64 * 1024  # the end of the output where tools print the error that stopped them
@@ -80,6 +91,8 @@ TIER_CATALOGUE: Final = "catalogue"
 TIER_GENERIC: Final = "generic"
 TIER_HINT: Final = "windows-hint"
 TIER_USER: Final = "user"
+TIER_KERNEL: Final = "kernel"  # an OOM verdict: the kernel's own count decided it
+SIGKILL_STATUS: Final = 137  # 128 + SIGKILL: the command killed by it, or a shell saying its command was
 _TIER_RANK: Final = {TIER_CATALOGUE: 0, TIER_USER: 1, TIER_GENERIC: 2, TIER_HINT: 3}
 
 
@@ -88,9 +101,9 @@ class Verdict:
     """What fi_run decided about one failed attempt's output, and why."""
 
     retry: bool
-    kind: str  # contention | stale | self-held | wait | never | unrelated | none
+    kind: str  # contention | stale | self-held | wait | never | unrelated | none | oom | killed
     reason: str  # one sentence for a person
-    tier: str = ""  # catalogue | generic | windows-hint | user ("" when nothing matched)
+    tier: str = ""  # catalogue | generic | windows-hint | user | kernel ("" when nothing matched)
     family: str = ""
     lines: tuple[str, ...] = ()  # the output lines that are the evidence, as printed
     holder: int | None = None  # the pid the message names, if any
@@ -102,6 +115,7 @@ class Verdict:
     blocker: str = (
         ""  # who blocked this attempt, when known ("process 42"): the same one 3 times stops retries
     )
+    oom_kills: str = ""  # an OOM verdict's kernel evidence: "1 OOM kill in the memory cgroup of ..."
 
     @property
     def line(self) -> str:
@@ -1000,6 +1014,116 @@ def pid_alive(pid: int) -> bool:
     from ..processes import alive
 
     return alive(pid)
+
+
+@lru_cache(maxsize=1)
+def _killed_child() -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{sig.pattern})" for sig in KILLED_CHILD_LINES))
+
+
+# A killed-process line that something quotes is no report of a kill. benchmarks/false_oom.py found real
+# compile errors retried as OOM while another process of the build's cgroup was OOM-killed: gcc's
+# `#error g++: fatal error: Killed signal terminated program cc1plus`, rustc's `compile_error!("... (signal:
+# 9, SIGKILL: kill)")`. A driver, linker or shell prints its own line bare; a quotation shows by what is
+# around the match:
+# - before it on the line: a source location (``a.c:1:2: error: #error ...``, javac's ``A.java:3: error:``),
+#   a directive or macro that prints its argument, or an open double quote (a string literal, a message);
+_QUOTED_BEFORE: Final = re.compile(r"\S:\d+(?::\d+)?: |#\s*error\b|compile_error!|static_assert")
+# - the line is a source line as gcc >= 9 and rustc show one, behind a gutter (``    1 | #error ...``);
+_SOURCE_GUTTER: Final = re.compile(r"^\s*\d*\s*\|")
+# - the next line points into source (rustc's `` --> a.rs:1:1``, a caret line under clang's source line) or
+#   is a Java stack frame;
+_POINTS_INTO_SOURCE: Final = re.compile(r"^\s*(?:--> \S|[\^~]+\s*$|at [\w$.<>]+\()")
+# - a Python traceback's frame comes just before (the raising line, or the exception's message where the
+#   source is not shown), or two lines before an exception's message.
+_TRACEBACK_FRAME: Final = re.compile(r'^\s*File "[^"\n]*", line \d+')
+_EXCEPTION_NAME: Final = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Failure|Interrupt)\b")
+
+
+def _quoted(lines: Sequence[_Line], index: int, start: int) -> bool:
+    """Whether the killed-process match at ``start`` of ``lines[index]`` quotes such a line (see above)."""
+    plain = lines[index].plain
+    before = plain[:start]
+    if before.count('"') % 2 or _QUOTED_BEFORE.search(before) or _SOURCE_GUTTER.match(plain):
+        return True
+    if index + 1 < len(lines) and _POINTS_INTO_SOURCE.match(lines[index + 1].plain):
+        return True
+    if index >= 1 and _TRACEBACK_FRAME.match(lines[index - 1].plain):
+        return True
+    return index >= 2 and bool(
+        _TRACEBACK_FRAME.match(lines[index - 2].plain) and _EXCEPTION_NAME.match(plain)
+    )
+
+
+def killed_line(text: str) -> str | None:
+    """The last line of the output's tail (bounded as for contention) that says a process the command ran
+    was killed by SIGKILL (catalogue.KILLED_CHILD_LINES), as printed and not quoted (``_quoted``); None if
+    there is none."""
+    pattern = _killed_child()
+    lines = tail_lines(text)
+    for index in range(len(lines) - 1, -1, -1):
+        match = pattern.search(lines[index].plain)
+        if match is not None and not _quoted(lines, index, match.start()):
+            return lines[index].raw
+    return None
+
+
+def oom_verdict(
+    text: str,
+    *,
+    status: int,
+    kills: tuple[int, str] | None,
+    pid: int | None = None,
+    victims: Sequence[int] | None = None,
+) -> Verdict | None:
+    """Was a failed attempt killed by the kernel's OOM killer (issue 19)? None if nothing was killed.
+
+    Something was killed when the command exited 137 (SIGKILL, or a shell saying its command got it) or
+    its output says a process it ran was (``killed_line``). That alone is never retried: a person, a
+    --timeout, ninja's interrupt or a watchdog sends the same SIGKILL. The kernel decides: ``kills`` is
+    (OOM kills counted while the attempt ran, where) from memory.oom_kills_since, None if it cannot be read.
+    Retried (kind "oom") only with at least one such kill. Without one, a command killed itself (exit 137)
+    gets kind "killed": final, not retried, whatever its output says. A command that only printed that a
+    process of its was killed (a test suite may kill its own children) is left to the contention verdict
+    (None), as any other failure.
+
+    ``pid``: the command's, when it died of SIGKILL itself; ``victims``: the pids the kernel's log names as
+    OOM-killed since the attempt started (memory.oom_victims; None: the log cannot be read). A log that
+    names at least as many victims as were counted, none of them the command, says that someone else
+    killed it while the OOM killer killed another process of the build: kind "killed", not retried."""
+    line = killed_line(text)
+    if status != SIGKILL_STATUS and line is None:
+        return None
+    if line is None:
+        evidence = f"exit status {status} (SIGKILL)"
+        what = f"the command was killed by SIGKILL (exit {status})"
+    else:
+        evidence, what = line, f'a process it ran was killed ("{_short(line)}")'
+    if kills is None or kills[0] <= 0:
+        if status != SIGKILL_STATUS:
+            return None
+        if kills is None:
+            reason = f"{what}, and the kernel's OOM-kill count cannot be read here (Linux only)"
+        else:
+            reason = f"{what}, but the kernel counted no OOM kill {kills[1]} while it ran: not the OOM killer"
+        return Verdict(False, "killed", reason, lines=(evidence,))
+    count, where = kills
+    kernel = f"{count} OOM kill{'' if count == 1 else 's'} {where} while it ran"
+    if (
+        line is None
+        and pid is not None
+        and victims is not None
+        and len(victims) >= count
+        and pid not in victims
+    ):
+        named = ", ".join(str(victim) for victim in victims[-3:])
+        reason = (
+            f"{what}, and the kernel counted {kernel}, but its log names other processes as killed "
+            f"(pid {named}), not the command (pid {pid}): not the OOM killer"
+        )
+        return Verdict(False, "killed", reason, lines=(evidence,))
+    reason = f"{what}, and the kernel counted {kernel}"
+    return Verdict(True, "oom", reason, TIER_KERNEL, OOM_FAMILY, (evidence,), oom_kills=kernel)
 
 
 def classify(

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from typing import Final
 
     from ..messages import Reporter
-    from ..records import JSON, StepRecord, StepSpec
+    from ..records import JSON, LockRequest, StepRecord, StepSpec
     from .lockdir import Modes
     from .locks import Acquirer
     from .resp import Connection, Reply
@@ -854,12 +854,13 @@ def held(
     on_wait: Callable[[str], None] | None = None,
     *,
     deadline: float | None = None,
+    requests: Sequence[LockRequest] | None = None,
 ) -> _Held:
     """The step's locks, local and remote, in the one global order (lockdir.merge_requests): a context
     manager like locks.held_locks, for a step that names a redis:// resource and has no coordinator. Its
-    value is the RemoteHold. A path resource is taken through the lock directory (locks.py, imported only
-    then)."""
-    return _Held(spec, reporter, record, on_wait, deadline)
+    value is the RemoteHold. A path resource (and --mem's budget) is taken through the lock directory
+    (locks.py, imported only then). ``requests``: as locks.held_locks (spec.locks and --mem's share)."""
+    return _Held(spec, reporter, record, on_wait, deadline, spec.locks if requests is None else requests)
 
 
 class _Held:
@@ -870,8 +871,10 @@ class _Held:
         record: StepRecord,
         on_wait: Callable[[str], None] | None,
         deadline: float | None,
+        requests: Sequence[LockRequest],
     ) -> None:
         self.spec = spec
+        self.requests = requests
         self.reporter = reporter
         self.record = record
         self.on_wait = on_wait
@@ -903,7 +906,7 @@ class _Held:
         from .lockdir import merge_requests, resource_dir_name
 
         spec, record = self.spec, self.record
-        merged = merge_requests(spec.locks, spec.start_dir, windows=sys.platform == "win32")
+        merged = merge_requests(self.requests, spec.start_dir, windows=sys.platform == "win32")
         who = who_text(os.getpid(), " ".join(spec.command))
         notice = self.reporter.verbosity >= 2 or _stderr_is_tty()
         fences: dict[str, str] = {}

@@ -6,9 +6,10 @@ ends. Descriptors travel beside the bytes (SCM_RIGHTS) and belong to whichever m
 
 A step says ``LOCK`` (its pid, lock directory, command line, then a resource and its modes per pair of
 fields, in the global order), later ``CANCEL`` (its --lock-timeout expired) or ``DONE``. The coordinator
-says ``WAIT`` (not at once: the resource, what is asked of it and who holds it), ``GRANT`` (with the locked
-descriptors), ``CANCELLED`` (with who held it) or ``ERR`` (an exit status and one line). ``fi-run locks``
-says ``LIST`` and gets one ``STATE`` line per holder and waiter, then ``END``.
+says ``WAIT`` (not at once: the resource, who holds it, and ``lend`` or ``keep``: whether to lend the job
+slot meanwhile), ``GRANT`` (with the locked descriptors), ``CANCELLED`` (with who held it) or ``ERR`` (an
+exit status and one line). ``fi-run locks`` says ``LIST`` and gets one ``STATE`` line per holder and
+waiter, then ``END``.
 
 Shared by the step's side (coordinated.py, which must stay cheap to import: no ``socket``, only the C
 module) and the coordinator (coordinator.py).

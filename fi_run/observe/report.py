@@ -28,6 +28,7 @@ from .logfile import percentile, short_command, step_label
 from .waits import analyse
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Final
 
     from .logfile import Log
@@ -61,6 +62,9 @@ JSON_KEYS: Final = {
     "lent": "[{resource (null: retry back-offs), loans, steps, seconds, credit}]: job slots given back to "
     "fi-run jobserver while steps waited; seconds lent, loans repaid after the command (credit); most "
     "seconds first",
+    "memory": "[{command, steps, peak: {p50, p95, max} (bytes), mem}]: the measured peak RSS of the steps "
+    "that succeeded, per command (its program, with a script's name or -c: memory_group); mem: the p95 "
+    "rounded up, a value for --mem; largest p95 first",
 }
 
 
@@ -238,6 +242,118 @@ def _on(host: str | None) -> str:
     return f" on {host}" if host else ""
 
 
+# --- peak memory per command (issue 19): what a step would declare with --mem
+
+# Programs whose steps differ by what they run: python gen.py and python check.py are two commands.
+_INTERPRETERS: Final = frozenset({"python", "py", "sh", "bash", "dash", "zsh", "node", "perl", "ruby"})
+# Compiler drivers: with -c a step compiles, without it links; the two need very different memory.
+_DRIVERS: Final = ("cc", "c++", "gcc", "g++", "clang", "clang++", "clang-cl", "cl", "icx", "icpx", "nvcc")
+
+
+def _program(argv0: str) -> str:
+    name = argv0.replace("\\", "/").rsplit("/", 1)[-1]
+    return name[:-4] if name.lower().endswith(".exe") else name
+
+
+def memory_group(argv: tuple[str, ...]) -> str:
+    """What a step's peak memory is grouped by: its program's name; an interpreter's with the script it
+    runs (``python3 gen.py``, ``python3 -m build``, ``python3 -c``); a compiler driver's with ``-c`` when it
+    compiles (``clang++ -c``; without, it links). Versioned and cross names count as their driver
+    (``x86_64-linux-gnu-g++-12``, ``python3.12``)."""
+    if not argv:
+        return ""
+    program = _program(argv[0])
+    base = program.rstrip("0123456789.-")
+    if base in _INTERPRETERS or base.startswith("python"):
+        for i, arg in enumerate(argv[1:], 1):
+            if arg == "-m" and i + 1 < len(argv):
+                return f"{program} -m {argv[i + 1]}"
+            if arg in ("-m", "-c"):
+                return f"{program} {arg}"
+            if not arg.startswith("-"):
+                return f"{program} {_program(arg)}"
+        return program
+    if base.endswith(_DRIVERS) and any(arg in ("-c", "/c") for arg in argv[1:]):
+        return f"{program} -c"
+    return program
+
+
+@dataclass
+class MemoryUse:
+    """The measured peaks of one command's successful steps."""
+
+    command: str
+    peaks: list[int] = field(default_factory=list)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "p50": round(percentile([float(p) for p in self.peaks], 50)),
+            "p95": round(percentile([float(p) for p in self.peaks], 95)),
+            "max": max(self.peaks),
+        }
+
+    def mem(self) -> str:
+        """The p95, rounded up: what to declare."""
+        from ..memory import size_value
+
+        return size_value(self.stats()["p95"])
+
+
+def memory_by_command(steps: list[Step]) -> list[MemoryUse]:
+    """Peak RSS of the steps that succeeded, per memory_group, largest p95 first (steps without a measured
+    peak, from Windows or an older log, are left out)."""
+    groups: dict[str, MemoryUse] = {}
+    for step in steps:
+        if step.status != 0 or step.peak_rss is None or not step.argv:
+            continue
+        command = memory_group(step.argv)
+        groups.setdefault(command, MemoryUse(command)).peaks.append(step.peak_rss)
+    return sorted(groups.values(), key=lambda use: (-use.stats()["p95"], use.command))
+
+
+def memory_json(steps: list[Step]) -> list[dict[str, Any]]:
+    return [
+        {"command": use.command, "steps": len(use.peaks), "peak": use.stats(), "mem": use.mem()}
+        for use in memory_by_command(steps)
+    ]
+
+
+MEMORY_ROWS: Final = 10  # the terminal shows the largest; --json has every command
+
+
+def render_memory(steps: list[Step], style: Callable[[str, str], str], width: int) -> list[str]:
+    """The terminal's "peak memory" section: [] when no step measured one."""
+    from ..memory import format_size
+
+    uses = memory_by_command(steps)
+    if not uses:
+        return []
+    out = [
+        "",
+        style(BOLD, "peak memory by command")
+        + style(DIM, "  (resident set of the steps that succeeded; --mem: their p95, rounded up)"),
+    ]
+    rows = [["steps", "p50", "p95", "max", "--mem", "command"]]
+    for use in uses[:MEMORY_ROWS]:
+        stats = use.stats()
+        rows.append(
+            [
+                str(len(use.peaks)),
+                format_size(stats["p50"]),
+                format_size(stats["p95"]),
+                format_size(stats["max"]),
+                use.mem(),
+                use.command,
+            ]
+        )
+    lines = _table(rows, right={0, 1, 2, 3, 4})
+    out.append(style(DIM, lines[0]))
+    out += [_cut(line, width) for line in lines[1:]]
+    if len(uses) > MEMORY_ROWS:
+        out.append(style(DIM, f"  ... {len(uses) - MEMORY_ROWS} more commands (--json has them all)"))
+    return out
+
+
 def _step_json(step: Step) -> dict[str, Any]:
     return {
         "command": short_command(step, 200),
@@ -389,6 +505,7 @@ def to_json(summary: Summary, top: int = DEFAULT_TOP) -> dict[str, Any]:
             }
             for e in lent_by_resource(steps)
         ],
+        "memory": memory_json(steps),
     }
 
 
@@ -570,6 +687,7 @@ def render(summary: Summary, colour: bool, width: int = 120, top: int = DEFAULT_
         lines = _table(rows, right={0, 1, 2, 3})
         out.append(style(DIM, lines[0]))
         out += [_cut(line, width) for line in lines[1:]]
+    out += render_memory(steps, style, width)
     return "\n".join(out) + "\n"
 
 

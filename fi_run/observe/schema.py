@@ -84,6 +84,10 @@ class Step:
     stamp: str | None = None  # --stamp, absolute
     env_names: tuple[str, ...] = ()  # names of the variables fi_run set, changed or removed: never values
     lent: tuple[Loan, ...] = ()  # job slots lent to the jobserver while waiting (fi-run jobserver)
+    # Bytes: the command's peak resident set, the largest over its attempts (getrusage's RUSAGE_CHILDREN
+    # ru_maxrss: the largest single process of those waited for, not their sum); None when not measured
+    # (Windows, no command).
+    peak_rss: int | None = None
     source: str = ""  # not logged: the file:line a reader found the record at
 
     @property

@@ -46,6 +46,7 @@ def as_step(record: StepRecord, spec: StepSpec, status: int, error: str | None) 
         stamp=spec.stamp,
         env_names=tuple(names),
         lent=tuple(Loan(**entry) for entry in record.loans),  # type: ignore[arg-type]
+        peak_rss=record.peak_rss,
     )
 
 

@@ -18,14 +18,13 @@ from ..errors import FiRunError, UsageError
 from ..messages import VERBOSE
 from ..records import StepRecord
 from . import stamp as stamps
-from .attempts import run_attempts
+from .attempts import platform_runner, run_attempts
 from .capture import Capture
 from .environment import build_environment, describe_changes, find_executable
 from .interrupts import Interrupted
 
 TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlocked step (docs/performance.md)
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from contextlib import AbstractContextManager
 
     from ..contention.hold import RemoteHold
@@ -59,25 +58,36 @@ def execute(spec: StepSpec, reporter: Reporter, interrupts: Interrupts) -> int:
 
 
 def _held(
-    spec: StepSpec, reporter: Reporter, record: StepRecord, on_wait: Callable[[str], None] | None
+    spec: StepSpec, reporter: Reporter, record: StepRecord, lender: Lender | None
 ) -> AbstractContextManager[RemoteHold | None]:
     """The step's locks: from the build's coordinator when `fi-run jobserver` runs one (FI_RUN_COORDINATOR,
     contention/coordinated.py: no filelock to import), else taken through the lock directory, and on their
-    Redis servers for redis:// resources (contention/remote.py, issue 21). The value: what the remote holds
-    add to the command (their fencing numbers, the cap on the hold), or None."""
+    Redis servers for redis:// resources (contention/remote.py, issue 21). --mem is one more: a weighted
+    share of the memory budget (memory.memory_claim). The value: what the remote holds add to the command
+    (their fencing numbers, the cap on the hold), or None."""
+    requests = spec.locks
+    if spec.mem:
+        from ..memory import memory_claim
+        from ..records import LockRequest
+
+        claim = memory_claim(spec.mem, spec.mem_limit)
+        if claim.warning is not None:
+            reporter.warning(claim.warning)
+        requests = (*requests, LockRequest(claim.resource, "semaphore", claim.seats, claim.weight))
     if sys.platform != "win32":  # for mypy --platform win32, which skips coordinated.py
         address = coordinator_address()
         if address is not None:
             from ..contention.coordinated import CoordinatedLocks
 
-            return CoordinatedLocks(address, spec, reporter, record, on_wait)
+            return CoordinatedLocks(address, spec, reporter, record, lender, requests=requests)
+    on_wait = None if lender is None else lender.lend
     if names_remote(spec):
         from ..contention.remote import held
 
-        return held(spec, reporter, record, on_wait)
+        return held(spec, reporter, record, on_wait, requests=requests)
     from ..contention.locks import held_locks
 
-    return held_locks(spec, reporter, record, on_wait)
+    return held_locks(spec, reporter, record, on_wait, requests=requests)
 
 
 def names_remote(spec: StepSpec) -> bool:
@@ -98,7 +108,7 @@ def preload_lock_modules(spec: StepSpec) -> None:
         from ..contention import remote, resp  # noqa: F401
         from ..contention.lockdir import is_remote
 
-        if not all(is_remote(request.resource) for request in spec.locks):
+        if spec.mem or not all(is_remote(request.resource) for request in spec.locks):
             from ..contention import locks  # noqa: F401
 
 
@@ -141,7 +151,7 @@ def _execute(spec: StepSpec, reporter: Reporter, record: StepRecord, interrupts:
     capped = ""  # a remote hold's cap, not --timeout, limits the command: what to say when it stops it
     lender: Lender | None = None
     # Lending needs a jobserver, which MAKEFLAGS names: without one nothing more is even imported.
-    if spec.lend_slot != "never" and "MAKEFLAGS" in os.environ and (spec.locks or spec.retries):
+    if spec.lend_slot != "never" and "MAKEFLAGS" in os.environ and (spec.locks or spec.mem or spec.retries):
         from ..contention.lending import lender_for
 
         lender = lender_for(spec.lend_slot, os.environ, reporter, record, interrupts)
@@ -153,8 +163,11 @@ def _execute(spec: StepSpec, reporter: Reporter, record: StepRecord, interrupts:
 
         outputs = Before(spec.outputs)
     try:
-        if spec.locks:
-            with _held(spec, reporter, record, lender.lend if lender else None) as hold:
+        if spec.locks or spec.mem:
+            # The runner is loaded before the wait, not after it: once the lock is handed over, the next
+            # thing is the command's start (0.2 ms of the hand-off, benchmarks/handoff.py).
+            platform_runner()
+            with _held(spec, reporter, record, lender) as hold:
                 if lender is not None:
                     lender.take_back()
                 run_spec, run_env = (spec, env) if hold is None else hold.apply(spec, env)

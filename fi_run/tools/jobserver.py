@@ -7,46 +7,68 @@ command, and when it has exited counts the tokens: every one handed out must hav
 FI_RUN_JOBSERVER (contention/lending.MARKER) to the same ``--jobserver-auth`` value: the mark that says this
 jobserver is fi_run's and that the command does use it (a ninja given -j would not), so a step's
 ``--lend-slot auto`` knows it may lend (contention/lending.py, the step's side). See docs/jobserver.md.
+
+``--keep-free-memory SIZE`` (issue 19) puts a memory floor under the build (``MemoryFloor``): while the
+memory available to the build (cgroup-aware, memory.py) is below SIZE, the server takes the tokens out of
+the pool itself, so that no job starts beyond those running; it puts them back one at a time once memory
+is back. Steps nobody wrapped then wait for memory instead of being OOM-killed.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 from typing import TYPE_CHECKING
 
 from ..contention.lending import MARKER, TOKEN
 from ..errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SIGNAL_BASE, EXIT_USAGE, UsageError
+from ..memory import POLL_SECONDS, format_size
 from .scaffold import exit_statuses, parse, tool_parser
 
 if sys.platform == "win32":  # pragma: no cover - Windows only
-    from ..contention.lending import _semaphore_close, _semaphore_create, _semaphore_take
+    from ..contention.lending import (
+        _semaphore_close,
+        _semaphore_create,
+        _semaphore_give,
+        _semaphore_take,
+    )
 else:
-    from ..contention.lending import _fifo_open
+    from ..contention.lending import _fifo_give, _fifo_open, _fifo_take
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from typing import Final, Protocol
+
+    from ..messages import Reporter
 
     class _Server(Protocol):
         auth: str
         directory: str  # private to this jobserver ("" where it has none)
 
         def count(self) -> int: ...
+        def take(self, seconds: float) -> bool: ...
+        def give(self) -> None: ...
         def close(self) -> None: ...
 
 
 # The variable the steps find the build's lock coordinator by (contention/coordinated.MARK: one name).
 COORDINATOR: Final = "FI_RUN_COORDINATOR"
-USAGE: Final = "fi-run jobserver [-j N] -- COMMAND [ARG...]"
+USAGE: Final = "fi-run jobserver [-j N] [--keep-free-memory SIZE] [--no-coordinator] -- COMMAND [ARG...]"
 MAX_JOBS: Final = 4096  # the tokens must fit in the fifo's buffer at once (64 KiB on Linux, 16 KiB on macOS)
 DESCRIPTION: Final = """\
 Run COMMAND (ninja >= 1.13, GNU make >= 4.4, cargo) under a jobserver of N job slots: N-1 tokens plus the
 command's own first slot. MAKEFLAGS gets -jN --jobserver-auth=...; FI_RUN_JOBSERVER marks the jobserver as
 fi_run's, so that steps run with --lend-slot auto (the default) lend their slot while they wait for a lock
 or back off before a retry. When COMMAND has exited, every token must have come back: a surplus or shortfall
-is reported. Give ninja no -j of its own: it would ignore the jobserver."""
+is reported. Give ninja no -j of its own: it would ignore the jobserver.
+
+--keep-free-memory SIZE: while less than SIZE of memory is available (Linux: MemAvailable, and the limit
+minus the working set of each limited memory cgroup of the build), hold job tokens back, so that no job
+starts beyond those running (the command's first job always runs); give them back one per 0.1 s once
+memory is back. Steps that fi_run does not wrap then wait instead of being OOM-killed."""
 
 
 def available_cpus() -> int:
@@ -148,6 +170,11 @@ def _parser() -> argparse.ArgumentParser:
         help=f"job slots, 1 to {MAX_JOBS} (default: ninja's own default, {ninja_default_jobs(cpus)} here)",
     )
     parser.add_argument(
+        "--keep-free-memory",
+        metavar="SIZE",
+        help="hold job tokens back while less than SIZE of memory is available (512M, 2G; 0: off)",
+    )
+    parser.add_argument(
         "--no-coordinator",
         action="store_true",
         help="do not coordinate the steps' locks here: every locked step takes its own through the lock "
@@ -159,11 +186,14 @@ def _parser() -> argparse.ArgumentParser:
 class Options:
     """What fi-run jobserver was asked: parsed once (no argparse Namespace beyond parse_args)."""
 
-    __slots__ = ("command", "coordinator", "jobs")
+    __slots__ = ("command", "coordinator", "jobs", "keep_free")
 
-    def __init__(self, jobs: int | None, command: list[str], coordinator: bool) -> None:
+    def __init__(
+        self, jobs: int | None, command: list[str], keep_free: int = 0, *, coordinator: bool = True
+    ) -> None:
         self.jobs = jobs  # None: ninja's own default
         self.command = command
+        self.keep_free = keep_free  # bytes; 0: no memory floor
         self.coordinator = coordinator  # run the steps' lock coordinator (POSIX)
 
 
@@ -188,7 +218,12 @@ def parse_args(argv: Sequence[str]) -> Options | None:
             jobs = 0
         if not 1 <= jobs <= MAX_JOBS:
             raise UsageError(f"jobserver: -j expects a whole number from 1 to {MAX_JOBS}, got {text!r}")
-    return Options(jobs, command, coordinator=not parsed.no_coordinator)
+    keep_free = 0
+    if parsed.keep_free_memory is not None:
+        from ..memory import parse_size
+
+        keep_free = parse_size("jobserver: --keep-free-memory", parsed.keep_free_memory)
+    return Options(jobs, command, keep_free, coordinator=not parsed.no_coordinator)
 
 
 if sys.platform != "win32":
@@ -236,6 +271,13 @@ if sys.platform != "win32":
                     return count
                 count += len(data)
 
+        def take(self, seconds: float) -> bool:
+            """Take one token, waiting at most ``seconds`` for one (0: only if the pool has one now)."""
+            return _fifo_take(self.fd, seconds)
+
+        def give(self) -> None:
+            _fifo_give(self.fd)
+
         def close(self) -> None:
             if self.fd >= 0:
                 os.close(self.fd)
@@ -265,6 +307,12 @@ if sys.platform == "win32":  # pragma: no cover - Windows only
             while _semaphore_take(self.handle, 0):
                 count += 1
             return count
+
+        def take(self, seconds: float) -> bool:
+            return _semaphore_take(self.handle, seconds)
+
+        def give(self) -> None:
+            _semaphore_give(self.handle)
 
         def close(self) -> None:
             _semaphore_close(self.handle)
@@ -315,6 +363,118 @@ def accounting_message(tokens: int, returned: int, *, windows: bool) -> str | No
     )
 
 
+class MemoryFloor:
+    """--keep-free-memory: the server holds job tokens back while available memory is below the floor.
+
+    It looks at memory every POLL_SECONDS, in a thread of its own (the main thread waits for the command).
+    Below the floor it takes every token the pool has, and between two looks it waits on the pool and takes
+    each token the moment one comes back: a job that ends hands its token to the pool, and ninja looks for
+    one right after, so a token must be caught at once or ninja starts the next job with it (it mostly is:
+    the server is woken by the write; ninja first records the job that ended). No job then starts beyond
+    those running, and the running ones end and free their memory. At or above the floor it puts one token
+    back per look, so that jobs start again one at a time, each showing in the memory figures before the
+    next one starts, rather than all at once into the memory that just came back. It starts that way too:
+    every token is held at first and handed out one per look. The command's own first job takes no token
+    and always runs. ``stop`` says how many are still held, which the server's accounting counts as
+    returned.
+    """
+
+    def __init__(self, server: _Server, floor: int, available: Callable[[], int | None]) -> None:
+        self.server = server
+        self.floor = floor
+        self.available = available
+        self.withheld = 0
+        self.looks = 0
+        self.low = 0  # looks that found less than the floor
+        self.most = 0  # the most tokens held back at once while memory was low
+        self.short = False  # the last look found less than the floor
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _took(self) -> None:
+        self.withheld += 1
+        if self.short:
+            self.most = max(self.most, self.withheld)
+
+    def take_all(self) -> None:
+        while self.server.take(0):
+            self._took()
+
+    def look(self) -> None:
+        """One look at memory, and the tokens moved for it."""
+        now = self.available()
+        self.looks += 1
+        self.short = now is not None and now < self.floor
+        if self.short:
+            self.low += 1
+            self.most = max(self.most, self.withheld)
+            self.take_all()
+        elif self.withheld:
+            self.server.give()
+            self.withheld -= 1
+
+    def start(self) -> None:
+        """Before the command starts: hold every token, then hand them out as memory allows."""
+        self.take_all()
+        self.look()
+        self._thread = threading.Thread(target=self._run, name="fi_run memory floor", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        next_look = time.monotonic() + POLL_SECONDS
+        try:
+            while not self._stop.is_set():
+                left = next_look - time.monotonic()
+                if left <= 0:
+                    self.look()
+                    next_look = time.monotonic() + POLL_SECONDS
+                elif self.short:
+                    if self.server.take(left):  # a token coming back: caught before ninja reuses it
+                        self._took()
+                else:
+                    self._stop.wait(left)
+        except OSError:  # the fifo went away under it (the server is closing): nothing left to hold
+            pass
+
+    def stop(self) -> int:
+        """Stop looking; the tokens still held back (they count as returned)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        return self.withheld
+
+    def summary(self) -> str | None:
+        if not self.low:
+            return None
+        return (
+            f"jobserver: less than --keep-free-memory {format_size(self.floor)} was available in {self.low} "
+            f"of {self.looks} looks (every {POLL_SECONDS:g} s); up to {self.most} job "
+            f"token{'s were' if self.most != 1 else ' was'} held back"
+        )
+
+
+def memory_floor(server: _Server, floor: int, tokens: int, reporter: Reporter) -> MemoryFloor | None:
+    """The floor for --keep-free-memory FLOOR, or None (0, no tokens, or memory that cannot be read)."""
+    if floor <= 0 or tokens <= 0:
+        return None
+    from ..memory import MemoryProbe, memory_limit
+
+    probe = MemoryProbe()
+    if probe.available() is None:
+        reporter.warning(
+            "jobserver: --keep-free-memory: the memory available cannot be read here (it needs Linux's "
+            "/proc/meminfo): no job token is held back"
+        )
+        return None
+    limit = memory_limit()
+    if limit is not None and floor >= limit.size:
+        reporter.warning(
+            f"jobserver: --keep-free-memory {format_size(floor)} is not less than the memory there is "
+            f"({format_size(limit.size)}, {limit.source}): the build runs one job at a time"
+        )
+    return MemoryFloor(server, floor, probe.available)
+
+
 def main(argv: Sequence[str]) -> int:
     from ..messages import Reporter
     from ..step.attempts import platform_runner
@@ -349,6 +509,8 @@ def main(argv: Sequence[str]) -> int:
             )
     tokens = jobs - 1
     status = 0
+    floor: MemoryFloor | None = None
+    held = 0
     with Interrupts() as interrupts:
         server = _create_server(tokens)
         coordinator = None
@@ -362,9 +524,15 @@ def main(argv: Sequence[str]) -> int:
             if options.coordinator and sys.platform != "win32":
                 from ..contention import coordinator as coordinating
 
-                coordinator = coordinating.start(server.directory, reporter)
+                # The coordinator lends its waiting steps' slots into this pool itself (coordinator.py),
+                # unless nothing reads the pool (an old ninja: `marked` is False).
+                pool = server if marked and isinstance(server, _FifoServer) else None
+                coordinator = coordinating.start(server.directory, reporter, jobs, pool)
                 if coordinator is not None:
                     env[COORDINATOR] = coordinator.path
+            floor = memory_floor(server, options.keep_free, tokens, reporter)
+            if floor is not None:
+                floor.start()
             try:
                 interrupts.idle()
                 status = platform_runner()(
@@ -379,11 +547,22 @@ def main(argv: Sequence[str]) -> int:
                 ).status
             except Interrupted:
                 pass
-            returned = server.count()
+            finally:
+                if floor is not None:
+                    held = floor.stop()
+            # The coordinator first: its thread takes tokens back; what it lent and never took back is in
+            # the pool and is not the command's to return.
+            lent = 0 if coordinator is None else coordinator.stop()
+            returned = server.count() + held - lent
         finally:
+            if floor is not None:
+                floor.stop()
             if coordinator is not None:
                 coordinator.stop()
             server.close()
+    summary = None if floor is None else floor.summary()
+    if summary is not None:
+        reporter.info(summary)
     message = accounting_message(tokens, returned, windows=windows)
     if message is not None:
         reporter.warning(message)

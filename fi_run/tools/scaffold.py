@@ -1,8 +1,8 @@
 """What fi_run's tools share: their parser, their errors and their standard output.
 
-The tools are ``fi_run jobserver``, ``classify``, ``report`` and ``trace`` (cli.TOOLS): programs of their
-own behind one name, each a ``main(argv) -> int`` in this package. They take fi_run's path for errors: a bad
-option raises UsageError, and ``cli.main`` prints its one ``fi_run: NAME: ...`` line and returns exit 2,
+The tools are ``fi_run jobserver``, ``classify``, ``report``, ``trace`` and ``locks`` (cli.TOOLS): programs of
+their own behind one name, each a ``main(argv) -> int`` in this package. They take fi_run's path for errors: a
+bad option raises UsageError, and ``cli.main`` prints its one ``fi_run: NAME: ...`` line and returns exit 2,
 never argparse's usage block and status. What they print goes through ``messages.write_result``: a reader
 that went away (``| head``) ends the tool quietly, a closed or full stdout is one line and exit 74.
 
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
 
 from ..errors import EXIT_STATUSES, UsageError
 
+TYPE_CHECKING = False  # not typing's: every tool imports this (`fi-run locks` is timed: issue 18)
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import NoReturn
