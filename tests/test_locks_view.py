@@ -334,8 +334,10 @@ def test_a_mem_holder_and_waiter_are_shown_with_their_seats_of_the_memory_budget
     ]  # fmt: skip
     assert re.fullmatch(
         rf" {{6}}pid {holder.proc.pid}  memory \(100 of 128 seats\) +\d+\.\d s  sh .*", lines[5]
+    ), lines
+    assert re.fullmatch(rf"  1\.  pid {waiter.pid}  memory \(50 of 128 seats\) +for a slot .*", lines[7]), (
+        lines
     )
-    assert re.fullmatch(rf"  1\.  pid {waiter.pid}  memory \(50 of 128 seats\) +for a slot .*", lines[7])
     assert steps.finish(holder) == ["m.0", "m.1"]
 
 

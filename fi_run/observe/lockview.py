@@ -601,8 +601,16 @@ class _Looker:
             for pid in pids:
                 held.setdefault(pid, []).append(lock_file)
                 how.setdefault(pid, known)
-        draining = {pid for _ns, pid, kind in line if kind == "drain"}
-        resource.holders = self._holders(directory, canonical, held, how, draining, steps)
+        # A step still in the line is a waiter, whatever it holds: the exclusive waiter draining the slots
+        # holds the gate, and a counted waiter trying for K slots holds the gate and some slots for a moment
+        # before it gives them back (locks.Acquirer: K at once or none). A coordinator and a build's steps
+        # are placed by what the coordinator says.
+        waiting = {
+            pid
+            for _ns, pid, kind in line
+            if kind == "drain" or (pid not in self.coordinators and pid not in steps)
+        }
+        resource.holders = self._holders(directory, canonical, held, how, waiting, steps)
         resource.waiters = self._waiters(canonical, line, held, steps, files)
         return resource
 
@@ -612,14 +620,14 @@ class _Looker:
         canonical: str | None,
         held: dict[int, list[str]],
         how: dict[int, str],
-        draining: set[int],
+        waiting: set[int],
         steps: dict[int, list[BuildStep]],
     ) -> list[Holder]:
         now = time.time()
         holders: list[Holder] = []
         for pid, lock_files in held.items():
-            if pid in draining:
-                continue  # it has the gate and waits for the slots to drain: a waiter, first in line
+            if pid in waiting:
+                continue  # in the line: a waiter, whatever it holds for now
             if pid in steps and any(s.state == "holds" for s in steps[pid]):
                 continue  # its build's steps stand in its place (below)
             command, seconds = "", None
