@@ -679,7 +679,7 @@ def test_a_lock_directory_that_does_not_exist_yet_locks_nothing(tmp_path: Path) 
     missing = tmp_path / "not" / "yet"
     assert view(missing) == {
         "locks_version": lockview.LOCKS_VERSION, "lock_dir": os.fspath(missing), "exists": False,
-        "coordinators": [], "resources": [],
+        "coordinators": [], "resources": [], "remote": [],
     }  # fmt: skip
     done = run([console_script(), "locks", "--lock-dir", missing], cwd=tmp_path)
     assert done == (0, f"fi_run locks  {missing}: does not exist yet, so nothing is locked\n", "")
@@ -735,7 +735,7 @@ def test_an_unreadable_lock_directory_is_one_line_and_exit_2(tmp_path: Path) -> 
 def test_help_names_the_options_and_every_json_key(tmp_path: Path) -> None:
     done = run([console_script(), "locks", "--help"], cwd=tmp_path)
     assert done.status == 0
-    assert done.out.startswith("usage: fi_run locks [-h] [--lock-dir DIR] [--json]\n")
+    assert done.out.startswith("usage: fi_run locks [-h] [--lock-dir DIR] [--redis URL] [--json]\n")
     for key, meaning in lockview.JSON_KEYS.items():
         assert f"  {key}: {meaning}" in done.out
 

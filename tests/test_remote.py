@@ -25,6 +25,7 @@ from fi_run_testing import (
     HANG_TIMEOUT,
     Procs,
     analyse,
+    base_environ,
     console_script,
     finish,
     kill_session,
@@ -38,8 +39,10 @@ from fi_run_testing import (
 )
 from redis_testing import RedisServer, redis_environ
 
+from fi_run.contention import remote
 from fi_run.contention.remote import acl_setuser
 from fi_run.errors import EXIT_TEMPFAIL, EXIT_TIMEOUT, EXIT_UNAVAILABLE, EXIT_USAGE
+from fi_run.observe import lockview
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -657,6 +660,82 @@ def test_the_report_names_the_machine_of_each_remote_holder_and_waiter(
     text = run(fi_run("report", logs["a"], logs["b"]), cwd=tmp_path)
     assert f"  by machine for redis://127.0.0.1:{server.port}/0/deploy" in text.out, text.out
     assert f" on {host}" in text.out
+
+
+def test_fi_run_locks_shows_a_remote_resource_s_holder_and_waiters_with_their_machines(
+    tmp_path: Path, server: RedisServer, scripts: Scripts, procs: Procs
+) -> None:
+    """Issue 21, item 4: `fi-run locks --redis URL` asks the server: the holder (its machine, pid, fence)
+    and the waiters of every machine, numbered in the order the server will serve them."""
+    holder = start_holder(
+        procs,
+        scripts,
+        [*machine(tmp_path, "a"), "--semaphore", server.url("seats") + "=2:2"],
+        log=tmp_path / "order.log",
+        tag="h.0",
+        control=tmp_path / "h",
+        cwd=tmp_path,
+        env=redis_environ(),
+    )
+    waiters = []
+    for number, name in enumerate(("b", "a"), 1):
+        waiters.append(
+            procs.start_fi_run(
+                [*machine(tmp_path, name), "--semaphore", server.url("seats") + "=2", "--", "true"],
+                cwd=tmp_path,
+                env=redis_environ(),
+            )
+        )
+        wait_until(partial(in_line, server, "seats", number), f"waiter {number} in line")
+    host = os.uname().nodename
+    url = server.url("seats") + "=2"  # as the steps spell it: =N is ignored
+    done = run(fi_run("locks", *machine(tmp_path, "b"), "--json", "--redis", url), cwd=tmp_path)
+    assert done.status == 0, done.err
+    [seen] = json.loads(done.out)["remote"]
+    assert list(seen) == list(lockview.REMOTE_KEYS)
+    assert seen["resource"] == f"redis://127.0.0.1:{server.port}/0/seats"
+    [held] = seen["holders"]
+    assert list(held) == list(lockview.REMOTE_ENTRY_KEYS)
+    assert (held["host"], held["pid"], held["mode"], held["seats"], held["weight"]) == (
+        host, holder.proc.pid, "semaphore", 2, 2,
+    )  # fmt: skip
+    assert held["fence"] > 0
+    assert [(w["host"], w["pid"], w["weight"]) for w in seen["waiters"]] == [
+        (host, waiters[0].pid, 1), (host, waiters[1].pid, 1),
+    ]  # fmt: skip
+    text = run(
+        fi_run("locks", *machine(tmp_path, "b"), "--redis", url),
+        cwd=tmp_path,
+        env=base_environ({"NO_COLOR": "1"}),
+    )
+    assert text.status == 0, text.err
+    lines = text.out.splitlines()
+    at = lines.index(f"redis://127.0.0.1:{server.port}/0/seats")
+    assert lines[at + 2] == "  held by"
+    assert f"pid {holder.proc.pid}  semaphore (2 of 2)  on {host}, fence {held['fence']}" in lines[at + 3]
+    assert lines[at + 4] == "  waiting, in the order they will be served"
+    assert lines[at + 5].startswith(f"  1.  pid {waiters[0].pid}  semaphore (1 of 2)  on {host}"), lines
+    assert lines[at + 6].startswith(f"  2.  pid {waiters[1].pid}  semaphore (1 of 2)  on {host}"), lines
+    holder.release()
+    assert [finish(holder.proc), *(finish(w) for w in waiters)] == [0, 0, 0]
+
+
+def test_fi_run_locks_with_an_unreachable_server_is_exit_69_in_one_line(tmp_path: Path) -> None:
+    port = RedisServer(tmp_path / "never").port or 1  # nothing listens on port 1 of the loopback
+    locks = ["--lock-dir", str(tmp_path / "locks")]
+    done = run(fi_run("locks", *locks, "--redis", f"redis://127.0.0.1:{port}/x"), cwd=tmp_path)
+    assert (done.status, done.out) == (EXIT_UNAVAILABLE, "")
+    assert f"cannot reach the Redis server of 'redis://127.0.0.1:{port}/0/x'" in only_fi_run_line(done.err)
+    # A password in the URL is refused, as in a step's options, and never shown.
+    bad = run(fi_run("locks", *locks, "--redis", "redis://:hunter2-xyz@127.0.0.1/x"), cwd=tmp_path)
+    assert (bad.status, bad.out) == (EXIT_USAGE, "")
+    assert "FI_RUN_REDIS_PASSWORD" in only_fi_run_line(bad.err)
+    assert "hunter2-xyz" not in bad.err
+
+
+def test_the_view_s_remote_keys_are_the_server_s() -> None:
+    assert set(lockview.REMOTE_ENTRY_KEYS) == set(remote.Entry.__slots__)
+    assert list(lockview.REMOTE_KEYS) == list(remote.View("r", 0.0, [], []).as_json())
 
 
 def test_an_acl_user_with_only_the_documented_commands_can_do_all_fi_run_does(

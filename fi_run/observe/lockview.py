@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from typing import Any, Final
 
+    from ..contention.remote import View as RemoteView
     from ..records import LockRequest
 
     # (mode, slots, weight): slots None where the view cannot know N, weight (K of the N) None where it
@@ -83,6 +84,12 @@ RESOURCE_KEYS: Final = ("resource", "directory", "problem", "holders", "waiters"
 HOLDER_KEYS: Final = ("pid", "command", "modes", "seconds", "build", "files", "how", "state")
 WAITER_KEYS: Final = ("position", "pid", "command", "modes", "seconds", "build", "kind", "state")
 MODE_KEYS: Final = ("mode", "slots", "weight")
+# A redis:// resource (issue 21), as its server keeps it (remote.View and remote.Entry: a test keeps them
+# equal).
+REMOTE_KEYS: Final = ("resource", "recovering", "holders", "waiters")
+REMOTE_ENTRY_KEYS: Final = (
+    "build", "command", "fence", "host", "lease_left", "mode", "pid", "seats", "seconds", "state", "weight",
+)  # fmt: skip
 # A memory budget's resource (--mem, issue 19) and its seats, as memory.py names them (a test keeps them
 # equal): imported from there they would cost this tool dataclasses' import.
 MEMORY_SCHEME: Final = "memory://"
@@ -109,6 +116,12 @@ JSON_KEYS: Final = {
     "seconds held or waited (null: not known); build the pid "
     "of the coordinator whose build the step is in (null: none); how kernel, descriptor, record or "
     "coordinator; kind gate, slot, drain or build; state holds, waits or stopped",
+    "remote": f"[{_braces(REMOTE_KEYS)}], one per --redis resource, from its Redis server: resource its "
+    "canonical redis:// name, recovering the seconds a restarted server still gives its holders to come "
+    f"back (0: none); holders and waiters (in the order they will be served) [{_braces(REMOTE_ENTRY_KEYS)}]: "
+    "host the machine, pid and command the step, build its coordinator's pid (null: none), fence the "
+    "grant's fencing number (a waiter's: its ticket), mode exclusive, shared or semaphore, seats N and "
+    "weight K, seconds held or waited, lease_left seconds before the server lets go of it unrenewed",
 }
 
 
@@ -978,8 +991,8 @@ def _modes_json(modes: Modes | None) -> list[dict[str, Any]] | None:
     return [{"mode": mode, "slots": slots, "weight": weight} for mode, slots, weight in modes]
 
 
-def to_json(view: View) -> dict[str, Any]:
-    """The --json document (keys: JSON_KEYS)."""
+def to_json(view: View, remote: Sequence[RemoteView] = ()) -> dict[str, Any]:
+    """The --json document (keys: JSON_KEYS); ``remote``: what the servers of the --redis resources say."""
     return {
         "locks_version": LOCKS_VERSION,
         "lock_dir": view.lock_dir,
@@ -1022,6 +1035,7 @@ def to_json(view: View) -> dict[str, Any]:
             }
             for r in view.resources
         ],
+        "remote": [v.as_json() for v in remote],
     }
 
 
@@ -1127,3 +1141,35 @@ def render(view: View, colour: bool, width: int = 120) -> str:
         if r.waiters:
             out += [style(DIM, "  waiting, in the order they will be served"), *lines[len(r.holders) :]]
     return "\n".join(out) + "\n"
+
+
+def render_remote(views: Sequence[RemoteView], colour: bool, width: int = 120) -> str:
+    """The --redis resources, as their servers keep them: holders and waiters, each with its machine."""
+
+    def style(code: str, text: str) -> str:
+        return f"{code}{text}{RESET}" if colour and text else text
+
+    out: list[str] = []
+    for v in views:
+        out += ["", style(CYAN, _cut(v.resource, width))]
+        note = "  (on its Redis server: every machine's steps"
+        if v.recovering > 0:
+            note += f"; restarted: its holders have {v.recovering:.1f} s to come back"
+        out.append(style(DIM, _cut(note + ")", width)))
+        if not (v.holders or v.waiters):
+            out.append("  nothing held, nobody waiting")
+            continue
+        rows: list[list[str]] = []
+        for position, e in enumerate([*v.holders, *v.waiters], 1 - len(v.holders)):
+            what = e.mode if e.mode != "semaphore" else f"semaphore ({e.weight} of {e.seats})"
+            where = f"on {e.host or '?'}" + (f", build {e.build}" if e.build else "")
+            where += f", fence {e.fence}" if e.state == "holds" else ""
+            number = f"{position}." if e.state == "waits" else ""
+            pid = f"pid {e.pid}" if e.pid is not None else "pid ?"
+            rows.append([number, pid, what, where, _seconds(e.seconds), e.command])
+        lines = _table(rows, width)
+        if v.holders:
+            out += [style(DIM, "  held by"), *lines[: len(v.holders)]]
+        if v.waiters:
+            out += [style(DIM, "  waiting, in the order they will be served"), *lines[len(v.holders) :]]
+    return "\n".join(out) + "\n" if out else ""
