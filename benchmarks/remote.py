@@ -42,7 +42,7 @@ from pathlib import Path
 
 from common import prepare
 
-from fi_run.contention import remote
+from fi_run.contention import redis_url, remote
 from fi_run.contention.resp import Connection, ConnectionLost
 
 FI_RUN = str(Path(sys.executable).parent / "fi-run")
@@ -226,8 +226,8 @@ def redis_version() -> str:
 
 RESP_CHILD = """
 import os, sys
-from fi_run.contention import remote
-target = remote.parse_url(sys.argv[1])
+from fi_run.contention import redis_url, remote
+target = redis_url.parse_url(sys.argv[1])
 settings = remote.Settings()
 link = remote.Link(target, settings)
 seat = remote.Seat(target, (("semaphore", 1000, 1),), remote.who_text(os.getpid(), "bench"), settings)
@@ -244,7 +244,8 @@ r = redis.Redis(host=host, port=int(port))
 run = r.info("server")["run_id"]
 token = os.urandom(8).hex()
 who = f"{os.uname().nodename}\\t{os.getpid()}\\t\\tbench"
-reply = r.evalsha(sha, 1, prefix, "acquire", 15000, run, token, 0, "c", 1000, 1, prefix + ":w:" + token, 0, who)
+wake = prefix + ":w:" + token
+reply = r.evalsha(sha, 1, prefix, "acquire", 15000, run, token, 0, "c", 1000, 1, wake, 0, who)
 assert reply[0] == 1, reply
 r.evalsha(sha, 1, prefix, "release", 15000, run, token)
 """
@@ -264,7 +265,7 @@ def cmd_client(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> None
             "resp.py: acquire + release": [sys.executable, "-c", RESP_CHILD, url],
         }
         if args.redis_py:
-            prefix = remote.parse_url(url).prefix
+            prefix = redis_url.parse_url(url).prefix
             commands["redis-py: python -c pass"] = [args.redis_py, "-c", "pass"]
             commands["redis-py: import redis"] = [args.redis_py, "-c", "import redis"]
             commands["redis-py: acquire + release"] = [
@@ -348,7 +349,8 @@ def cmd_overhead(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> No
             for name, values in times.items():
                 wall, cpu = medians(values)
                 print(
-                    f"{label + ': ' + name:44} {wall:8.1f} {cpu:8.1f} {wall - base[0]:+9.1f} {cpu - base[1]:+8.1f}"
+                    f"{label + ': ' + name:44} {wall:8.1f} {cpu:8.1f} "
+                    f"{wall - base[0]:+9.1f} {cpu - base[1]:+8.1f}"
                 )
     finally:
         server.stop()
@@ -370,10 +372,7 @@ def handoff_round(
         primer = [x for f in files for x in ("flock", f)] + [BASH, "-c", wait_for_go]
         argvs = [["flock", files[i % seats], BASH, "-c", body] for i in range(procs)]
     else:
-        if tool == "fi_run redis":
-            resource = server.url(name)
-        else:
-            resource = str(run_dir / "resource")
+        resource = server.url(name) if tool == "fi_run redis" else str(run_dir / "resource")
         base = [FI_RUN, "--lock-dir", str(run_dir / "locks")]
         primer = [*base, "--semaphore", f"{resource}={seats}:{seats}", "--", BASH, "-c", wait_for_go]
         argvs = [[*base, "--semaphore", f"{resource}={seats}", "--", BASH, "-c", body] for _ in range(procs)]
@@ -392,7 +391,7 @@ def handoff_round(
     events = sorted(
         (float(stamp), kind) for kind, stamp in (line.split() for line in log.read_text().splitlines())
     )
-    inside, intervals, starts = 0, [], []
+    inside, _intervals, starts = 0, [], []
     for stamp, kind in events:
         if kind == "A":
             inside += 1
@@ -402,8 +401,7 @@ def handoff_round(
         else:
             inside -= 1
     ends = sorted(stamp for stamp, kind in events if kind == "R")
-    intervals = list(zip(sorted(starts), ends, strict=True))
-    return intervals
+    return list(zip(sorted(starts), ends, strict=True))
 
 
 def waiting(lock_dir: Path) -> int:
@@ -429,7 +427,8 @@ def cmd_handoff(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> Non
     finally:
         server.stop()
     heading(
-        f"hand-off, {args.procs} processes holding {args.hold * 1000:.0f} ms each, {args.rounds} rounds (medians)"
+        f"hand-off, {args.procs} processes holding {args.hold * 1000:.0f} ms each, "
+        f"{args.rounds} rounds (medians)"
     )
     print(f"{'':26} {'efficiency':>10} {'x flock(1)':>11}   rounds")
     for (tool, seats), values in results.items():
@@ -454,12 +453,12 @@ def cmd_kill(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> None:
             name = f"kill-{run}"
             mark = tmp / f"waiter-{run}"
             holder = spawn([FI_RUN, "--lock", server.url(name), "--", "sleep", "100000"], env)
-            wait_for(lambda: len(server.look(name).holders) == 1, "the holder")
+            wait_for(lambda name=name: len(server.look(name).holders) == 1, "the holder")
             time.sleep(random.uniform(0, args.lease / 3))  # anywhere in the renewal period
             waiter = spawn(
                 [FI_RUN, "--lock", server.url(name), "--", BASH, "-c", f"echo $EPOCHREALTIME > {mark}"], env
             )
-            wait_for(lambda: len(server.look(name).waiters) == 1, "the waiter in line")
+            wait_for(lambda name=name: len(server.look(name).waiters) == 1, "the waiter in line")
             killed = time.time()
             freeze(holder.pid)
             kill_all(holder.pid)
@@ -528,7 +527,7 @@ def cmd_fifo(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> None:
                 first.argv(["--lock", url], [BASH, "-c", f"while [ ! -e {release} ]; do sleep 0.01; done"]),
                 first.env,
             )
-            wait_for(lambda: len(server.look(name).holders) == 1, "the holder")
+            wait_for(lambda name=name: len(server.look(name).holders) == 1, "the holder")
             asked, procs = [], []
             for number in range(args.steps):
                 where = rng.choice(machines)
@@ -537,7 +536,8 @@ def cmd_fifo(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> None:
                 tag = f"{where.name}{number}"
                 procs.append(spawn(where.argv(lock, [BASH, "-c", body, tag]), where.env))
                 wait_for(
-                    lambda n=number + 1: len(server.look(name).waiters) >= n, f"{tag} in the server's line"
+                    lambda n=number + 1, name=name: len(server.look(name).waiters) >= n,
+                    f"{tag} in the server's line",
                 )
                 asked.append(tag)
             release.touch()
@@ -545,9 +545,8 @@ def cmd_fifo(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> None:
                 raise SystemExit("remote.py: fifo: a step failed")
             entered = [line.split()[1] for line in log.read_text().splitlines() if line.startswith("enter")]
             kept += entered == asked
-            print(
-                f"run {run + 1:2}: asked {' '.join(asked)}; {'granted in that order' if entered == asked else 'GRANTED ' + ' '.join(entered)}"
-            )
+            order = "granted in that order" if entered == asked else "GRANTED " + " ".join(entered)
+            print(f"run {run + 1:2}: asked {' '.join(asked)}; {order}")
     finally:
         for m in machines:
             m.close()
@@ -644,7 +643,8 @@ def cmd_stress(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> None
     )
     print(
         f"{enters} acquires (commands that entered) in {wall:.0f} s from machines a (no coordinator) and b "
-        f"(a coordinator); {killed} steps SIGKILLed at random (holders and waiters); redis-server crashed and "
+        f"(a coordinator); {killed} steps SIGKILLed at random (holders and waiters); redis-server crashed "
+        "and "
         f"restarted {'with its append-only file' if args.persist else 'without its data'} once, after "
         f"{restart_at} acquires"
     )

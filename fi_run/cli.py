@@ -120,12 +120,12 @@ def _remote(where: str, text: str, *, whole: bool = True) -> None:
     """A redis:// resource (issue 21) is checked here, so that a bad one is exit 2 before anything runs, and
     a password in it is refused without being repeated. ``whole``: ``text`` is the URL alone."""
     if text[:9].lower().startswith(("redis://", "rediss://")):  # lockdir.is_remote, without importing it
-        from .contention import remote
+        from .contention import redis_url
 
         if whole:
-            remote.parse_url(text, where)
+            redis_url.parse_url(text, where)
         else:
-            remote.refuse_password(where, text)
+            redis_url.refuse_password(where, text)
 
 
 def _exclusive(where: str, text: str) -> LockRequest:

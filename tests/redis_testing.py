@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from fi_run.contention import remote
+from fi_run.contention import redis_url, remote
 from fi_run.contention.resp import Connection, ConnectionLost
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ class RedisServer:
             conn.close()
 
     def look(self, name: str) -> remote.View:
-        env = {remote.PASSWORD_VARIABLE: self.password} if self.password else {}
+        env = {redis_url.PASSWORD_VARIABLE: self.password} if self.password else {}
         return remote.look(self.url(name), env)
 
     def stop(self) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 from fi_run_testing import only_fi_run_line, run
 
-from fi_run.contention import remote
+from fi_run.contention import redis_url, remote
 from fi_run.contention.hold import CAP_VARIABLE, hold_from_grant
 from fi_run.contention.lockdir import is_remote, merge_requests, resource_identity
 from fi_run.errors import EXIT_STATUSES, EXIT_UNAVAILABLE, EXIT_USAGE, UsageError
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     ],
 )
 def test_a_redis_url_has_one_canonical_name(spelled: str, canonical: str) -> None:
-    assert remote.parse_url(spelled).canonical == canonical
-    assert remote.canonical_url(canonical) == canonical  # canonical names are fixed points
+    assert redis_url.parse_url(spelled).canonical == canonical
+    assert redis_url.canonical_url(canonical) == canonical  # canonical names are fixed points
 
 
 @pytest.mark.parametrize(
@@ -51,7 +51,7 @@ def test_a_redis_url_has_one_canonical_name(spelled: str, canonical: str) -> Non
 )
 def test_a_bad_redis_url_is_one_line_that_never_repeats_a_password(spelled: str, says: str) -> None:
     with pytest.raises(UsageError) as raised:
-        remote.parse_url(spelled, "--lock")
+        redis_url.parse_url(spelled, "--lock")
     assert says in raised.value.message
     assert "hunter2" not in raised.value.message
 
@@ -89,7 +89,7 @@ def test_is_remote_knows_the_scheme_in_any_case_and_nothing_else() -> None:
 
 
 def test_the_fence_variable_is_the_name_upper_cased_with_underscores() -> None:
-    assert remote.parse_url("redis://h/licence-seats.eu").fence_variable == "FI_RUN_FENCE_LICENCE_SEATS_EU"
+    assert redis_url.parse_url("redis://h/licence-seats.eu").fence_variable == "FI_RUN_FENCE_LICENCE_SEATS_EU"
     # A step under the coordinator names it from the canonical name alone (hold.py, without remote.py).
     hold = hold_from_grant(["redis://ci@h:6379/0/licence-seats.eu", "17", "token"], {})
     assert hold.fences == {"FI_RUN_FENCE_LICENCE_SEATS_EU": "17"}

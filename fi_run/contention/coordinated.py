@@ -314,7 +314,8 @@ class CoordinatedLocks:
             pass
         if self.done:
             return
-        from .remote import Renewer, Seat, Settings, parse_url, who_text
+        from .redis_url import parse_url
+        from .remote import Renewer, Seat, Settings, who_text
 
         settings = Settings.from_environ(os.environ)
         renewer = Renewer(settings, self.reporter)

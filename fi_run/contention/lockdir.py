@@ -60,10 +60,10 @@ def canonical_resource(resource: str, start_dir: str, *, windows: bool) -> str:
     realpath resolves symlinks in the part of the path that exists, so a resource that does not exist yet
     (a venv about to be created) still maps to the same name as it will once it exists. Windows paths are
     case-insensitive: normcase folds them. A redis:// resource is named ``redis://[user@]host:port/db/NAME``
-    (remote.py, imported only for one).
+    (redis_url.py, imported only for one).
     """
     if is_remote(resource):
-        from .remote import canonical_url
+        from .redis_url import canonical_url
 
         return canonical_url(resource)
     if resource.startswith("memory://"):  # a memory budget (memory.MEMORY_SCHEME), named by its scope already

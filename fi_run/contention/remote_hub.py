@@ -29,16 +29,15 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from ..errors import FiRunError, RemoteUnavailableError, UsageError
+from .redis_url import Target, parse_url
 from .remote import (
     FIRST_CONTACT_SECONDS,
     Link,
     Seat,
     Settings,
-    Target,
     as_int,
     describe_who,
     new_token,
-    parse_url,
     unreachable,
     who_text,
 )
