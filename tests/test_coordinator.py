@@ -534,13 +534,16 @@ class Slots:
         )  # fmt: skip
         wait_until((self.control / "ready").exists, "the lock to be held outside the build")
 
-    def ask(self, pid: int, lends_to: str) -> tuple[socket.socket, Reader, list[str]]:
-        """A step's request; its first answer."""
+    def ask(
+        self, pid: int, lends_to: str, resource: Path | None = None
+    ) -> tuple[socket.socket, Reader, list[str]]:
+        """A step's request (for self.resource unless told); its first answer."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(HANG_TIMEOUT)
         sock.connect(self.address)
         lock_dir = str(self.dir / "locks")
-        request = ["LOCK", str(pid), lock_dir, f"step {pid}", lends_to, os.path.realpath(self.resource)]
+        wanted = os.path.realpath(self.resource if resource is None else resource)
+        request = ["LOCK", str(pid), lock_dir, f"step {pid}", lends_to, wanted]
         sock.sendall(encode([*request, "exclusive:1:1"]))
         reader = Reader()
         (message,) = reader.feed(sock.recv(65536))
@@ -593,6 +596,37 @@ def test_at_most_j_waiting_steps_have_their_slot_lent_and_every_token_comes_back
     assert answers == {101: ["GRANT"], 102: ["LOAN", "GRANT"], 104: ["GRANT"]}
     err = slots.finish()
     assert "jobserver:" not in err, err  # no token missing, none too many
+
+
+def test_the_bound_on_lent_slots_is_per_resource(tmp_path: Path, procs: Procs) -> None:
+    """-j 2: two steps waiting for the venv have their slots lent, a third keeps its own; a step waiting for
+    another resource is lent for all the same (a bound for the whole build kept the slots of a seed-like
+    build's steps waiting for three venvs, and its independent steps could not start)."""
+    slots = Slots(tmp_path, procs, jobs=2, mode="")
+    other = tmp_path / "other-venv"
+    control = tmp_path / "outside-other"
+    control.mkdir()
+    scripts = write_scripts(tmp_path / "scripts-other")
+    outside = procs.start(
+        [console_script(), "--lock-dir", tmp_path / "locks", "--lock", other, "--", "sh", scripts.hold,
+         tmp_path / "order.log", "o.2", control],
+        cwd=tmp_path,
+    )  # fmt: skip
+    wait_until((control / "ready").exists, "the other lock to be held outside the build")
+    clients = {pid: slots.ask(pid, slots.auth) for pid in (102, 103, 104)}
+    clients[105] = slots.ask(105, slots.auth, other)
+    assert {pid: (m[0], m[3]) for pid, (_s, _r, m) in clients.items()} == {
+        102: ("WAIT", "lent"), 103: ("WAIT", "lent"), 104: ("WAIT", "keep"), 105: ("WAIT", "lent"),
+    }  # fmt: skip
+    slots.release_outside()
+    (control / "release").touch()
+    assert outside.wait(HANG_TIMEOUT) == 0
+    answers = {
+        pid: [m[0] for m in slots.granted(sock, reader)] for pid, (sock, reader, _m) in clients.items()
+    }
+    assert answers == {102: ["LOAN", "GRANT"], 103: ["LOAN", "GRANT"], 104: ["GRANT"], 105: ["LOAN", "GRANT"]}
+    err = slots.finish()
+    assert "jobserver:" not in err, err  # every token lent came back
 
 
 def test_a_slot_that_cannot_come_back_at_the_grant_is_taken_back_when_a_job_ends(
