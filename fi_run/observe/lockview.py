@@ -727,8 +727,8 @@ class _Looker:
             part = play.builds[pid] = _BuildPart(pid, steps[pid], held.get(pid, []), None)
             if part.holds():
                 front.append(_Turn(None, build=pid, kind="build", claim=False))
-            else:
-                play.line.append(_Turn(None, build=pid, kind="build"))
+            else:  # its claim will be dated when its first waiting step began to wait (coordinator._pump)
+                play.place(_Turn(_ns(part.queue[0].since) if part.queue else None, build=pid, kind="build"))
         play.line[:0] = front
         ordered = play.run()
         for position, waiter in enumerate(ordered, 1):
@@ -905,6 +905,13 @@ class _Turn:
         self.kind = kind
         self.claim = claim  # a build's: a claim won here (False: a build going on with what it holds)
 
+    def writer(self) -> bool:
+        """A waiter outside the builds who takes the gate and drains the slots: exclusive (or not known)."""
+        if self.waiter is None:
+            return False
+        modes = self.waiter.modes
+        return modes is None or any(mode == "exclusive" for mode, _n, _k in modes)
+
 
 class _Play:
     """The line played forward: each turn in order; a build's claim serves its first waiting step, and then
@@ -914,6 +921,16 @@ class _Play:
         self.files = _Files(files)
         self.line: list[_Turn] = []
         self.builds: dict[int, _BuildPart] = {}
+
+    def place(self, turn: _Turn, start: int = 0) -> None:
+        """Put ``turn`` in the line from ``start`` on, by its entry's date (one without a date goes last)."""
+        at = len(self.line) if turn.ns is None else start
+        while at < len(self.line):
+            ns = self.line[at].ns
+            if ns is None or (turn.ns is not None and ns > turn.ns):
+                break
+            at += 1
+        self.line.insert(at, turn)
 
     def run(self) -> list[Waiter]:
         served: list[Waiter] = []
@@ -939,13 +956,27 @@ class _Play:
                 first = min(
                     (t.ns for t in self.line[at:] if t.ns is not None and t.build != part.pid), default=None
                 )
+                had_gate = part.gate
                 if not part.goes_on(head, first):
-                    self.line.append(_Turn(None, build=part.pid, kind="build"))  # again, at the back
+                    # It queues again, its claim dated when ``head`` began to wait (coordinator._pump): behind
+                    # those who came before that step, ahead of those who came after it. But a build without
+                    # the gate makes that claim only once its steps inside are done, and meanwhile the gate
+                    # is free: the next writer outside takes it and drains (the readers before it go in).
+                    start = at
+                    if not had_gate:
+                        writer = next((i for i in range(at, len(self.line)) if self.line[i].writer()), None)
+                        start = at if writer is None else writer + 1
+                    self.place(_Turn(_ns(head.since), build=part.pid, kind="build"), start)
                     break
                 part.queue.pop(0)
                 part.grant(head)
                 served.append(_build_waiter(head, part.pid, kind))
         return served
+
+
+def _ns(since: float) -> int | None:
+    """A step's ``since`` (time.monotonic() seconds; 0.0: not known) as an entry's date."""
+    return round(since * 1e9) if since > 0 else None
 
 
 def _build_waiter(step: BuildStep | _Shape, build: int, kind: str) -> Waiter:
