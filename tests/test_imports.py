@@ -90,7 +90,9 @@ def test_a_step_with_only_a_redis_resource_imports_no_lock_library_or_re(tmp_pat
             "--lock",
             "redis://127.0.0.1:1/seats",
             "--",
-            "true",
+            sys.executable,  # a command every platform has (fi_run looks it up before it locks)
+            "-c",
+            "pass",
         ],
         cwd=tmp_path,
         capture_output=True,

@@ -514,6 +514,7 @@ def test_where_no_memory_can_be_read_mem_asks_for_a_limit(tmp_path: Path) -> Non
         memory.memory_claim(GIB, None, proc=str(tmp_path / "proc"), sys_root=str(tmp_path / "sys"))
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="sh scripts, as tests/test_locks.py (POSIX only)")
 def test_mem_steps_together_never_take_more_than_the_budget(tmp_path: Path, procs: Procs) -> None:
     """--mem-limit 1G: two steps of 400M fit (100 of 128 seats), a third waits until one leaves, and a step of
     8M is not let past it: first come, first served."""
@@ -542,6 +543,7 @@ def test_mem_steps_together_never_take_more_than_the_budget(tmp_path: Path, proc
     )
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="sh scripts, as tests/test_locks.py (POSIX only)")
 def test_a_mem_step_larger_than_the_budget_runs_alone_and_says_so(tmp_path: Path, procs: Procs) -> None:
     scripts = write_scripts(tmp_path / "scripts")
     log = tmp_path / "order.log"

@@ -12,7 +12,7 @@ from fi_run_testing import only_fi_run_line, run
 
 from fi_run.contention import redis_url, remote
 from fi_run.contention.hold import CAP_VARIABLE, hold_from_grant
-from fi_run.contention.lockdir import is_remote, merge_requests, resource_identity
+from fi_run.contention.lockdir import canonical_resource, is_remote, merge_requests, resource_identity
 from fi_run.errors import EXIT_STATUSES, EXIT_UNAVAILABLE, EXIT_USAGE, UsageError
 from fi_run.records import LockRequest
 
@@ -65,9 +65,10 @@ def test_the_identity_leaves_out_the_user_and_so_does_the_global_order() -> None
         LockRequest("/tmp/local-resource", "shared"),
     ]
     merged = merge_requests(requests, "/", windows=False)
+    local = canonical_resource("/tmp/local-resource", "/", windows=False)  # Z:\tmp\... under Wine
     # One order on every machine: sorted by identity, paths and URLs alike; the user only in the name shown.
     assert [name for name, _modes in merged] == [
-        "/tmp/local-resource",
+        local,
         "redis://cache:6379/0/a",
         "redis://zed@cache:6379/0/b",
     ]
