@@ -45,9 +45,9 @@ from fi_run.errors import EXIT_TEMPFAIL, EXIT_TIMEOUT, EXIT_UNAVAILABLE, EXIT_US
 from fi_run.observe import lockview
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
-    from fi_run_testing import Scripts
+    from fi_run_testing import Holder, Scripts
 
 assert sys.platform != "win32"  # POSIX only: conftest.POSIX_ONLY keeps it from being collected on Windows
 
@@ -75,6 +75,26 @@ def fi_run(*args: str | os.PathLike[str]) -> list[str]:
 def machine(tmp_path: Path, name: str) -> list[str]:
     """The options of one "machine": its own lock directory."""
     return ["--lock-dir", str(tmp_path / name / "locks")]
+
+
+def hold(
+    procs: Procs,
+    scripts: Scripts,
+    tmp_path: Path,
+    options: Sequence[str | os.PathLike[str]],
+    *,
+    log: Path,
+    tag: str,
+) -> Holder:
+    """``fi_run OPTIONS -- sh hold.sh LOG TAG``, with the tests' Redis environment, once it holds."""
+    return start_holder(
+        procs, scripts, options, log=log, tag=tag, control=tmp_path / tag, cwd=tmp_path, env=redis_environ()
+    )
+
+
+def step(procs: Procs, tmp_path: Path, argv: list[str | os.PathLike[str]]) -> subprocess.Popen[bytes]:
+    """``fi_run ARGV`` in the background, with the tests' Redis environment."""
+    return procs.start_fi_run(argv, cwd=tmp_path, env=redis_environ())
 
 
 def in_line(server: RedisServer, name: str, waiters: int) -> bool:
@@ -160,25 +180,16 @@ def test_waiters_are_served_in_the_order_they_asked_across_machines(
     tmp_path: Path, server: RedisServer, scripts: Scripts, procs: Procs
 ) -> None:
     log = tmp_path / "order.log"
-    holder = start_holder(
-        procs,
-        scripts,
-        ["--lock", server.url("deploy")],
-        log=log,
-        tag="holder.0",
-        control=tmp_path / "h",
-        cwd=tmp_path,
-        env=redis_environ(),
-    )
+    holder = hold(procs, scripts, tmp_path, ["--lock", server.url("deploy")], log=log, tag="holder.0")
     tags = [f"w.{i}" for i in range(6)]
     waiting = []
     for number, tag in enumerate(tags):
         where = machine(tmp_path, "ab"[number * 7 % 3 % 2])  # the machines in an irregular order
         waiting.append(
-            procs.start_fi_run(
+            step(
+                procs,
+                tmp_path,
                 [*where, "--lock", server.url("deploy"), "--", "sh", scripts.step, log, tag, "0"],
-                cwd=tmp_path,
-                env=redis_environ(),
             )
         )
         wait_until(partial(in_line, server, "deploy", number + 1), f"{tag} in the server's line")
@@ -196,26 +207,13 @@ def test_a_writer_waiting_behind_readers_is_not_passed_by_a_later_reader(
     tmp_path: Path, server: RedisServer, scripts: Scripts, procs: Procs
 ) -> None:
     log = tmp_path / "order.log"
-    reader = start_holder(
-        procs,
-        scripts,
-        ["--shared-lock", server.url("venv")],
-        log=log,
-        tag="r.0",
-        control=tmp_path / "r0",
-        cwd=tmp_path,
-        env=redis_environ(),
-    )
-    writer = procs.start_fi_run(
-        ["--lock", server.url("venv"), "--", "sh", scripts.step, log, "w.1", "0.1"],
-        cwd=tmp_path,
-        env=redis_environ(),
+    reader = hold(procs, scripts, tmp_path, ["--shared-lock", server.url("venv")], log=log, tag="r.0")
+    writer = step(
+        procs, tmp_path, ["--lock", server.url("venv"), "--", "sh", scripts.step, log, "w.1", "0.1"]
     )
     wait_until(lambda: in_line(server, "venv", 1), "the writer in line")
-    late = procs.start_fi_run(
-        ["--shared-lock", server.url("venv"), "--", "sh", scripts.step, log, "r.2", "0"],
-        cwd=tmp_path,
-        env=redis_environ(),
+    late = step(
+        procs, tmp_path, ["--shared-lock", server.url("venv"), "--", "sh", scripts.step, log, "r.2", "0"]
     )
     wait_until(lambda: in_line(server, "venv", 2), "the late reader in line")
     reader.release()
@@ -229,20 +227,9 @@ def test_a_sigkilled_holder_is_dropped_when_its_lease_ends(
     tmp_path: Path, server: RedisServer, scripts: Scripts, procs: Procs
 ) -> None:
     log = tmp_path / "order.log"
-    holder = start_holder(
-        procs,
-        scripts,
-        ["--lock", server.url("device")],
-        log=log,
-        tag="dead.0",
-        control=tmp_path / "h",
-        cwd=tmp_path,
-        env=redis_environ(),
-    )
-    waiter = procs.start_fi_run(
-        ["--lock", server.url("device"), "--", "sh", scripts.step, log, "next.1", "0"],
-        cwd=tmp_path,
-        env=redis_environ(),
+    holder = hold(procs, scripts, tmp_path, ["--lock", server.url("device")], log=log, tag="dead.0")
+    waiter = step(
+        procs, tmp_path, ["--lock", server.url("device"), "--", "sh", scripts.step, log, "next.1", "0"]
     )
     wait_until(lambda: in_line(server, "device", 1), "the waiter in line")
     kill_session(holder.proc.pid)  # fi_run and its command, as a machine that died
@@ -259,16 +246,7 @@ def test_lock_timeout_is_exit_75_naming_the_remote_holder_and_leaves_the_line(
     tmp_path: Path, server: RedisServer, scripts: Scripts, procs: Procs
 ) -> None:
     log = tmp_path / "order.log"
-    holder = start_holder(
-        procs,
-        scripts,
-        ["--semaphore", server.url("seats") + "=1"],
-        log=log,
-        tag="h.0",
-        control=tmp_path / "h",
-        cwd=tmp_path,
-        env=redis_environ(),
-    )
+    holder = hold(procs, scripts, tmp_path, ["--semaphore", server.url("seats") + "=1"], log=log, tag="h.0")
     done = run(
         fi_run(
             "--lock-timeout", "0.5", "--stamp", "s", "--semaphore", server.url("seats") + "=1", "--", "true"
@@ -293,16 +271,7 @@ def test_an_interrupted_waiter_leaves_the_line(
     tmp_path: Path, server: RedisServer, scripts: Scripts, procs: Procs
 ) -> None:
     log = tmp_path / "order.log"
-    holder = start_holder(
-        procs,
-        scripts,
-        ["--lock", server.url("x")],
-        log=log,
-        tag="h.0",
-        control=tmp_path / "h",
-        cwd=tmp_path,
-        env=redis_environ(),
-    )
+    holder = hold(procs, scripts, tmp_path, ["--lock", server.url("x")], log=log, tag="h.0")
     waiter = procs.start_fi_run(
         ["--lock", server.url("x"), "--", "true"], cwd=tmp_path, env=redis_environ(), stderr=subprocess.PIPE
     )
@@ -417,15 +386,8 @@ def test_a_restart_keeps_the_seats_held_and_grants_nothing_new_until_holders_are
     server = RedisServer(tmp_path / "redis", persist=how == "crash with an append-only file").start()
     try:
         log = tmp_path / "order.log"
-        holder = start_holder(
-            procs,
-            scripts,
-            ["--semaphore", server.url("lab") + "=1"],
-            log=log,
-            tag="old.0",
-            control=tmp_path / "h",
-            cwd=tmp_path,
-            env=redis_environ(),
+        holder = hold(
+            procs, scripts, tmp_path, ["--semaphore", server.url("lab") + "=1"], log=log, tag="old.0"
         )
         fence = server.look("lab").holders[0].fence
         if how == "FLUSHALL":
@@ -518,16 +480,7 @@ def test_two_coordinators_serve_one_resource_in_request_order(
     def asking(url: str) -> list[str]:
         return [lock[0], url + (lock[1] if len(lock) > 1 else "")]
 
-    holder = start_holder(
-        procs,
-        scripts,
-        asking(server.url("seats")),
-        log=log,
-        tag="h.0",
-        control=tmp_path / "h",
-        cwd=tmp_path,
-        env=redis_environ(),
-    )
+    holder = hold(procs, scripts, tmp_path, asking(server.url("seats")), log=log, tag="h.0")
     builds = {name: Build(tmp_path, name, procs, scripts) for name in ("a", "b")}
     order = ["a", "b", "b", "a", "b", "a"]
     for number, name in enumerate(order):
@@ -594,11 +547,7 @@ def test_a_step_renews_its_seat_itself_when_the_coordinator_dies(
     wait_until((control / "ready").exists, "k.0 inside")
     assert build.proc is not None
     os.kill(build.proc.pid, signal.SIGKILL)  # the jobserver, and its coordinator with it
-    other = procs.start_fi_run(
-        ["--lock", server.url("dev"), "--", "sh", scripts.step, log, "o.1", "0"],
-        cwd=tmp_path,
-        env=redis_environ(),
-    )
+    other = step(procs, tmp_path, ["--lock", server.url("dev"), "--", "sh", scripts.step, log, "o.1", "0"])
     wait_until(lambda: in_line(server, "dev", 1), "another machine's step in line")
     time.sleep(2 * 1.5)  # two leases: the seat would have lapsed by now if nobody renewed it
     assert analyse(read_log(log)).entered == ["k.0"], "nobody entered while the command still ran"
@@ -631,20 +580,18 @@ def test_the_report_names_the_machine_of_each_remote_holder_and_waiter(
 ) -> None:
     logs = {name: tmp_path / f"{name}.log" for name in ("a", "b")}
     order = tmp_path / "order.log"
-    holder = start_holder(
+    holder = hold(
         procs,
         scripts,
+        tmp_path,
         [*machine(tmp_path, "a"), "--log", logs["a"], "--lock", server.url("deploy")],
         log=order,
         tag="h.0",
-        control=tmp_path / "h",
-        cwd=tmp_path,
-        env=redis_environ(),
     )
-    waiter = procs.start_fi_run(
+    waiter = step(
+        procs,
+        tmp_path,
         [*machine(tmp_path, "b"), "--log", logs["b"], "--lock", server.url("deploy"), "--", "true"],
-        cwd=tmp_path,
-        env=redis_environ(),
     )
     wait_until(partial(in_line, server, "deploy", 1), "b's step in line")
     holder.release()
@@ -667,23 +614,21 @@ def test_fi_run_locks_shows_a_remote_resource_s_holder_and_waiters_with_their_ma
 ) -> None:
     """Issue 21, item 4: `fi-run locks --redis URL` asks the server: the holder (its machine, pid, fence)
     and the waiters of every machine, numbered in the order the server will serve them."""
-    holder = start_holder(
+    holder = hold(
         procs,
         scripts,
+        tmp_path,
         [*machine(tmp_path, "a"), "--semaphore", server.url("seats") + "=2:2"],
         log=tmp_path / "order.log",
         tag="h.0",
-        control=tmp_path / "h",
-        cwd=tmp_path,
-        env=redis_environ(),
     )
     waiters = []
     for number, name in enumerate(("b", "a"), 1):
         waiters.append(
-            procs.start_fi_run(
+            step(
+                procs,
+                tmp_path,
                 [*machine(tmp_path, name), "--semaphore", server.url("seats") + "=2", "--", "true"],
-                cwd=tmp_path,
-                env=redis_environ(),
             )
         )
         wait_until(partial(in_line, server, "seats", number), f"waiter {number} in line")
