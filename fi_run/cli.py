@@ -20,7 +20,7 @@ from .records import DEFAULT_RETRIES, LEND_POLICIES
 
 TYPE_CHECKING = False  # not typing's: saves importing typing (~6 ms) per unlocked step (docs/performance.md)
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
     from typing import Final
 
     from .records import EnvOp, LockRequest, StepSpec
@@ -454,19 +454,10 @@ def _options_and_command(argv: Sequence[str]) -> tuple[list[str], list[str] | No
     return options, command
 
 
-def lock_requests(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> list[LockRequest]:
-    """The locks a fi_run command line asks for: its --lock, --shared-lock and --semaphore options before
-    '--', read as parse() reads them, without response files or environment defaults. For `fi-run locks`,
-    which reads other processes' command lines (interpreter and script words included): words that are not
-    fi_run's options, and values that do not parse, are skipped. Given the process's ``environ``, its --mem
-    too: the seats of the memory budget it takes, as execute asks for them (--mem-limit, else the
-    environment's FI_RUN_MEM_LIMIT, else the budget this process sees: memory.memory_claim)."""
-    from .records import LockRequest
-
+def _valued_options(words: Sequence[str]) -> Iterator[tuple[str, Option, str]]:
+    """Each of fi_run's options that takes a value among ``words``, as (flag, option, value): ``--flag=value``
+    or ``--flag value``, as parse() reads them. Other words are skipped; a flag without its value ends it."""
     table = _flag_table()
-    words = _split_at_separator(argv)[0]
-    requests: list[LockRequest] = []
-    sizes: dict[str, int] = {}  # mem, mem_limit
     i = 0
     while i < len(words):
         flag, inline, value = words[i].partition("=")
@@ -476,9 +467,24 @@ def lock_requests(argv: Sequence[str], environ: Mapping[str, str] | None = None)
             continue
         if not inline:
             if i >= len(words):
-                break
+                return
             value = words[i]
             i += 1
+        yield flag, option, value
+
+
+def lock_requests(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> list[LockRequest]:
+    """The locks a fi_run command line asks for: its --lock, --shared-lock and --semaphore options before
+    '--', read as parse() reads them, without response files or environment defaults. For `fi-run locks`,
+    which reads other processes' command lines (interpreter and script words included): words that are not
+    fi_run's options, and values that do not parse, are skipped. Given the process's ``environ``, its --mem
+    too: the seats of the memory budget it takes, as execute asks for them (--mem-limit, else the
+    environment's FI_RUN_MEM_LIMIT, else the budget this process sees: memory.memory_claim)."""
+    from .records import LockRequest
+
+    requests: list[LockRequest] = []
+    sizes: dict[str, int] = {}  # mem, mem_limit
+    for flag, option, value in _valued_options(_split_at_separator(argv)[0]):
         if option.field in ("locks", "mem", "mem_limit") and option.convert is not None:
             try:
                 request = option.convert(flag, value)
@@ -687,23 +693,11 @@ def named_stamps(args: Sequence[str], cwd: str | None, *, expand: bool = True) -
             pass
     if options is None:
         options, _command = _split_at_separator(args)
-    table = _flag_table()
     found = []
-    i = 0
-    while i < len(options):
-        flag, has_inline, inline = options[i].partition("=")
-        i += 1
-        option = table.get(flag)
-        if option is None or option.metavar is None:
-            continue
-        if not has_inline:
-            if i >= len(options):
-                break
-            inline = options[i]
-            i += 1
-        known = cwd is not None or os.path.isabs(inline)
-        if option.field == "stamp" and inline and "\0" not in inline and known:
-            found.append(os.path.normpath(os.path.join(cwd or "", inline)))
+    for _flag, option, value in _valued_options(options):
+        known = cwd is not None or os.path.isabs(value)
+        if option.field == "stamp" and value and "\0" not in value and known:
+            found.append(os.path.normpath(os.path.join(cwd or "", value)))
     return found
 
 
