@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from fi_run_testing import (
     HANG_TIMEOUT,
+    Holder,
     Procs,
     analyse,
     base_environ,
@@ -28,6 +29,7 @@ from fi_run_testing import (
     ninja_binary,
     process_gone,
     read_log,
+    start_holder,
     wait_until,
     write_scripts,
 )
@@ -523,16 +525,17 @@ class Slots:
         )  # fmt: skip
         wait_until(lambda: self.info.exists() and "\n" in self.info.read_text(), "the jobserver's command")
         self.address, self.auth = self.info.read_text().split("\n")
+        self.procs = procs
+        self.scripts = write_scripts(tmp_path / "scripts")
         self.resource = tmp_path / "venv"
-        self.control = tmp_path / "outside"
-        self.control.mkdir()
-        scripts = write_scripts(tmp_path / "scripts")
-        self.outside = procs.start(
-            [console_script(), "--lock-dir", tmp_path / "locks", "--lock", self.resource, "--", "sh",
-             scripts.hold, tmp_path / "order.log", "o.1", self.control],
-            cwd=tmp_path,
+        self.outside = self.hold_outside(self.resource, "o.1")
+
+    def hold_outside(self, resource: Path, tag: str) -> Holder:
+        """A plain fi_run outside the build holding ``resource`` (exclusive) until released."""
+        return start_holder(
+            self.procs, self.scripts, ["--lock-dir", self.dir / "locks", "--lock", resource],
+            log=self.dir / "order.log", tag=tag, control=self.dir / tag, cwd=self.dir,
         )  # fmt: skip
-        wait_until((self.control / "ready").exists, "the lock to be held outside the build")
 
     def ask(
         self, pid: int, lends_to: str, resource: Path | None = None
@@ -550,8 +553,8 @@ class Slots:
         return sock, reader, message
 
     def release_outside(self) -> None:
-        (self.control / "release").touch()
-        assert self.outside.wait(HANG_TIMEOUT) == 0
+        self.outside.release()
+        assert self.outside.proc.wait(HANG_TIMEOUT) == 0
 
     @staticmethod
     def granted(sock: socket.socket, reader: Reader) -> list[list[str]]:
@@ -604,23 +607,15 @@ def test_the_bound_on_lent_slots_is_per_resource(tmp_path: Path, procs: Procs) -
     build's steps waiting for three venvs, and its independent steps could not start)."""
     slots = Slots(tmp_path, procs, jobs=2, mode="")
     other = tmp_path / "other-venv"
-    control = tmp_path / "outside-other"
-    control.mkdir()
-    scripts = write_scripts(tmp_path / "scripts-other")
-    outside = procs.start(
-        [console_script(), "--lock-dir", tmp_path / "locks", "--lock", other, "--", "sh", scripts.hold,
-         tmp_path / "order.log", "o.2", control],
-        cwd=tmp_path,
-    )  # fmt: skip
-    wait_until((control / "ready").exists, "the other lock to be held outside the build")
+    outside = slots.hold_outside(other, "o.2")
     clients = {pid: slots.ask(pid, slots.auth) for pid in (102, 103, 104)}
     clients[105] = slots.ask(105, slots.auth, other)
     assert {pid: (m[0], m[3]) for pid, (_s, _r, m) in clients.items()} == {
         102: ("WAIT", "lent"), 103: ("WAIT", "lent"), 104: ("WAIT", "keep"), 105: ("WAIT", "lent"),
     }  # fmt: skip
     slots.release_outside()
-    (control / "release").touch()
-    assert outside.wait(HANG_TIMEOUT) == 0
+    outside.release()
+    assert outside.proc.wait(HANG_TIMEOUT) == 0
     answers = {
         pid: [m[0] for m in slots.granted(sock, reader)] for pid, (sock, reader, _m) in clients.items()
     }
